@@ -1,0 +1,78 @@
+"""Normalized events a worker appends to a job's Redis Stream, and the gateway relays.
+
+An event is a small dict with a type under "t". They travel as orjson in the stream
+field "d"; the constructors below are the only place their shape is spelled out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+Side = Literal["a", "b"]
+Event = dict[str, Any]
+
+FIELD = b"d"
+
+#: Kinds of error, shared by worker (which raises them) and gateway (which maps them to statuses).
+ErrorKind = Literal[
+    "rate_limited",  # the arena's 429; retry_after set
+    "recaptcha",  # token refused twice
+    "auth",  # login required / not our session
+    "challenge",  # Cloudflare interstitial
+    "bad_request",  # the arena refused the request body (400)
+    "upstream",  # the arena failed (5xx, a3 error line, cut stream)
+    "no_worker",  # nobody could take the job
+    "worker_lost",  # the worker died while streaming
+    "cancelled",
+    "timeout",
+    "internal",
+]
+
+
+def accepted(worker_id: str) -> Event:
+    return {"t": "accepted", "worker": worker_id}
+
+
+def text(side: Side, value: str) -> Event:
+    return {"t": "text", "side": side, "text": value}
+
+
+def reasoning(side: Side, value: str) -> Event:
+    return {"t": "reasoning", "side": side, "text": value}
+
+
+def citation(side: Side, source: dict[str, Any]) -> Event:
+    return {"t": "citation", "side": side, "source": source}
+
+
+def image(side: Side, url: str, mime_type: str) -> Event:
+    return {"t": "image", "side": side, "url": url, "mime_type": mime_type}
+
+
+def finish(side: Side, reason: str, usage: dict[str, Any] | None = None) -> Event:
+    return {"t": "finish", "side": side, "reason": reason, "usage": usage}
+
+
+def error(
+    kind: ErrorKind,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    status: int | None = None,
+) -> Event:
+    return {"t": "error", "kind": kind, "message": message, "retry_after": retry_after, "status": status}
+
+
+def done() -> Event:
+    """Last event of every job: nothing follows it."""
+    return {"t": "done"}
+
+
+def encode(event: Event) -> dict[bytes, bytes]:
+    return {FIELD: orjson.dumps(event)}
+
+
+def decode(fields: dict[bytes, bytes]) -> Event:
+    return orjson.loads(fields[FIELD])

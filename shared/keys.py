@@ -1,0 +1,42 @@
+"""Redis key names, in one place so that every process agrees on them."""
+
+from __future__ import annotations
+
+PREFIX = "lmb"
+
+#: arq queue every ready worker takes from.
+SHARED_QUEUE = f"{PREFIX}:queue"
+#: Latest model catalog (JSON list of arena model entries) as published by a worker.
+CATALOG = f"{PREFIX}:catalog"
+#: Set of worker ids that have ever heartbeated; entries whose heartbeat key is gone are dead.
+WORKERS = f"{PREFIX}:workers"
+
+
+def worker_queue(worker_id: str) -> str:
+    """arq queue owned by one worker (continuations of conversations it holds)."""
+    return f"{PREFIX}:queue:{worker_id}"
+
+
+def wake_channel(queue: str) -> str:
+    """Pub/sub channel a gateway publishes to right after enqueueing on `queue`."""
+    return f"{queue}:wake"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    """JSON heartbeat of one worker; expires when the worker stops beating."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def job_events(job_id: str) -> str:
+    """Redis Stream of a job's normalized events (see shared.events)."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def job_cancel(job_id: str) -> str:
+    """Set when the client went away; the worker stops the stream."""
+    return f"{PREFIX}:job:{job_id}:cancel"
+
+
+def arq_job_id(job_id: str, attempt: int) -> str:
+    """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
+    return f"{job_id}:{attempt}"

@@ -1,0 +1,79 @@
+"""Settings read from `LMB_`-prefixed environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LMB_", extra="ignore")
+
+    # Where things are
+    redis_url: str | None = Field(
+        default=None, description="Redis to use; unset means an embedded one (`up` only)."
+    )
+    arena_url: str = Field(default="https://arena.ai", description="The arena's origin.")
+    host: str = Field(default="127.0.0.1", description="Address the gateway binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the gateway binds to.")
+    state_dir: Path = Field(
+        default=Path(".lmb"), description="Embedded Redis data, browser profiles, logs."
+    )
+
+    # Access
+    admin_key: SecretStr | None = Field(default=None, description="Key for the admin surfaces.")
+
+    # Workers and browsers
+    workers: int = Field(default=1, ge=0, le=64, description="Workers `up` starts.")
+    worker_id: str | None = Field(default=None, description="This worker's name (default: random).")
+    worker_capacity: int = Field(
+        default=4, ge=1, le=64, description="Streams one browser runs at once."
+    )
+    headless: bool | None = Field(
+        default=None, description="Headless Chrome; unset means headless unless DISPLAY is set."
+    )
+    chromium_path: str = Field(default="/usr/bin/chromium", description="Chromium binary.")
+    chromedriver_path: str = Field(default="/usr/bin/chromedriver", description="chromedriver.")
+    chromium_args: list[str] = Field(
+        default_factory=list, description="Extra Chromium switches (JSON list)."
+    )
+    profile_dir: Path | None = Field(
+        default=None, description="Browser profile directory (default: per worker in state_dir)."
+    )
+    recaptcha_action: str = Field(default="chat_submit", description="reCAPTCHA action for writes.")
+    token_pool_size: int = Field(
+        default=2, ge=0, le=16, description="reCAPTCHA tokens a worker keeps minted ahead."
+    )
+    token_max_age_seconds: float = Field(
+        default=100.0, gt=0, description="Drop pre-minted tokens older than this (they live ~120 s)."
+    )
+    page_ready_timeout_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0, description="Worker heartbeat period.")
+
+    # Requests
+    worker_wait_seconds: float = Field(
+        default=10.0, ge=0, description="How long a request waits for a ready worker before 503."
+    )
+    keepalive_seconds: float = Field(
+        default=10.0, gt=0, description="SSE keep-alive comment period while a job waits."
+    )
+    first_event_wait_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="Streamed requests wait this long for the first event before committing a 200,"
+        " so that early failures still get a real status.",
+    )
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest request body.")
+    job_timeout_seconds: float = Field(default=900.0, gt=0, description="Longest one answer may run.")
+    events_ttl_seconds: int = Field(
+        default=3600, gt=0, description="How long a finished job's event stream is kept."
+    )
+
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=False, description="Structured JSON logs.")
+
+    @property
+    def arena_origin(self) -> str:
+        return self.arena_url.rstrip("/")
