@@ -31,8 +31,9 @@ ErrorKind = Literal[
 ]
 
 
-def accepted(worker_id: str) -> Event:
-    return {"t": "accepted", "worker": worker_id}
+def accepted(worker_id: str, attempt: int) -> Event:
+    """A worker took the job (attempt n); a later attempt may follow if it hands the job on."""
+    return {"t": "accepted", "worker": worker_id, "attempt": attempt}
 
 
 def text(side: Side, value: str) -> Event:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import abort_jobs_ss
 
 from shared import keys
 from shared.jobs import CompletionJob
@@ -37,3 +39,18 @@ async def enqueue(pool: ArqRedis, job: CompletionJob, queue: str, *, expires_s: 
         _expires=expires_s,
     )
     await pool.publish(keys.wake_channel(queue), b"1")
+
+
+async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> None:
+    """Mark a job cancelled and ask arq to abort whichever attempt is running.
+
+    The cancel key covers an attempt that has not started yet; arq's abort set covers the one
+    that has. Workers listen on the wake channel, so the abort is seen at once, not at next poll.
+    """
+    now_ms = int(time.time() * 1000)
+    async with pool.pipeline(transaction=False) as pipe:
+        pipe.set(keys.job_cancel(job_id), b"1", ex=ttl_s)
+        pipe.zadd(
+            abort_jobs_ss, {keys.arq_job_id(job_id, n): now_ms for n in range(attempts + 1)}
+        )
+        await pipe.execute()
