@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     # Access
     admin_key: SecretStr | None = Field(default=None, description="Key for the admin surfaces.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Client keys (JSON list); empty means no key needed."
+    )
 
     # Workers and browsers
     workers: int = Field(default=1, ge=0, le=64, description="Workers `up` starts.")
