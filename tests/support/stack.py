@@ -1,0 +1,105 @@
+"""The whole bridge as separate processes (gateway, workers) on a real Redis and the fake arena."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from shared import keys
+from shared.workers import WorkerStatus
+from tests.support.procs import TEST_CHROMIUM_ARGS, free_port, spawn, stop, wait_for_http
+
+
+@dataclass
+class Stack:
+    redis_url: str
+    arena_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    gateway_port: int = 0
+    gateway: subprocess.Popen | None = None
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_url)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {
+            "LMB_REDIS_URL": self.redis_url,
+            "LMB_ARENA_URL": self.arena_url,
+            "LMB_STATE_DIR": str(self.workdir / "state"),
+            "LMB_HEADLESS": "true",
+            "LMB_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
+            "LMB_HEARTBEAT_SECONDS": "0.5",
+            **self.env,
+            **extra,
+        }
+
+    def start_gateway(self, **env: str) -> None:
+        self.gateway_port = self.gateway_port or free_port()
+        self.gateway = spawn(
+            [sys.executable, "-m", "cli", "gateway"],
+            env=self._env(LMB_PORT=str(self.gateway_port), **env),
+            log=self.workdir / "gateway.log",
+        )
+        wait_for_http(f"{self.base_url}/healthz", proc=self.gateway)
+
+    def stop_gateway(self) -> None:
+        if self.gateway is not None:
+            stop(self.gateway)
+            self.gateway = None
+
+    def start_worker(self, name: str, *, wait_ready: bool = True, **env: str) -> None:
+        self.workers[name] = spawn(
+            [sys.executable, "-m", "cli", "worker"],
+            env=self._env(LMB_WORKER_ID=name, **env),
+            log=self.workdir / f"{name}.log",
+        )
+        if wait_ready:
+            self.wait_worker(name, "ready")
+
+    def stop_worker(self, name: str) -> None:
+        stop(self.workers.pop(name))
+
+    def worker_status(self, name: str) -> WorkerStatus | None:
+        raw = self.redis.get(keys.worker_heartbeat(name))
+        return WorkerStatus.load(raw) if raw else None
+
+    def wait_worker(self, name: str, state: str, timeout: float = 60.0) -> WorkerStatus:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            proc = self.workers.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.workdir}/{name}.log")
+            status = self.worker_status(name)
+            if status is not None and status.state.value == state:
+                return status
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} not {state} after {timeout}s (last: {status})")
+
+    def arena(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """Call the fake arena's control API."""
+        response = httpx.request(method, f"{self.arena_url}/__fake/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def arena_log(self) -> dict:
+        return self.arena("GET", "log").json()
+
+    def close(self) -> None:
+        for name in list(self.workers):
+            self.stop_worker(name)
+        self.stop_gateway()
+        self.redis.close()
