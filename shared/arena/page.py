@@ -42,7 +42,9 @@ def action_result(rsc_body: str) -> Any:
             try:
                 return orjson.loads(line[2:])
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f"line 1 of the action answer is not JSON: {line[:200]!r}") from exc
+                raise ValueError(
+                    f"line 1 of the action answer is not JSON: {line[:200]!r}"
+                ) from exc
     raise ValueError("no line 1: in the action answer")
 
 
