@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import ClassVar
@@ -123,9 +124,12 @@ def classify(status: int, headers: Mapping[str, str], body: str) -> ArenaError:
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
-        return max(0.0, float(headers["retry-after"]))
+        seconds = float(headers["retry-after"])
     except (KeyError, ValueError):
-        pass
+        seconds = math.nan
+    # An HTTP-date (or garbage) is not seconds: fall back rather than guess the clock.
+    if math.isfinite(seconds):
+        return max(0.0, seconds)
     # `ratelimit: limit=…, remaining=…, reset=<seconds>` (IETF RateLimit header fields draft).
     match = _RESET.search(headers.get("ratelimit", ""))
     return float(match.group(1)) if match else None

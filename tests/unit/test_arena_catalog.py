@@ -95,6 +95,10 @@ def test_push_strings_are_concatenated_in_page_order() -> None:
     assert rsc_text_from_html("<html>no payload</html>") == ""
 
 
+def test_pretty_printed_json_capture_reads_as_raw_text() -> None:
+    assert initial_models(capture_text("model-catalog-2025-12-01.json")) == _catalog()
+
+
 def test_raw_text_with_whitespace_after_the_key() -> None:
     text = 'x {"initialModels": \n [{"id":"1","publicName":"m"}], "initialModelAId":"1"}'
     assert initial_models(text) == [{"id": "1", "publicName": "m"}]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.arena.ids import uuid7, uuid7_time_ms
+from shared.arena.ids import uuid7, uuid7_ascending, uuid7_time_ms
 from tests.unit.test_arena_captures import STREAMS, capture
 
 CANONICAL_V7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -61,6 +61,16 @@ def test_ids_in_one_millisecond_differ_in_their_random_bits() -> None:
 def test_later_milliseconds_sort_later_as_text() -> None:
     values = [uuid7(ms) for ms in range(1_762_500_000_000, 1_762_500_000_200)]
     assert sorted(values) == values
+
+
+def test_ids_made_together_ascend_within_their_millisecond() -> None:
+    for _ in range(200):
+        values = uuid7_ascending(4, 1_762_500_000_000)
+        assert len(set(values)) == 4
+        assert [uuid.UUID(v).int for v in values] == sorted(uuid.UUID(v).int for v in values)
+        assert {uuid7_time_ms(v) for v in values} == {1_762_500_000_000}
+    before = time.time_ns() // 1_000_000
+    assert before <= uuid7_time_ms(uuid7_ascending(1)[0]) <= time.time_ns() // 1_000_000
 
 
 def test_reads_the_time_of_the_ids_the_site_made() -> None:
