@@ -1,0 +1,349 @@
+"""The stream endpoints: create, post to and retry an evaluation (streamed answers), and stop.
+
+Checks run in this order; the first that fails answers:
+injected status failure → reCAPTCHA token (403) → caller, session owner, login gate (401/404)
+→ body checks (400). Ids are spent only by a request that passes every check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tests.fakearena import png, replies
+from tests.fakearena.answers import Refusal, error_answer, json_answer
+from tests.fakearena.catalog import Model
+from tests.fakearena.identity import Identity, resolve
+from tests.fakearena.ids import is_fresh_uuid7
+from tests.fakearena.linestream import LineStream, paced
+from tests.fakearena.replies import Ask, Attachment, Side
+from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure
+from tests.fakearena.state import Arena, Session, StreamRecord, Turn
+from tests.fakearena.storage import PREFIX, StoredObject
+
+PREFIX_STREAM = "/nextjs-api/stream"
+MATCHED_PATHS = {
+    "create": f"{PREFIX_STREAM}/create-evaluation",
+    "post": f"{PREFIX_STREAM}/post-to-evaluation/[id]",
+    "retry": f"{PREFIX_STREAM}/retry-evaluation-session-message/[evaluationSessionId]"
+    "/messages/[messageId]",
+    "stop": f"{PREFIX_STREAM}/stop/[evaluationSessionId]/messages/[messageId]",
+}
+MAX_PROMPT_CHARS = 113_567
+MODES = ("direct", "battle", "side-by-side")
+SERVED_MODALITIES = ("chat", "search", "image")
+RECAPTCHA_ACTION = "chat_submit"
+OUTCOMES = {"cut_stream": "cut", "error_line": "error", "empty_200": "empty"}
+LOGIN_GATE_BODY = {"error": "LOGIN_GATE", "message": "Sign in to use direct chat."}
+
+
+def _arena(request: Request) -> Arena:
+    return request.app.state.arena
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise Refusal(error_answer(400, "Invalid JSON body"))
+    return body
+
+
+def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any]) -> Response:
+    if failure.kind == "rate_limit_429":
+        modality = body.get("modality") if isinstance(body.get("modality"), str) else "chat"
+        headers = {
+            "content-type": "text/plain; charset=UTF-8",
+            "retry-after": str(failure.retry_after),
+            "access-control-allow-origin": "*",
+            "cache-control": "public, max-age=0, must-revalidate",
+            "ratelimit": f"limit=0, remaining=0, reset={failure.retry_after}",
+            "ratelimit-modality": modality,
+            "ratelimit-policy": "0;w=0",
+            "x-matched-path": MATCHED_PATHS[endpoint],
+        }
+        return Response("Too many requests, please try again later.", 429, headers)
+    status, message = {
+        "recaptcha_403": (403, "recaptcha validation failed"),
+        "unauthorized_401": (401, "Unauthorized"),
+        "server_500": (500, "Internal Server Error"),
+    }[failure.kind]
+    return error_answer(status, message)
+
+
+def _injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any]) -> Failure | None:
+    """The stream-shaping failure for this request; status failures answer at once."""
+    failure = arena.next_failure(endpoint)
+    if failure is not None and failure.kind in STATUS_FAILURES:
+        raise Refusal(_status_failure(failure, endpoint, body))
+    return failure
+
+
+def _spend_token(arena: Arena, body: Mapping[str, Any]) -> None:
+    if not arena.take_token(body.get("recaptchaV3Token"), RECAPTCHA_ACTION):
+        raise Refusal(error_answer(403, "recaptcha validation failed"))
+
+
+def _caller(request: Request) -> Identity:
+    identity = resolve(request.cookies)
+    if identity is None:
+        raise Refusal(error_answer(401, "Unauthorized"))
+    return identity
+
+
+def _gate(arena: Arena, identity: Identity, mode: str) -> None:
+    if arena.scenario.login_gate and mode == "direct" and not identity.signed_in:
+        raise Refusal(json_answer(LOGIN_GATE_BODY, 401))
+
+
+def _owned_session(arena: Arena, identity: Identity, session_id: str) -> Session:
+    session = arena.sessions.get(session_id)
+    if session is None:
+        raise Refusal(error_answer(404, "Evaluation session not found"))
+    if session.owner != identity.key:
+        message = f"User {identity.user_id} does not have access to evaluation session {session_id}"
+        raise Refusal(error_answer(401, message))
+    return session
+
+
+def _bad(message: str) -> Refusal:
+    return Refusal(error_answer(400, message))
+
+
+def _sides(body: Mapping[str, Any], mode: str) -> dict[Side, tuple[Any, Any]]:
+    """side -> (model id, model message id) as the body gives them."""
+    sides: dict[Side, tuple[Any, Any]] = {"a": (body.get("modelAId"), body.get("modelAMessageId"))}
+    if mode != "direct":
+        sides["b"] = (body.get("modelBId"), body.get("modelBMessageId"))
+    return sides
+
+
+def _model(arena: Arena, model_id: Any, modality: str) -> Model:
+    model = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
+    if model is None:
+        raise _bad(f"Unknown model: {model_id}")
+    if model.modality != modality:
+        raise _bad(f"Model {model.public_name} does not support modality {modality}")
+    return model
+
+
+def _attachments(arena: Arena, message: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
+    """The message's attachments; each must be an object uploaded here, with a valid signed URL."""
+    attachments = message.get("experimental_attachments", [])
+    if not isinstance(attachments, list):
+        raise _bad("Invalid attachments")
+    for attachment in attachments:
+        if not isinstance(attachment, dict) or not isinstance(attachment.get("url"), str):
+            raise _bad("Invalid attachment")
+        url = urlsplit(attachment["url"])
+        key = unquote(url.path.removeprefix(PREFIX))
+        valid = (
+            url.path.startswith(PREFIX)
+            and key == attachment.get("name")
+            and key in arena.bucket.objects
+            and arena.bucket.check("GET", key, dict(parse_qsl(url.query)), now) is None
+        )
+        if not valid:
+            raise _bad(f"Invalid attachment: {attachment.get('name')}")
+    return attachments
+
+
+def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> Turn:
+    """The turn a create or post body asks for, after every body check."""
+    message = body.get("userMessage")
+    if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        raise _bad("Invalid userMessage")
+    modality = body.get("modality")
+    if modality not in SERVED_MODALITIES:
+        raise _bad(f"Unsupported modality: {modality}")
+    sides = _sides(body, mode)
+    message_ids = [body.get("userMessageId"), *(message_id for _, message_id in sides.values())]
+    if not all(is_fresh_uuid7(message_id, now) for message_id in message_ids):
+        raise _bad("Message ID seems spoofed")
+    if len(set(message_ids)) != len(message_ids) or arena.used_ids.intersection(message_ids):
+        raise _bad("Message ID already used")
+    models = {side: _model(arena, model_id, modality) for side, (model_id, _) in sides.items()}
+    if len(message["content"]) > MAX_PROMPT_CHARS:
+        raise _bad(f"Message is too long (at most {MAX_PROMPT_CHARS} characters)")
+    attachments = _attachments(arena, message, now)
+    if attachments and not all(model.accepts_images for model in models.values()):
+        raise _bad("Model does not accept images")
+    return Turn(
+        user_message_id=body["userMessageId"],
+        text=message["content"],
+        modality=modality,
+        attachments=attachments,
+        models={side: model.id for side, model in models.items()},
+        message_ids={side: message_id for side, (_, message_id) in sides.items()},
+    )
+
+
+def _stream_headers(arena: Arena, identity: Identity, endpoint: Endpoint) -> list[tuple[bytes, bytes]]:
+    """The captured headers, in order; the rate limit counts this caller's streams."""
+    used = arena.count_stream(identity.key)
+    next_hour = (int(time.time()) // 3600 + 1) * 3600
+    headers = [
+        ("content-type", "text/event-stream"),
+        ("access-control-allow-origin", "*"),
+        ("cache-control", "no-cache"),
+        ("ratelimit", f"limit=3000, remaining={max(0, 3000 - used)}, reset=60"),
+        ("ratelimit-limit", "240"),
+        ("ratelimit-policy", "3000;w=300"),
+        ("ratelimit-remaining", str(max(0, 240 - used))),
+        ("ratelimit-reset", str(next_hour)),
+        ("x-matched-path", MATCHED_PATHS[endpoint]),
+    ]
+    return [(name.encode(), value.encode()) for name, value in headers]
+
+
+def _image_url(arena: Arena, request: Request, session: Session, message_id: str, prompt: str) -> str:
+    """Store the generated picture and sign a GET for it, as the site does on R2."""
+    now = time.time()
+    key = f"{session.owner_id}/{int(now * 1000)}-{message_id}.png"
+    arena.bucket.objects[key] = StoredObject(png.image_for(prompt), "image/png")
+    origin = str(request.base_url).rstrip("/")
+    return arena.bucket.signed_url(origin, "GET", key, arena.scenario.signed_url_seconds, now)
+
+
+def _answer(
+    arena: Arena,
+    request: Request,
+    identity: Identity,
+    endpoint: Endpoint,
+    session: Session,
+    turn_index: int,
+    sides: tuple[Side, ...],
+    failure: Failure | None,
+) -> LineStream:
+    """Stream the answer of `sides` for one turn of the session."""
+    turn = session.turns[turn_index]
+    plans = []
+    for side in sides:
+        model = arena.catalog.by_id[turn.models[side]]
+        image_url = ""
+        if model.kind == "image":
+            image_url = _image_url(arena, request, session, turn.message_ids[side], turn.text)
+        ask = Ask(
+            model=model.public_name,
+            kind=model.kind,
+            turn=turn_index + 1,
+            first=session.turns[0].text,
+            prompt=turn.text,
+            retry=turn.retries.get(side, 0),
+            attachments=tuple(
+                Attachment(a.get("contentType", ""), len(arena.bucket.objects[a["name"]].data))
+                for a in turn.attachments
+            ),
+            image_url=image_url,
+        )
+        plans.append(replies.lines(side, ask))
+    kind = failure.kind if failure else None
+    plan = replies.shaped(replies.interleave(*plans), kind, failure.message if failure else "")
+    record = StreamRecord(
+        endpoint=endpoint,
+        session_id=session.id,
+        user_message_id=turn.user_message_id,
+        message_ids={side: turn.message_ids[side] for side in sides},
+        models={side: arena.catalog.by_id[turn.models[side]].public_name for side in sides},
+        outcome=OUTCOMES.get(kind or "", "finished"),
+    )
+    arena.streams.append(record)
+    for message_id in record.message_ids.values():
+        arena.by_message[(session.id, message_id)] = record
+    pause = failure.seconds if kind == "pause" else 0.0
+    lines = paced(plan, record, arena.scenario.line_delay_seconds, pause)
+    return LineStream(lines, record, _stream_headers(arena, identity, endpoint))
+
+
+async def create_evaluation(request: Request) -> Response | LineStream:
+    arena = _arena(request)
+    try:
+        body = await _json_body(request)
+        failure = _injected(arena, "create", body)
+        _spend_token(arena, body)
+        identity = _caller(request)
+        mode = body.get("mode")
+        if mode not in MODES:
+            raise _bad(f"Invalid mode: {mode}")
+        _gate(arena, identity, mode)
+        now = time.time()
+        if not is_fresh_uuid7(body.get("id"), now):
+            raise _bad("Evaluation session ID seems spoofed")
+        if body["id"] in arena.sessions:
+            raise _bad("Evaluation session already exists")
+        turn = _new_turn(arena, body, mode, now)
+    except Refusal as refusal:
+        return refusal.response
+    session = Session(id=body["id"], owner=identity.key, owner_id=identity.user_id, mode=mode)
+    session.turns.append(turn)
+    arena.sessions[session.id] = session
+    arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
+    return _answer(arena, request, identity, "create", session, 0, tuple(turn.message_ids), failure)
+
+
+async def post_to_evaluation(request: Request) -> Response | LineStream:
+    arena = _arena(request)
+    session_id = request.path_params["session_id"]
+    try:
+        body = await _json_body(request)
+        failure = _injected(arena, "post", body)
+        _spend_token(arena, body)
+        identity = _caller(request)
+        session = _owned_session(arena, identity, session_id)
+        _gate(arena, identity, session.mode)
+        if body.get("id") != session_id:
+            raise _bad("Evaluation session ID does not match the path")
+        turn = _new_turn(arena, body, session.mode, time.time())
+    except Refusal as refusal:
+        return refusal.response
+    session.turns.append(turn)
+    arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
+    index = len(session.turns) - 1
+    return _answer(arena, request, identity, "post", session, index, tuple(turn.message_ids), failure)
+
+
+async def retry_message(request: Request) -> Response | LineStream:
+    """Regenerate one model message (only its side, in battle modes) in place."""
+    arena = _arena(request)
+    session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
+    try:
+        body = await _json_body(request)
+        failure = _injected(arena, "retry", body)
+        _spend_token(arena, body)
+        identity = _caller(request)
+        session = _owned_session(arena, identity, session_id)
+        _gate(arena, identity, session.mode)
+        found = session.find(message_id)
+        if found is None:
+            raise Refusal(error_answer(404, "Message not found"))
+    except Refusal as refusal:
+        return refusal.response
+    index, side = found
+    turn = session.turns[index]
+    turn.retries[side] = turn.retries.get(side, 0) + 1
+    return _answer(arena, request, identity, "retry", session, index, (side,), failure)
+
+
+async def stop_message(request: Request) -> Response:
+    """End the running answer of a model message before its next line."""
+    arena = _arena(request)
+    session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
+    try:
+        session = _owned_session(arena, _caller(request), session_id)
+        if session.find(message_id) is None:
+            raise Refusal(error_answer(404, "Message not found"))
+    except Refusal as refusal:
+        return refusal.response
+    record: StreamRecord | None = arena.by_message.get((session_id, message_id))
+    if record is not None:
+        record.interrupt("stopped")
+    return json_answer({"success": True})
+

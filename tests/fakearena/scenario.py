@@ -1,0 +1,67 @@
+"""The knobs a test turns: pacing, failures, challenge, login gate, catalog."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FailureKind = Literal[
+    "rate_limit_429",
+    "recaptcha_403",
+    "unauthorized_401",
+    "server_500",
+    "cut_stream",
+    "error_line",
+    "empty_200",
+    "pause",
+]
+#: Failures answered instead of the stream; the others shape a 200 stream.
+STATUS_FAILURES = frozenset({"rate_limit_429", "recaptcha_403", "unauthorized_401", "server_500"})
+
+Endpoint = Literal["create", "post", "retry"]
+
+
+class Failure(BaseModel):
+    """One injected failure: `kind`, applied to `times` requests after skipping `after`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: FailureKind
+    endpoint: Literal["create", "post", "retry", "any"] = "any"
+    after: int = Field(default=0, ge=0, description="Matching requests to let through first.")
+    times: int | None = Field(default=1, ge=1, description="Requests to fail; null: all of them.")
+    retry_after: int = Field(default=60, ge=0, description="rate_limit_429: retry-after seconds.")
+    seconds: float = Field(default=5.0, ge=0, description="pause: silence after the first line.")
+    message: str = Field(
+        default="Resource exhausted. Please try again later.", description="error_line: a3 text."
+    )
+
+    def matches(self, endpoint: Endpoint) -> bool:
+        return self.endpoint in ("any", endpoint)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    line_delay_seconds: float = Field(default=0.0, ge=0, description="Pause after every line.")
+    recaptcha_mint_seconds: float = Field(
+        default=0.17, ge=0, description="How long the page's grecaptcha takes to mint a token."
+    )
+    token_ttl_seconds: float = Field(default=120.0, gt=0, description="Life of a token.")
+    signed_url_seconds: int = Field(default=3600, ge=1, description="Life of a signed storage URL.")
+    login_gate: bool = Field(default=False, description="Guests get 401 LOGIN_GATE in direct mode.")
+    cloudflare: bool = Field(
+        default=False, description="Every page and endpoint is the interstitial until cleared."
+    )
+    catalog: list[dict[str, Any]] | None = Field(
+        default=None, description="initialModels to serve instead of the captured catalog."
+    )
+    rsc_chunk_chars: int = Field(
+        default=0, ge=0, description="Split the page's RSC text into pushes of this size (0: per row)."
+    )
+    failures: list[Failure] = Field(default_factory=list)
+
+    def merged(self, update: dict[str, Any]) -> Scenario:
+        """This scenario with the given keys replaced (validated like a new one)."""
+        return Scenario.model_validate({**self.model_dump(), **update})

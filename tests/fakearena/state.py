@@ -1,0 +1,192 @@
+"""Everything the fake remembers: sessions, tokens, streams, the request log, the scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakearena.catalog import Catalog, captured_models
+from tests.fakearena.replies import Side, text_of
+from tests.fakearena.scenario import Endpoint, Failure, Scenario
+from tests.fakearena.storage import Bucket
+
+SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
+#: Server actions the page's JS chunk references, with the id prefix the site's ids had.
+ACTIONS = {"updateTouConsent": "40", "generateUploadUrl": "70", "getSignedUrl": "60", "getHistory": "70"}
+
+
+@dataclass
+class Turn:
+    user_message_id: str
+    text: str
+    modality: str
+    attachments: list[dict[str, Any]]
+    models: dict[Side, str]  # side -> catalog id
+    message_ids: dict[Side, str]  # side -> model message id
+    retries: dict[Side, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_message_id": self.user_message_id,
+            "text": self.text,
+            "modality": self.modality,
+            "attachments": self.attachments,
+            "models": self.models,
+            "message_ids": self.message_ids,
+            "retries": self.retries,
+        }
+
+
+@dataclass
+class Session:
+    id: str
+    owner: str  # Identity.key
+    owner_id: str  # the user id the site names in its errors
+    mode: str
+    turns: list[Turn] = field(default_factory=list)
+
+    def find(self, model_message_id: str) -> tuple[int, Side] | None:
+        """(turn index, side) of a model message of this session."""
+        for index, turn in enumerate(self.turns):
+            for side, message_id in turn.message_ids.items():
+                if message_id == model_message_id:
+                    return index, side
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "mode": self.mode,
+            "turns": [turn.to_json() for turn in self.turns],
+        }
+
+
+@dataclass
+class StreamRecord:
+    """One streamed answer, as sent: what a client should have received."""
+
+    endpoint: Endpoint
+    session_id: str
+    user_message_id: str
+    message_ids: dict[Side, str]
+    models: dict[Side, str]  # side -> public name
+    outcome: str  # what it ends as if nothing interrupts it: finished, cut, error, empty
+    lines: list[str] = field(default_factory=list)
+    status: str = "running"
+    _interrupt: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
+
+    def interrupt(self, status: str) -> None:
+        """End the stream before its next line (`stopped` by the site, `disconnected`)."""
+        if self.status == "running" and not self._interrupt.is_set():
+            self.status = status
+            self._interrupt.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep between lines, waking early if interrupted."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._interrupt.wait(), seconds)
+
+    def close(self) -> None:
+        if self.status == "running":
+            self.status = self.outcome
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "session_id": self.session_id,
+            "user_message_id": self.user_message_id,
+            "message_ids": self.message_ids,
+            "models": self.models,
+            "status": self.status,
+            "lines": self.lines,
+            "text": {side: text_of(self.lines, side) for side in self.message_ids},
+            "reasoning": {side: text_of(self.lines, side, "g") for side in self.message_ids},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    action: str
+    minted_at: float  # time.monotonic()
+
+
+class Arena:
+    """The fake's whole state. Action ids and the build id live as long as the process."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.initial = scenario
+        self.build_id = secrets.token_hex(8)
+        self.actions = {prefix + secrets.token_hex(20): name for name, prefix in ACTIONS.items()}
+        self.reset()
+
+    def reset(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.used_ids: set[str] = set()
+        self.tokens: dict[str, Token] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.streams: list[StreamRecord] = []
+        #: The latest stream of each (session id, model message id), for the stop endpoint.
+        self.by_message: dict[tuple[str, str], StreamRecord] = {}
+        self.stream_counts: dict[str, int] = {}
+        self.challenge_nonces: set[str] = set()
+        self.clearances: set[str] = set()
+        self.bucket = Bucket()
+        self._apply(self.initial)
+
+    def set_scenario(self, scenario: Scenario) -> None:
+        if scenario.cloudflare and not self.scenario.cloudflare:
+            self.clearances.clear()  # switching the challenge on catches every browser again
+        self._apply(scenario)
+
+    def _apply(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.catalog = Catalog(scenario.catalog if scenario.catalog is not None else captured_models())
+        # [requests seen, requests failed] per failure, counted from now
+        self.failure_counts = [[0, 0] for _ in scenario.failures]
+
+    def next_failure(self, endpoint: Endpoint) -> Failure | None:
+        """The injected failure for this request, if any (each one counts its own matches)."""
+        chosen = None
+        for failure, counts in zip(self.scenario.failures, self.failure_counts, strict=True):
+            if not failure.matches(endpoint):
+                continue
+            counts[0] += 1
+            due = counts[0] > failure.after and (failure.times is None or counts[1] < failure.times)
+            if due and chosen is None:
+                counts[1] += 1
+                chosen = failure
+        return chosen
+
+    def mint_token(self, action: str) -> str:
+        token = "03AF" + secrets.token_urlsafe(96)
+        self.tokens[token] = Token(action, time.monotonic())
+        return token
+
+    def take_token(self, token: object, action: str) -> bool:
+        """Spend a token: it must exist, be unused, fresh and minted for `action`."""
+        found = self.tokens.pop(token, None) if isinstance(token, str) else None
+        return (
+            found is not None
+            and found.action == action
+            and time.monotonic() - found.minted_at < self.scenario.token_ttl_seconds
+        )
+
+    def count_stream(self, who: str) -> int:
+        self.stream_counts[who] = self.stream_counts.get(who, 0) + 1
+        return self.stream_counts[who]
+
+    def log(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "streams": [record.to_json() for record in self.streams],
+            "sessions": [session.to_json() for session in self.sessions.values()],
+        }
