@@ -99,7 +99,7 @@ def _caller(request: Request) -> Identity:
     return identity
 
 
-def _gate(arena: Arena, identity: Identity, mode: str) -> None:
+def _gate(arena: Arena, identity: Identity, mode: object) -> None:
     if arena.scenario.login_gate and mode == "direct" and not identity.signed_in:
         raise Refusal(json_answer(LOGIN_GATE_BODY, 401))
 
@@ -271,9 +271,9 @@ async def create_evaluation(request: Request) -> Response | LineStream:
         _spend_token(arena, body)
         identity = _caller(request)
         mode = body.get("mode")
+        _gate(arena, identity, mode)
         if mode not in MODES:
             raise _bad(f"Invalid mode: {mode}")
-        _gate(arena, identity, mode)
         now = time.time()
         if not is_fresh_uuid7(body.get("id"), now):
             raise _bad("Evaluation session ID seems spoofed")
