@@ -102,6 +102,20 @@ class ArenaClient:
         headers = {**PAGE_HEADERS, "accept": "text/x-component", "next-action": action_id}
         return self.http.post(page, content=orjson.dumps(args), headers=headers)
 
+    def action_result(self, name: str, args: list[Any], page: str = "/") -> Any:
+        """Call a server action by name; its result is the JSON on line `1:` of the answer."""
+        response = self.action(self.info()["actions"][name], args, page)
+        response.raise_for_status()
+        return orjson.loads(response.text.split("\n")[1].removeprefix("1:"))
+
+    def upload(self, name: str, data: bytes, mime: str) -> dict[str, str]:
+        """The site's three-step upload; returns the attachment for `experimental_attachments`."""
+        target = self.action_result("generateUploadUrl", [name, mime])["data"]
+        put = self.http.put(target["uploadUrl"], content=data, headers={"content-type": mime})
+        put.raise_for_status()
+        signed = self.action_result("getSignedUrl", [target["key"]])["data"]
+        return {"name": target["key"], "contentType": mime, "url": signed["url"]}
+
     def scenario(self, **knobs: Any) -> dict[str, Any]:
         response = self.http.post("/__fake/scenario", json=knobs)
         response.raise_for_status()

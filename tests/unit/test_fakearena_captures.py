@@ -76,16 +76,6 @@ def result_of(response: httpx.Response) -> Any:
     return orjson.loads(response.text.split("\n")[1].removeprefix("1:"))
 
 
-def upload(client: ArenaClient, name: str, data: bytes, mime: str) -> dict[str, str]:
-    """The captured three-step upload; returns the attachment to send."""
-    actions = client.info()["actions"]
-    target = result_of(client.action(actions["generateUploadUrl"], [name, mime]))["data"]
-    put = client.http.put(target["uploadUrl"], content=data, headers={"content-type": mime})
-    assert put.status_code == 200
-    signed = result_of(client.action(actions["getSignedUrl"], [target["key"]]))["data"]
-    return {"name": target["key"], "contentType": mime, "url": signed["url"]}
-
-
 @pytest.mark.parametrize("name", ["new.json", "thinking.json", "image.json"])
 def test_first_turn_captures(client: ArenaClient, name: str) -> None:
     captured = capture(name)
@@ -133,7 +123,7 @@ def test_retry_capture(client: ArenaClient) -> None:
 
 def test_upload_capture(client: ArenaClient) -> None:
     captured = capture("upload.json")
-    attachment = upload(client, "Whisk.jpeg", b"\xff\xd8\xff fake jpeg", "image/jpeg")
+    attachment = client.upload("Whisk.jpeg", b"\xff\xd8\xff fake jpeg", "image/jpeg")
     message = {"content": "what does this say", "experimental_attachments": [attachment]}
     body = fresh(captured["request"]["body"], client.token(), userMessage=message)
     response = client.send("POST", captured["request"]["path"], body)
