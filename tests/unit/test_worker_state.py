@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shared.workers import WorkerState as S
+from worker.state import TRANSITIONS, InvalidTransition, StateMachine
+
+
+def ready(capacity: int = 2) -> StateMachine:
+    machine = StateMachine("w-test", capacity)
+    machine.resume("page usable")
+    return machine
+
+
+def test_every_state_has_a_row_and_stopped_is_final() -> None:
+    assert set(TRANSITIONS) == set(S)
+    assert TRANSITIONS[S.STOPPED] == frozenset()
+    assert all(S.STOPPED in targets for state, targets in TRANSITIONS.items() if state is not S.STOPPED)
+
+
+def test_a_transition_outside_the_table_is_refused() -> None:
+    machine = StateMachine("w-test", 1)
+    with pytest.raises(InvalidTransition):
+        machine.to(S.RATE_LIMITED, reason="no")
+    assert machine.state is S.STARTING
+    machine.to(S.STOPPED, reason="bye")
+    with pytest.raises(InvalidTransition):
+        machine.to(S.READY, reason="no")
+
+
+def test_busy_follows_the_slots_in_use() -> None:
+    machine = ready(capacity=2)
+    seen: list[S] = []
+    machine.on_change(lambda: seen.append(machine.state))
+    with machine.slot():
+        assert (machine.state, machine.busy) == (S.READY, 1)
+        with machine.slot():
+            assert (machine.state, machine.busy) == (S.BUSY, 2)
+        assert (machine.state, machine.busy) == (S.READY, 1)
+    assert (machine.state, machine.busy) == (S.READY, 0)
+    assert seen == [S.READY, S.BUSY, S.READY, S.READY]
+
+
+def test_a_slot_is_freed_when_the_job_fails() -> None:
+    machine = ready(capacity=1)
+    with pytest.raises(RuntimeError), machine.slot():
+        assert machine.state is S.BUSY
+        raise RuntimeError("boom")
+    assert (machine.state, machine.busy) == (S.READY, 0)
+
+
+def test_rate_limit_is_extended_never_shortened_and_lifted_when_over() -> None:
+    machine = ready()
+    machine.rate_limited(100.0, reason="429")
+    machine.rate_limited(50.0, reason="429 again")
+    assert (machine.state, machine.until) == (S.RATE_LIMITED, 100.0)
+    assert not machine.serving
+    machine.lift_rate_limit(now=99.0)
+    assert machine.state is S.RATE_LIMITED
+    machine.lift_rate_limit(now=100.0)
+    assert (machine.state, machine.until) == (S.READY, None)
+
+
+def test_a_rate_limit_ending_with_every_slot_taken_resumes_busy() -> None:
+    machine = ready(capacity=1)
+    with machine.slot():
+        machine.rate_limited(10.0, reason="429")
+        machine.lift_rate_limit(now=11.0)
+        assert machine.state is S.BUSY
+    assert machine.state is S.READY
+
+
+def test_a_rate_limit_while_stopping_changes_nothing() -> None:
+    machine = ready()
+    machine.to(S.STOPPED, reason="bye")
+    machine.rate_limited(10.0, reason="late 429")
+    assert machine.state is S.STOPPED
+
+
+def test_transitions_are_logged_without_anything_but_states(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="worker.state")
+    ready()
+    assert [record.getMessage() for record in caplog.records] == [
+        "worker w-test: starting → ready (page usable)"
+    ]

@@ -1,0 +1,1 @@
+"""The browser worker: one Chromium on the arena page, serving completion jobs from arq."""

@@ -1,0 +1,132 @@
+"""One Chromium per worker, started through undetected-chromedriver and never reaching the network
+on its own behalf.
+
+undetected-chromedriver rewrites the chromedriver binary it is given and would download one if
+it had no path, so each worker hands it a private copy. Selenium is blocking: every call into it
+runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import undetected_chromedriver as uc
+
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Switches every worker's Chromium gets: no first-run UI, no background traffic of its own.
+BASE_ARGS = (
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+_VERSION = re.compile(r"(\d+)\.\d+\.\d+")
+_EXIT_WAIT_S = 5.0
+
+
+def is_headless(setting: bool | None, environ: Mapping[str, str]) -> bool:
+    """Headless when asked, or when nothing says otherwise and there is no display to draw on."""
+    return setting if setting is not None else not environ.get("DISPLAY")
+
+
+def chromium_args(extra: list[str], *, headless: bool, root: bool) -> list[str]:
+    args = list(BASE_ARGS)
+    if headless:
+        # No GPU here; headed Chromium on Xvfb keeps its software WebGL, which bot checks look at.
+        args.append("--disable-gpu")
+    if root:
+        args.append("--no-sandbox")
+    return args + extra
+
+
+def profile_dir(settings: Settings, worker_id: str) -> Path:
+    return settings.profile_dir or settings.state_dir / "profiles" / worker_id
+
+
+def private_driver(settings: Settings, worker_id: str) -> Path:
+    """A copy of chromedriver that undetected-chromedriver may rewrite without touching others."""
+    target = settings.state_dir / "drivers" / worker_id / "chromedriver"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(settings.chromedriver_path, target)
+    return target
+
+
+def chromium_major(executable: str) -> int | None:
+    """The browser's major version, so undetected-chromedriver need not guess (or look it up)."""
+    try:
+        out = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError:
+        return None
+    match = _VERSION.search(out)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Browser:
+    driver: uc.Chrome
+    #: host:port of Chromium's DevTools endpoint.
+    debugger_address: str
+    #: DevTools target id of the tab the worker drives.
+    target_id: str
+
+    @classmethod
+    async def launch(cls, settings: Settings, worker_id: str) -> Browser:
+        return await asyncio.to_thread(cls._launch, settings, worker_id)
+
+    @classmethod
+    def _launch(cls, settings: Settings, worker_id: str) -> Browser:
+        headless = is_headless(settings.headless, os.environ)
+        options = uc.ChromeOptions()
+        for arg in chromium_args(settings.chromium_args, headless=headless, root=os.geteuid() == 0):
+            options.add_argument(arg)
+        profile = profile_dir(settings, worker_id)
+        profile.mkdir(parents=True, exist_ok=True)
+        logger.info("starting Chromium for %s (%s)", worker_id, "headless" if headless else "headed")
+        driver = uc.Chrome(
+            options=options,
+            user_data_dir=str(profile),
+            browser_executable_path=settings.chromium_path,
+            driver_executable_path=str(private_driver(settings, worker_id)),
+            version_main=chromium_major(settings.chromium_path),
+            headless=headless,
+            # uc pipes Chromium's stderr and never reads it: keep it near silent so it never fills.
+            log_level=3,
+        )
+        address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+        return cls(driver, address, driver.current_window_handle)
+
+    async def open(self, url: str) -> None:
+        """Navigate the tab and wait for the page's load event."""
+        await asyncio.to_thread(self.driver.get, url)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        pid = self.driver.browser_pid
+        self.driver.quit()
+        # The next Chromium on this profile would hand itself over to a straggler: wait it out.
+        deadline = time.monotonic() + _EXIT_WAIT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    time.sleep(0.05)
+                    continue
+            return
+        logger.warning("Chromium (pid %d) still running after quit", pid)

@@ -1,0 +1,102 @@
+"""The worker's state: an explicit table of allowed transitions, every transition logged.
+
+`ready ⇄ busy` follows the job slots in use; the other states say why the browser cannot serve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from shared.workers import SERVING, WorkerState
+
+logger = logging.getLogger(__name__)
+
+S = WorkerState
+
+#: Where each state may go. A rate limit may be extended while in force.
+TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    S.STARTING: frozenset({S.READY, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.READY: frozenset({S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.BUSY: frozenset({S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.RATE_LIMITED: frozenset(
+        {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
+    ),
+    S.CHALLENGE: frozenset({S.READY, S.BUSY, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.LOGIN_REQUIRED: frozenset({S.READY, S.BUSY, S.CHALLENGE, S.RESTARTING, S.STOPPED}),
+    S.RESTARTING: frozenset({S.STARTING, S.STOPPED}),
+    S.STOPPED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class StateMachine:
+    def __init__(self, worker_id: str, capacity: int) -> None:
+        self.worker_id = worker_id
+        self.capacity = capacity
+        self.state = S.STARTING
+        #: Unix time a rate limit ends.
+        self.until: float | None = None
+        #: Job slots in use.
+        self.busy = 0
+        self.last_error: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def serving(self) -> bool:
+        """Takes jobs now or as soon as a slot frees."""
+        return self.state in SERVING
+
+    def can(self, state: WorkerState) -> bool:
+        return state in TRANSITIONS[self.state]
+
+    def to(self, state: WorkerState, *, reason: str, until: float | None = None) -> None:
+        if not self.can(state):
+            raise InvalidTransition(f"{self.worker_id}: {self.state} → {state} is not allowed")
+        logger.info("worker %s: %s → %s (%s)", self.worker_id, self.state, state, reason)
+        self.state = state
+        self.until = until
+        self._changed()
+
+    def resume(self, reason: str) -> None:
+        """Back to serving: ready, or busy when every slot is taken."""
+        self.to(S.BUSY if self.busy >= self.capacity else S.READY, reason=reason)
+
+    def rate_limited(self, until: float, reason: str) -> None:
+        """Stop taking jobs until `until`; a shorter limit never shortens one in force."""
+        if not self.can(S.RATE_LIMITED):
+            return  # stopping or restarting: nothing to take jobs anyway
+        self.to(S.RATE_LIMITED, reason=reason, until=max(until, self.until or until))
+
+    def lift_rate_limit(self, now: float) -> None:
+        """Serve again if the rate limit has run out (a later one may have extended it)."""
+        if self.state is S.RATE_LIMITED and self.until is not None and self.until <= now:
+            self.resume("rate limit over")
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one job slot for the duration of a job."""
+        self.busy += 1
+        if self.state is S.READY and self.busy >= self.capacity:
+            self.to(S.BUSY, reason="all slots in use")
+        else:
+            self._changed()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if self.state is S.BUSY and self.busy < self.capacity:
+                self.to(S.READY, reason="a slot is free")
+            else:
+                self._changed()
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
