@@ -70,13 +70,13 @@ ACTIONS: dict[str, Callable[[Arena, Request, list[Any]], dict[str, Any]]] = {
 async def server_action(request: Request) -> Response:
     """`POST <page>` with `Next-Action: <id>`: the result rides on line `1:` of the RSC answer."""
     arena: Arena = request.app.state.arena
-    name = arena.actions.get(request.headers.get("next-action", ""))
-    if name is None:
-        return PlainTextResponse("Server action not found.", 404)
     try:
         args = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         args = None
+    name = arena.actions.get(request.headers.get("next-action", ""))
+    if name is None:
+        return PlainTextResponse("Server action not found.", 404)
     result = ACTIONS[name](arena, request, args) if isinstance(args, list) else _FAILED
     matched = "/[locale]/c/[id]" if request.url.path.startswith("/c/") else "/[locale]"
     return Response(
