@@ -1,0 +1,147 @@
+"""OpenAI's error body, the exception that carries it, and how failures map to statuses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from shared.events import Event
+
+#: A worker's error kind → the status a client gets when it is known before the first byte.
+STATUS_BY_KIND: Mapping[str, int] = {
+    "rate_limited": 429,
+    "auth": 503,
+    "challenge": 503,
+    "no_worker": 503,
+    "bad_request": 400,
+}
+#: Anything not listed above (upstream, worker_lost, timeout, recaptcha, internal) is the
+#: arena's or the fleet's failure, not the client's.
+DEFAULT_STATUS = 502
+
+
+class ApiError(Exception):
+    """A failure answered with a real status and OpenAI's error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_ or error_type(status)
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+    def response(self) -> Response:
+        return Response(
+            orjson.dumps(self.body()),
+            status_code=self.status,
+            headers=self.headers,
+            media_type="application/json",
+        )
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's `type` for a status: its own values, so that clients that branch on them work."""
+    if status == 429:
+        return "requests"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def invalid(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
+    """The request cannot be read as asked (400)."""
+    return ApiError(400, message, param=param, code=code)
+
+
+def unprocessable(message: str, *, param: str | None = None) -> ApiError:
+    """The request is well-formed but asks for something the bridge cannot do (422)."""
+    return ApiError(422, message, param=param, code="unsupported")
+
+
+def unavailable(message: str, *, code: str) -> ApiError:
+    return ApiError(503, message, code=code)
+
+
+def model_not_found(name: str) -> ApiError:
+    return ApiError(
+        404,
+        f"The model `{name}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def from_event(event: Event) -> ApiError:
+    """The status and body for a worker's `error` event."""
+    kind = event.get("kind") or "internal"
+    status = STATUS_BY_KIND.get(kind, DEFAULT_STATUS)
+    headers = {}
+    retry_after = event.get("retry_after")
+    if status == 429 and retry_after is not None:
+        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    code = "rate_limit_exceeded" if status == 429 else kind
+    return ApiError(status, event.get("message") or kind, code=code, headers=headers)
+
+
+def from_validation(exc: ValidationError, data: Any) -> ApiError:
+    """A 400 naming the parameter that failed, in OpenAI's words.
+
+    Among several errors (a union reports one per member), the one whose location reaches
+    deepest into the request explains it best.
+    """
+    best: tuple[str, dict[str, Any]] | None = None
+    for err in exc.errors():
+        param = param_path(err["loc"], data, missing=err["type"] == "missing")
+        if best is None or len(param) > len(best[0]):
+            best = (param, err)
+    assert best is not None  # a ValidationError always holds at least one error
+    param, err = best
+    if not param:
+        return invalid(f"Invalid request body: {err['msg']}.")
+    if err["type"] == "missing":
+        return invalid(f"Missing required parameter: '{param}'.", param=param)
+    return invalid(f"Invalid value for '{param}': {err['msg']}.", param=param)
+
+
+def param_path(loc: Sequence[int | str], data: Any, *, missing: bool = False) -> str:
+    """`("messages", 0, "content")` → `messages[0].content`.
+
+    Pydantic also puts union member labels into locations ("str", "list[…]", a tag): parts
+    that are not in `data` are such labels and left out, except a missing field's own name.
+    """
+    path = ""
+    node = data
+    last = len(loc) - 1
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            path += f"[{part}]"
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and (
+            part in node or (missing and i == last)
+        ):
+            path += f".{part}" if path else part
+            node = node.get(part)
+    return path

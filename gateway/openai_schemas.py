@@ -1,0 +1,71 @@
+"""The parts of OpenAI's chat completion request the bridge reads; everything else is ignored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway import errors
+
+
+class _Lenient(BaseModel):
+    # Clients send many parameters the arena has no use for (temperature, tools, …).
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Lenient):
+    url: str
+
+
+class ImagePart(_Lenient):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class Message(_Lenient):
+    role: Role
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Lenient):
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
+    """The request in `raw`, or a 400 that says what is wrong with it."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.invalid(
+            f"We could not parse the JSON body of your request: {exc}. "
+            "The API expects a JSON object."
+        ) from None
+    if not isinstance(data, dict):
+        raise errors.invalid("The request body must be a JSON object.")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise errors.from_validation(exc, data) from None

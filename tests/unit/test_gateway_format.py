@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.openai_format import (
+    DONE,
+    ChunkStream,
+    completion,
+    estimate_tokens,
+    finish_reason,
+)
+from shared import events
+
+ID = "chatcmpl-abc"
+HEAD = '{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1700000000,"model":"m",'
+HEAD += '"system_fingerprint":null,"choices":'
+
+
+def frame(choices: str, usage: str | None = None) -> bytes:
+    tail = "" if usage is None else f',"usage":{usage}'
+    return f"data: {HEAD}{choices}{tail}}}\n\n".encode()
+
+
+def choice(delta: str, finish: str = "null") -> str:
+    return f'[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]'
+
+
+def stream(include_usage: bool = False, prompt: str = "hello") -> ChunkStream:
+    return ChunkStream(ID, "m", 1_700_000_000, prompt, include_usage=include_usage)
+
+
+@pytest.mark.parametrize(
+    ("arena", "openai"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("content-filter", "content_filter"),
+        ("tool-calls", "tool_calls"),
+        ("error", "stop"),
+        ("other", "stop"),
+        ("unknown", "stop"),
+        (None, "stop"),
+    ],
+)
+def test_finish_reasons_map_to_openai_values(arena: str | None, openai: str) -> None:
+    assert finish_reason(arena) == openai
+
+
+@pytest.mark.parametrize(("chars", "tokens"), [(0, 0), (1, 1), (4, 1), (5, 2), (400, 100)])
+def test_token_estimate_is_a_quarter_of_the_characters_rounded_up(chars: int, tokens: int) -> None:
+    assert estimate_tokens(chars) == tokens
+
+
+def test_a_streamed_answer_frame_by_frame() -> None:
+    chunks = stream()
+    sent = [
+        chunks.start(),
+        chunks.event(events.accepted("w1", 0)),
+        chunks.event(events.reasoning("a", "thinking…")),
+        chunks.event(events.text("a", 'He said "hi"\n')),
+        chunks.event(events.citation("a", {"url": "https://example.org"})),
+        chunks.event(events.finish("a", "length")),
+        chunks.end(),
+    ]
+    assert sent == [
+        frame(choice('{"role":"assistant","content":""}')),
+        b"",
+        frame(choice('{"reasoning_content":"thinking…"}')),
+        frame(choice('{"content":"He said \\"hi\\"\\n"}')),
+        b"",
+        frame(choice("{}", '"length"')),
+        DONE,
+    ]
+
+
+def test_usage_is_asked_for_so_every_chunk_has_it_and_a_last_chunk_carries_it() -> None:
+    chunks = stream(include_usage=True)
+    body = (
+        chunks.start()
+        + chunks.event(events.text("a", "abc"))
+        + chunks.event(events.finish("a", "stop", {"promptTokens": 7, "completionTokens": 3}))
+        + chunks.end()
+    )
+    assert body == b"".join(
+        [
+            frame(choice('{"role":"assistant","content":""}'), "null"),
+            frame(choice('{"content":"abc"}'), "null"),
+            frame(choice("{}", '"stop"'), "null"),
+            frame("[]", '{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}'),
+            DONE,
+        ]
+    )
+
+
+def test_an_answer_ended_without_finish_still_gets_a_finish_chunk_and_estimated_usage() -> None:
+    chunks = stream(include_usage=True, prompt="x" * 9)
+    chunks.event(events.text("a", "y" * 6))
+    assert chunks.end() == b"".join(
+        [
+            frame(choice("{}", '"stop"'), "null"),
+            frame("[]", '{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}'),
+            DONE,
+        ]
+    )
+
+
+def test_nothing_after_finish_reaches_the_client() -> None:
+    chunks = stream()
+    chunks.event(events.finish("a", "stop"))
+    assert chunks.event(events.text("a", "late")) == b""
+    assert chunks.end() == DONE
+
+
+def test_images_become_markdown_separated_from_text() -> None:
+    chunks = stream()
+    assert chunks.event(events.image("a", "https://x/1.png", "image/png")) == frame(
+        choice('{"content":"![image](https://x/1.png)"}')
+    )
+    assert chunks.event(events.image("a", "https://x/2.png", "image/png")) == frame(
+        choice('{"content":"\\n\\n![image](https://x/2.png)"}')
+    )
+
+
+def test_an_error_after_the_first_byte_is_a_data_frame_then_done() -> None:
+    body = {"error": {"message": "boom", "type": "server_error", "param": None, "code": "upstream"}}
+    assert stream().error(body) == (
+        b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":"upstream"}}'
+        b"\n\n" + DONE
+    )
+
+
+def test_a_non_streamed_completion() -> None:
+    answer = [
+        events.accepted("w1", 0),
+        events.text("a", "Hel"),
+        events.text("a", "lo"),
+        events.finish("a", "content-filter", {"promptTokens": 5, "completionTokens": 2}),
+        events.done(),
+    ]
+    assert completion(ID, "m", 1_700_000_000, "prompt", answer) == {
+        "id": ID,
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello"},
+                "logprobs": None,
+                "finish_reason": "content_filter",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        "system_fingerprint": None,
+    }
+
+
+def test_a_non_streamed_completion_with_reasoning_and_estimated_usage() -> None:
+    answer = [events.reasoning("a", "hmm, "), events.reasoning("a", "ok"), events.text("a", "Yes")]
+    body = completion(ID, "m", 1, "a" * 10, answer)
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Yes",
+        "reasoning_content": "hmm, ok",
+    }
+    assert body["choices"][0]["finish_reason"] == "stop"
+    # 10 prompt characters → 3 tokens; 7 + 3 answer characters → 3 tokens.
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+
+
+def test_partial_arena_usage_is_completed_by_estimates() -> None:
+    answer = [events.text("a", "abcd"), events.finish("a", "stop", {"completionTokens": 9})]
+    usage = completion(ID, "m", 1, "abcdefgh", answer)["usage"]
+    assert usage == {"prompt_tokens": 2, "completion_tokens": 9, "total_tokens": 11}
+
+
+def test_frames_are_valid_json_for_any_text() -> None:
+    text = "\u2028line\u0000 \"quoted\" \\ 🦀"
+    data = stream().event(events.text("a", text))
+    assert data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2
+    assert orjson.loads(data[6:-2])["choices"][0]["delta"]["content"] == text
