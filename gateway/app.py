@@ -1,0 +1,105 @@
+"""The gateway's ASGI app: routes, error bodies, and the Redis clients it holds while running."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq import create_pool
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException
+
+from gateway import errors, health, openai_api
+from gateway.catalog import CatalogCache
+from gateway.disconnect import ClientDisconnected
+from gateway.fleet import Fleet
+from gateway.limits import BodyLimit
+from gateway.services import Services
+from shared import keys, queue
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: API prefixes: OpenAI's own, and the one clients of older bridges are configured with.
+API_PREFIXES = ("/v1", "/api/v1")
+#: What clients see when the connection is gone before the answer; nginx's code for it.
+_CLIENT_CLOSED = 499
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if not settings.redis_url:
+        raise ValueError("the gateway needs settings.redis_url")
+    redis_url = settings.redis_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
+        pool = await create_pool(
+            queue.redis_settings(redis_url),
+            job_serializer=queue.serialize,
+            job_deserializer=queue.deserialize,
+            default_queue_name=keys.SHARED_QUEUE,
+        )
+        app.state.services = Services(
+            settings=settings,
+            redis=redis,
+            pool=pool,
+            catalog=CatalogCache(redis),
+            fleet=Fleet(redis),
+        )
+        try:
+            yield
+        finally:
+            await pool.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="lmarena-bridge",
+        summary="OpenAI-compatible API for the models on LMArena",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(errors.ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
+    app.add_exception_handler(Exception, _unexpected)
+    for prefix in API_PREFIXES:
+        app.include_router(openai_api.router, prefix=prefix)
+    app.include_router(health.router)
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing failures (404, 405) in OpenAI's body."""
+    assert isinstance(exc, HTTPException)
+    target = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        message = f"Invalid URL ({target})"
+    elif exc.status_code == 405:
+        message = f"Invalid method for URL ({target})"
+    else:
+        message = str(exc.detail)
+    return errors.ApiError(exc.status_code, message, headers=exc.headers).response()
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    log.info("%s %s: client went away before the answer", request.method, request.url.path)
+    return Response(status_code=_CLIENT_CLOSED)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after answering, so the server logs the traceback.
+    return errors.ApiError(
+        500, "The server had an error while processing your request.", code="internal"
+    ).response()

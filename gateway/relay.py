@@ -1,0 +1,123 @@
+"""A job seen from the gateway: submit it, read its events in order, cancel it if abandoned."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from shared import events, keys, queue
+from shared.events import Event
+from shared.jobs import CompletionJob
+
+#: Events that show the client something: the first one ends a streamed request's wait.
+CONTENT = frozenset({"text", "reasoning", "image", "finish"})
+#: Entries taken per XREAD: a fast stream is relayed in batches, not one round trip per token.
+_BATCH = 256
+
+
+class EventReader:
+    """A job's Redis Stream from its first entry, in the batches XREAD returns."""
+
+    def __init__(self, redis: Redis, job_id: str) -> None:
+        self._redis = redis
+        self._key = keys.job_events(job_id)
+        self._last_id: bytes | str = "0-0"
+
+    async def read(self, timeout_s: float) -> list[Event]:
+        """The events appended since the last read; empty if none came within `timeout_s`."""
+        # BLOCK 0 would mean forever: a spent timeout is a plain, non-blocking read.
+        block = max(1, round(timeout_s * 1000)) if timeout_s > 0 else None
+        reply = await self._redis.xread({self._key: self._last_id}, count=_BATCH, block=block)
+        batch = []
+        for _key, entries in reply or ():
+            for entry_id, fields in entries:
+                self._last_id = entry_id
+                batch.append(events.decode(fields))
+        return batch
+
+
+class Relay:
+    """One job: submitted once, its events read once, cancelled unless it finished."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        pool: ArqRedis,
+        job: CompletionJob,
+        *,
+        timeout_s: float,
+        events_ttl_s: int,
+    ) -> None:
+        self.job = job
+        self._pool = pool
+        self._reader = EventReader(redis, job.id)
+        self._timeout_s = timeout_s
+        self._events_ttl_s = events_ttl_s
+        self._deadline = float("inf")
+        self._attempts = 0
+        self._worker: str | None = None
+        self.finished = False
+
+    async def submit(self) -> None:
+        self._deadline = time.monotonic() + self._timeout_s
+        await queue.enqueue(self._pool, self.job, keys.SHARED_QUEUE, expires_s=self._timeout_s)
+
+    async def first(self, wait_s: float) -> list[Event]:
+        """Events up to the first content or error, or what came within `wait_s` if none did."""
+        seen: list[Event] = []
+        until = time.monotonic() + wait_s
+        while not self.finished:
+            batch = await self._read(until - time.monotonic())
+            seen += batch
+            if not batch or any(e["t"] in CONTENT for e in batch):
+                break
+        return seen
+
+    async def rest(self, keepalive_s: float) -> AsyncIterator[list[Event]]:
+        """The remaining events up to the last, in batches.
+
+        An empty batch marks each `keepalive_s` of silence; an `error` event ends the job if it
+        outlives its timeout.
+        """
+        while not self.finished:
+            batch = await self._read(min(keepalive_s, self._deadline - time.monotonic()))
+            if batch:
+                yield batch
+            elif time.monotonic() >= self._deadline:
+                yield [events.error("timeout", f"no answer within {self._timeout_s:g} s")]
+                return
+            else:
+                yield []
+
+    async def abandon(self) -> None:
+        """Cancel the job unless it finished; shielded, as it runs when the client is gone."""
+        if self.finished:
+            return
+        self.finished = True
+        with anyio.CancelScope(shield=True):
+            await queue.cancel(
+                self._pool, self.job.id, attempts=self._attempts, ttl_s=self._events_ttl_s
+            )
+            wake = [keys.wake_channel(keys.SHARED_QUEUE)]
+            if self._worker is not None:
+                wake.append(keys.wake_channel(keys.worker_queue(self._worker)))
+            async with self._pool.pipeline(transaction=False) as pipe:
+                for channel in wake:
+                    pipe.publish(channel, b"1")
+                await pipe.execute()
+
+    async def _read(self, timeout_s: float) -> list[Event]:
+        batch = await self._reader.read(timeout_s)
+        for i, event in enumerate(batch):
+            if event["t"] == "accepted":
+                self._attempts = max(self._attempts, event["attempt"])
+                self._worker = event["worker"]
+            elif event["t"] in ("done", "error"):
+                # An error ends the answer as surely as `done`: nothing after it is shown.
+                self.finished = True
+                return batch[: i + 1]
+        return batch

@@ -1,0 +1,30 @@
+"""What a gateway holds for its lifetime: settings, Redis clients, the catalog and fleet views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from fastapi import Request
+from redis.asyncio import Redis
+
+from gateway.catalog import CatalogCache
+from gateway.fleet import Fleet
+from shared.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    #: Reads: catalog, heartbeats and event streams. Its pool is unbounded, because every
+    #: relayed stream holds a connection in a blocking XREAD.
+    redis: Redis
+    #: arq's own client: enqueue, cancel, wake-ups.
+    pool: ArqRedis
+    catalog: CatalogCache
+    fleet: Fleet
+
+
+def services(request: Request) -> Services:
+    """Route dependency: the running app's services (set up in its lifespan)."""
+    return request.app.state.services
