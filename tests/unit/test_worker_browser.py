@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shared.settings import Settings
+from worker.browser import BASE_ARGS, chromium_args, is_headless, private_driver, profile_dir
+
+
+def test_headless_unless_asked_or_a_display_is_set() -> None:
+    assert is_headless(None, {}) is True
+    assert is_headless(None, {"DISPLAY": ":99"}) is False
+    assert is_headless(True, {"DISPLAY": ":99"}) is True
+    assert is_headless(False, {}) is False
+
+
+def test_switches_keep_chromium_quiet_and_append_the_extra_ones() -> None:
+    extra = ["--host-resolver-rules=MAP * ~NOTFOUND"]
+    args = chromium_args(extra, headless=True, root=True)
+    assert args[: len(BASE_ARGS)] == list(BASE_ARGS)
+    for switch in ("--no-first-run", "--disable-background-networking", "--disable-component-update",
+                   "--disable-sync", "--disable-dev-shm-usage", "--no-sandbox", "--disable-gpu"):
+        assert switch in args
+    assert args[-1] == extra[0]
+
+
+def test_no_sandbox_switch_only_for_root_and_gpu_kept_when_headed() -> None:
+    args = chromium_args([], headless=False, root=False)
+    assert "--no-sandbox" not in args
+    assert "--disable-gpu" not in args
+
+
+def test_each_worker_gets_its_own_driver_copy_and_profile(tmp_path: Path) -> None:
+    original = tmp_path / "chromedriver"
+    original.write_bytes(b"\x7fELF driver")
+    original.chmod(0o755)
+    settings = Settings(state_dir=tmp_path / "state", chromedriver_path=str(original))
+
+    one, two = private_driver(settings, "w-1"), private_driver(settings, "w-2")
+    assert one != two
+    assert one.read_bytes() == original.read_bytes() and os.access(one, os.X_OK)
+    one.write_bytes(b"patched")  # what undetected-chromedriver does to its copy
+    assert original.read_bytes() == b"\x7fELF driver"
+
+    assert profile_dir(settings, "w-1") == tmp_path / "state" / "profiles" / "w-1"
+    assert profile_dir(Settings(profile_dir=tmp_path / "p"), "w-1") == tmp_path / "p"
