@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -78,22 +77,27 @@ class StreamRecord:
     outcome: str  # what it ends as if nothing interrupts it: finished, cut, error, empty
     lines: list[str] = field(default_factory=list)
     status: str = "running"
-    _interrupt: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def interrupted(self) -> bool:
-        return self._interrupt.is_set()
+    interrupted: bool = False
+    _wake: asyncio.Future[None] | None = field(default=None, repr=False)
 
     def interrupt(self, status: str) -> None:
         """End the stream before its next line (`stopped` by the site, `disconnected`)."""
-        if self.status == "running" and not self._interrupt.is_set():
+        if self.status == "running" and not self.interrupted:
             self.status = status
-            self._interrupt.set()
+            self.interrupted = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
 
     async def pause(self, seconds: float) -> None:
         """Sleep between lines, waking early if interrupted."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._interrupt.wait(), seconds)
+        # A bare future and timer, as asyncio.sleep uses: wait_for would cost a task per line.
+        loop = asyncio.get_running_loop()
+        self._wake = loop.create_future()
+        timer = loop.call_later(seconds, _wake_up, self._wake)
+        try:
+            await self._wake
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         if self.status == "running":
@@ -111,6 +115,11 @@ class StreamRecord:
             "text": {side: text_of(self.lines, side) for side in self.message_ids},
             "reasoning": {side: text_of(self.lines, side, "g") for side in self.message_ids},
         }
+
+
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
