@@ -16,16 +16,13 @@ from tests.fakearena.ids import uuid7
 from tests.fakearena.pages import error_xml, rsc_action_answer
 from tests.fakearena.state import Arena
 from tests.fakearena.storage import StoredObject
+from tests.fakearena.web import arena_of, origin_of
 
 ACTION_HEADERS = {
     "content-type": "text/x-component",
     "cache-control": "no-cache, no-store, max-age=0, must-revalidate",
 }
 _FAILED = {"success": False, "error": "Invalid arguments"}
-
-
-def _origin(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
 
 
 def _update_tou_consent(arena: Arena, request: Request, args: list[Any]) -> dict[str, Any]:
@@ -39,7 +36,7 @@ def _generate_upload_url(arena: Arena, request: Request, args: list[Any]) -> dic
     now = time.time()
     key = f"{uuid7(now)}/{int(now * 1000)}-{args[0]}"
     url = arena.bucket.signed_url(
-        _origin(request), "PUT", key, arena.scenario.signed_url_seconds, now
+        origin_of(request), "PUT", key, arena.scenario.signed_url_seconds, now
     )
     return {"success": True, "data": {"uploadUrl": url, "key": key}}
 
@@ -49,7 +46,7 @@ def _get_signed_url(arena: Arena, request: Request, args: list[Any]) -> dict[str
         return _FAILED
     now = time.time()
     url = arena.bucket.signed_url(
-        _origin(request), "GET", args[0], arena.scenario.signed_url_seconds, now
+        origin_of(request), "GET", args[0], arena.scenario.signed_url_seconds, now
     )
     return {"success": True, "data": {"url": url}}
 
@@ -69,7 +66,7 @@ ACTIONS: dict[str, Callable[[Arena, Request, list[Any]], dict[str, Any]]] = {
 
 async def server_action(request: Request) -> Response:
     """`POST <page>` with `Next-Action: <id>`: the result rides on line `1:` of the RSC answer."""
-    arena: Arena = request.app.state.arena
+    arena = arena_of(request)
     try:
         args = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -100,7 +97,7 @@ def _refused(arena: Arena, request: Request, key: str) -> Response | None:
 
 async def put_object(request: Request) -> Response:
     """The presigned PUT of an upload."""
-    arena: Arena = request.app.state.arena
+    arena = arena_of(request)
     key = request.path_params["key"]
     if refused := _refused(arena, request, key):
         return refused
@@ -112,7 +109,7 @@ async def put_object(request: Request) -> Response:
 
 async def get_object(request: Request) -> Response:
     """A signed GET of an uploaded or generated object."""
-    arena: Arena = request.app.state.arena
+    arena = arena_of(request)
     key = request.path_params["key"]
     if refused := _refused(arena, request, key):
         return refused

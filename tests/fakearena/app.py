@@ -14,19 +14,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.fakearena import actions, challenge, evaluations, pages
-from tests.fakearena.answers import error_answer, json_answer
 from tests.fakearena.identity import GUEST_COOKIE, auth_cookies, resolve
 from tests.fakearena.ids import uuid7
 from tests.fakearena.recording import Recorder
 from tests.fakearena.scenario import Scenario
 from tests.fakearena.state import SITE_KEY, Arena
+from tests.fakearena.web import arena_of, error_answer, json_answer
 
 COOKIE_SECONDS = 365 * 86400
 JS = "application/javascript; charset=utf-8"
-
-
-def _arena(request: Request) -> Arena:
-    return request.app.state.arena
 
 
 def _chunks(arena: Arena) -> dict[str, str]:
@@ -41,7 +37,7 @@ def _chunks(arena: Arena) -> dict[str, str]:
 
 async def chat_page(request: Request) -> Response:
     """`/`, `/?mode=direct`, `/c/{id}`: the chat page; a first visit gets a guest id."""
-    arena = _arena(request)
+    arena = arena_of(request)
     identity = resolve(request.cookies)
     session = arena.sessions.get(request.path_params.get("session_id", ""))
     thread = (
@@ -94,7 +90,7 @@ async def recaptcha_script(request: Request) -> Response:
 
 async def recaptcha_reload(request: Request) -> Response:
     """What the stand-in's `execute()` calls: mints after the scenario's delay, like Google."""
-    arena = _arena(request)
+    arena = arena_of(request)
     if request.query_params.get("k") != SITE_KEY:
         return error_answer(400, "Invalid site key")
     action = await _action(request)
@@ -115,16 +111,16 @@ async def _action(request: Request) -> str:
 async def control_token(request: Request) -> Response:
     """`POST /__fake/recaptcha-token {"action"}`: a valid token at once, for tests without a page."""
     action = await _action(request) or evaluations.RECAPTCHA_ACTION
-    return json_answer({"token": _arena(request).mint_token(action)})
+    return json_answer({"token": arena_of(request).mint_token(action)})
 
 
 async def control_log(request: Request) -> Response:
-    return json_answer(_arena(request).log())
+    return json_answer(arena_of(request).log())
 
 
 async def control_scenario(request: Request) -> Response:
     """GET: the scenario. POST: replace the given keys (failure counts restart)."""
-    arena = _arena(request)
+    arena = arena_of(request)
     if request.method == "POST":
         try:
             update = orjson.loads(await request.body() or b"{}")
@@ -136,13 +132,13 @@ async def control_scenario(request: Request) -> Response:
 
 async def control_reset(request: Request) -> Response:
     """Forget everything but the process's action ids, and restore the starting scenario."""
-    arena = _arena(request)
+    arena = arena_of(request)
     arena.reset()
     return json_answer(arena.scenario.model_dump())
 
 
 async def control_info(request: Request) -> Response:
-    arena = _arena(request)
+    arena = arena_of(request)
     return json_answer(
         {
             "site_key": SITE_KEY,

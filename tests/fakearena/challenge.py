@@ -9,9 +9,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.fakearena.answers import json_answer
 from tests.fakearena.pages import challenge_page
 from tests.fakearena.state import Arena
+from tests.fakearena.web import arena_of, json_answer
 
 CLEARANCE_COOKIE = "cf_clearance"
 VERIFY_PATH = "/cdn-cgi/challenge-platform/verify"
@@ -46,7 +46,7 @@ class Interstitial:
 
 async def verify(request: Request) -> Response:
     """What the checkbox posts after a trusted click: sets `cf_clearance` for this browser."""
-    arena: Arena = request.app.state.arena
+    arena = arena_of(request)
     try:
         payload = orjson.loads(await request.body())
     except orjson.JSONDecodeError:

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.fakearena import png, replies
-from tests.fakearena.answers import Refusal, error_answer, json_answer
 from tests.fakearena.catalog import Model
 from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
@@ -26,6 +25,7 @@ from tests.fakearena.replies import Ask, Attachment, Side
 from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure
 from tests.fakearena.state import Arena, Session, StreamRecord, Turn
 from tests.fakearena.storage import PREFIX, StoredObject
+from tests.fakearena.web import Refusal, arena_of, error_answer, json_answer, origin_of
 
 PREFIX_STREAM = "/nextjs-api/stream"
 MATCHED_PATHS = {
@@ -41,10 +41,6 @@ SERVED_MODALITIES = ("chat", "search", "image")
 RECAPTCHA_ACTION = "chat_submit"
 OUTCOMES = {"cut_stream": "cut", "error_line": "error", "empty_200": "empty"}
 LOGIN_GATE_BODY = {"error": "LOGIN_GATE", "message": "Sign in to use direct chat."}
-
-
-def _arena(request: Request) -> Arena:
-    return request.app.state.arena
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -209,8 +205,7 @@ def _image_url(arena: Arena, request: Request, session: Session, message_id: str
     now = time.time()
     key = f"{session.owner_id}/{int(now * 1000)}-{message_id}.png"
     arena.bucket.objects[key] = StoredObject(png.image_for(prompt), "image/png")
-    origin = str(request.base_url).rstrip("/")
-    return arena.bucket.signed_url(origin, "GET", key, arena.scenario.signed_url_seconds, now)
+    return arena.bucket.signed_url(origin_of(request), "GET", key, arena.scenario.signed_url_seconds, now)
 
 
 def _answer(
@@ -264,7 +259,7 @@ def _answer(
 
 
 async def create_evaluation(request: Request) -> Response | LineStream:
-    arena = _arena(request)
+    arena = arena_of(request)
     try:
         body = await _json_body(request)
         failure = _injected(arena, "create", body)
@@ -290,7 +285,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
 
 
 async def post_to_evaluation(request: Request) -> Response | LineStream:
-    arena = _arena(request)
+    arena = arena_of(request)
     session_id = request.path_params["session_id"]
     try:
         body = await _json_body(request)
@@ -312,7 +307,7 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
 
 async def retry_message(request: Request) -> Response | LineStream:
     """Regenerate one model message (only its side, in battle modes) in place."""
-    arena = _arena(request)
+    arena = arena_of(request)
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
     try:
         body = await _json_body(request)
@@ -334,7 +329,7 @@ async def retry_message(request: Request) -> Response | LineStream:
 
 async def stop_message(request: Request) -> Response:
     """End the running answer of a model message before its next line."""
-    arena = _arena(request)
+    arena = arena_of(request)
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
     try:
         session = _owned_session(arena, _caller(request), session_id)

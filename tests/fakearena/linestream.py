@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,8 @@ async def paced(
 
 
 class LineStream:
+    """ASGI response: the stream headers, then each line as its own body chunk."""
+
     def __init__(
         self,
         lines: AsyncIterator[bytes],
@@ -43,8 +46,9 @@ class LineStream:
         # uvicorn drops writes to a closed connection silently; watch for the disconnect instead.
         watcher = asyncio.ensure_future(self._watch(receive))
         try:
-            async for chunk in self.lines:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async with contextlib.aclosing(self.lines):
+                async for chunk in self.lines:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()

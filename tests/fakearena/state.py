@@ -15,6 +15,7 @@ from tests.fakearena.storage import Bucket
 
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
 #: Server actions the page's JS chunk references, with the id prefix the site's ids had.
+_TOKENS_BEFORE_PRUNING = 10_000
 ACTIONS = {"updateTouConsent": "40", "generateUploadUrl": "70", "getSignedUrl": "60", "getHistory": "70"}
 
 
@@ -176,6 +177,8 @@ class Arena:
         return chosen
 
     def mint_token(self, action: str) -> str:
+        if len(self.tokens) >= _TOKENS_BEFORE_PRUNING:
+            self._drop_expired_tokens()
         token = "03AF" + secrets.token_urlsafe(96)
         self.tokens[token] = Token(action, time.monotonic())
         return token
@@ -188,6 +191,10 @@ class Arena:
             and found.action == action
             and time.monotonic() - found.minted_at < self.scenario.token_ttl_seconds
         )
+
+    def _drop_expired_tokens(self) -> None:
+        oldest = time.monotonic() - self.scenario.token_ttl_seconds
+        self.tokens = {key: token for key, token in self.tokens.items() if token.minted_at > oldest}
 
     def count_stream(self, who: str) -> int:
         self.stream_counts[who] = self.stream_counts.get(who, 0) + 1

@@ -1,11 +1,23 @@
-"""Small response builders shared by the fake's endpoints."""
+"""Request and response helpers the fake's endpoints share."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
+
+from tests.fakearena.state import Arena
+
+
+def arena_of(request: Request) -> Arena:
+    return request.app.state.arena
+
+
+def origin_of(request: Request) -> str:
+    """The origin the caller reached us at: URLs we hand out point back to it."""
+    return str(request.base_url).rstrip("/")
 
 
 def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
