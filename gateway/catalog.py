@@ -42,6 +42,7 @@ class CatalogCache:
         self._ttl_s = ttl_s
         self._lock = asyncio.Lock()
         self._catalog: Catalog | None = None
+        self._raw: bytes | None = None
         self._read_at = -float("inf")
 
     async def get(self) -> Catalog | None:
@@ -52,6 +53,9 @@ class CatalogCache:
             # Whoever held the lock may have just refreshed it.
             if time.monotonic() - self._read_at >= self._ttl_s:
                 raw = await self._redis.get(keys.CATALOG)
-                self._catalog = parse_catalog(raw) if raw else None
+                # A new catalog comes every few minutes at most: parse only that.
+                if raw != self._raw:
+                    self._catalog = parse_catalog(raw) if raw else None
+                    self._raw = raw
                 self._read_at = time.monotonic()
         return self._catalog

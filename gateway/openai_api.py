@@ -19,7 +19,7 @@ from gateway.catalog import Catalog
 from gateway.disconnect import unless_disconnected
 from gateway.openai_format import KEEPALIVE, ChunkStream, completion
 from gateway.openai_schemas import ChatCompletionRequest, parse_chat_request
-from gateway.relay import Relay
+from gateway.relay import CONTENT, Relay
 from gateway.services import Services, services
 from gateway.transcript import prompt_from_messages
 from shared.arena.catalog import Model
@@ -123,7 +123,7 @@ async def _stream(
     except BaseException:
         await relay.abandon()
         raise
-    _raise_error(early)
+    _raise_error(_before_content(early))
     job = relay.job
     chunks = ChunkStream(
         _completion_id(job),
@@ -147,24 +147,42 @@ async def _frames(
     relay: Relay, chunks: ChunkStream, early: list[Event], keepalive_s: float
 ) -> AsyncIterator[bytes]:
     try:
-        yield chunks.start() + b"".join(chunks.event(e) for e in early)
-        async for batch in relay.rest(keepalive_s):
-            if not batch:
-                yield KEEPALIVE
-                continue
-            # One write per batch: a backlog of tokens goes out together.
-            frames = b""
-            for event in batch:
-                if event["t"] == "error":
-                    log.info("job %s failed after the first byte: %s", relay.job.id, event["kind"])
-                    yield frames + chunks.error(errors.from_event(event).body())
-                    return
-                frames += chunks.event(event)
-            if frames:
-                yield frames
-        yield chunks.end()
+        frames, failure = _render(chunks, early)
+        yield chunks.start() + frames
+        # An error is the last event the relay hands over, so the loop ends with it.
+        if failure is None:
+            async for batch in relay.rest(keepalive_s):
+                if not batch:
+                    yield KEEPALIVE
+                    continue
+                # One write per batch: a backlog of tokens goes out together.
+                frames, failure = _render(chunks, batch)
+                if frames:
+                    yield frames
+        if failure is None:
+            yield chunks.end()
+        else:
+            log.info("job %s failed after the first byte: %s", relay.job.id, failure["kind"])
     finally:
         await relay.abandon()
+
+
+def _render(chunks: ChunkStream, batch: list[Event]) -> tuple[bytes, Event | None]:
+    """The frames for `batch`, and its error event if it ended in one (framed, with [DONE])."""
+    frames = b""
+    for event in batch:
+        if event["t"] == "error":
+            return frames + chunks.error(errors.from_event(event).body()), event
+        frames += chunks.event(event)
+    return frames, None
+
+
+def _before_content(events: list[Event]) -> list[Event]:
+    """The events before the first one a client would see."""
+    for i, event in enumerate(events):
+        if event["t"] in CONTENT:
+            return events[:i]
+    return events
 
 
 def _raise_error(events: list[Event]) -> None:

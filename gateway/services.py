@@ -25,6 +25,9 @@ class Services:
     fleet: Fleet
 
 
-def services(request: Request) -> Services:
-    """Route dependency: the running app's services (set up in its lifespan)."""
+async def services(request: Request) -> Services:
+    """Route dependency: the running app's services (set up in its lifespan).
+
+    Async, because FastAPI runs a plain function dependency in a worker thread.
+    """
     return request.app.state.services
