@@ -331,6 +331,7 @@ async def stop_message(request: Request) -> Response:
     """End the running answer of a model message before its next line."""
     arena = arena_of(request)
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
+    await request.body()  # unused, but read so that the log shows it
     try:
         session = _owned_session(arena, _caller(request), session_id)
         if session.find(message_id) is None:
