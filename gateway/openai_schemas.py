@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway import errors
 
@@ -35,7 +36,15 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 class Message(_Lenient):
     role: Role
-    content: str | list[ContentPart] | None = None
+    content: str | list[ContentPart] | None = Field(default=None, validate_default=True)
+
+    @field_validator("content")
+    @classmethod
+    def _content_required(cls, value: object, info: ValidationInfo) -> object:
+        # Only an assistant turn may go without content (it may carry tool calls alone).
+        if value is None and info.data.get("role") not in (None, "assistant"):
+            raise PydanticCustomError("missing", "Field required")
+        return value
 
 
 class StreamOptions(_Lenient):

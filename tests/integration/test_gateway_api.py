@@ -257,7 +257,7 @@ async def test_malformed_json_is_a_400(api: httpx.AsyncClient) -> None:
 
 async def test_a_schema_error_is_a_400_naming_the_param(api: httpx.AsyncClient) -> None:
     response = await api.post(
-        "/v1/chat/completions", json={"model": "gemini-3-pro", "messages": [{"role": "user"}, 5]}
+        "/v1/chat/completions", json={"model": "gemini-3-pro", "messages": [{"role": "user", "content": "hi"}, 5]}
     )
     assert response.status_code == 400
     assert response.json() == error_json(
