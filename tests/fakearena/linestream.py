@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.types import Receive, Scope, Send
@@ -21,8 +22,10 @@ async def paced(
     for index, entry in enumerate(plan):
         if record.interrupted:
             return
+        sent_at = time.time()
         yield (entry + "\n").encode()
         record.lines.append(entry)
+        record.sent_at.append(sent_at)
         wait = pause if index == 0 and pause else delay
         if wait:
             await record.pause(wait)

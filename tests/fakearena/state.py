@@ -77,6 +77,7 @@ class StreamRecord:
     models: dict[Side, str]  # side -> public name
     outcome: str  # what it ends as if nothing interrupts it: finished, cut, error, empty
     lines: list[str] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # Unix time each line was handed over
     status: str = "running"
     interrupted: bool = False
     _wake: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -113,6 +114,7 @@ class StreamRecord:
             "models": self.models,
             "status": self.status,
             "lines": self.lines,
+            "sent_at": self.sent_at,
             "text": {side: text_of(self.lines, side) for side in self.message_ids},
             "reasoning": {side: text_of(self.lines, side, "g") for side in self.message_ids},
         }

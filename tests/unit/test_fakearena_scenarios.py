@@ -199,6 +199,9 @@ def test_line_delay_paces_the_stream(client: ArenaClient) -> None:
     elapsed = time.monotonic() - started
     assert lines_of(response) == FULL
     assert elapsed >= 0.04 * (len(FULL) - 1)
+    sent = client.log()["streams"][-1]["sent_at"]
+    assert len(sent) == len(FULL)
+    assert all(later - earlier >= 0.035 for earlier, later in zip(sent, sent[1:]))
 
 
 def test_continuation_and_retry_replies(client: ArenaClient) -> None:
