@@ -91,29 +91,49 @@ def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> W
 
 
 class JobStream:
-    """The job's event stream, as this worker writes it."""
+    """The job's event stream, as this worker writes it, in order."""
 
     def __init__(self, redis: ArqRedis, job_id: str, ttl_s: int) -> None:
         self._redis = redis
         self._key = keys.job_events(job_id)
         self._ttl_s = ttl_s
+        self._writing: asyncio.Task[None] | None = None
+
+    def post(self, batch: Sequence[Event]) -> None:
+        """Write `batch` without waiting; later writes wait for it, so order is kept."""
+        self._writing = asyncio.create_task(self._write_after(self._writing, batch))
 
     async def add(self, batch: Sequence[Event]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in batch:
-                pipe.xadd(self._key, events.encode(event))
-            await pipe.execute()
+        await self.flush()
+        await self._write(batch)
 
     async def close(self, *last: Event) -> None:
         """Append `last` and `done`, and let the stream expire once readers had their time."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in (*last, events.done()):
-                pipe.xadd(self._key, events.encode(event))
-            pipe.expire(self._key, self._ttl_s)
-            await pipe.execute()
+        await self.flush()
+        await self._write((*last, events.done()), expire=True)
 
     async def past(self) -> list[Event]:
+        await self.flush()
         return [events.decode(fields) for _, fields in await self._redis.xrange(self._key)]
+
+    async def flush(self) -> None:
+        """Wait for a write started with `post`."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    async def _write_after(self, previous: asyncio.Task[None] | None, batch: Sequence[Event]) -> None:
+        if previous is not None:
+            await previous
+        await self._write(batch)
+
+    async def _write(self, batch: Sequence[Event], *, expire: bool = False) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in batch:
+                pipe.xadd(self._key, events.encode(event))
+            if expire:
+                pipe.expire(self._key, self._ttl_s)
+            await pipe.execute()
 
 
 class Completion:
@@ -156,21 +176,26 @@ class Completion:
             await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
             return
 
-        await stream.add([events.accepted(self._id, job.attempt)])
+        # Written while the request starts: the answer cannot overtake it (JobStream keeps order).
+        stream.post([events.accepted(self._id, job.attempt)])
         try:
             async with asyncio.timeout(self._settings.job_timeout_seconds):
                 with self._machine.slot():
                     last = await self._serve(job, stream)
         except TimeoutError:
-            await stream.close(events.error("timeout", "the answer took longer than the job timeout"))
-            return
+            last = [events.error("timeout", "the answer took longer than the job timeout")]
         except asyncio.CancelledError:
             try:
                 await asyncio.wait_for(self._cancelled(job, stream), _STOP_WAIT_S)
             except Exception as exc:
                 logger.warning("job %s: could not record its cancellation: %s", job.id, exc)
             raise
-        if last is not None:
+        except Exception as exc:  # the browser or Redis failed under us: the client still gets an end
+            logger.exception("job %s failed", job.id)
+            last = [events.error("internal", f"the worker failed: {type(exc).__name__}: {exc}")]
+        if last is None:
+            await stream.flush()  # handed to another worker, which writes the rest
+        else:
             await stream.close(*last)
 
     async def _serve(self, job: CompletionJob, stream: JobStream) -> list[Event] | None:

@@ -47,6 +47,7 @@ class StateMachine:
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every transition (not on every slot taken or freed)."""
         self._listeners.append(listener)
 
     @property
@@ -86,16 +87,12 @@ class StateMachine:
         self.busy += 1
         if self.state is S.READY and self.busy >= self.capacity:
             self.to(S.BUSY, reason="all slots in use")
-        else:
-            self._changed()
         try:
             yield
         finally:
             self.busy -= 1
             if self.state is S.BUSY and self.busy < self.capacity:
                 self.to(S.READY, reason="a slot is free")
-            else:
-                self._changed()
 
     def _changed(self) -> None:
         for listener in self._listeners:

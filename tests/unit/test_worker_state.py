@@ -40,7 +40,7 @@ def test_busy_follows_the_slots_in_use() -> None:
             assert (machine.state, machine.busy) == (S.BUSY, 2)
         assert (machine.state, machine.busy) == (S.READY, 1)
     assert (machine.state, machine.busy) == (S.READY, 0)
-    assert seen == [S.READY, S.BUSY, S.READY, S.READY]
+    assert seen == [S.BUSY, S.READY]  # transitions only, not every slot
 
 
 def test_a_slot_is_freed_when_the_job_fails() -> None:
