@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 from redis.asyncio import Redis
@@ -99,11 +100,23 @@ class QueueWorker(Worker):
         async with self._group.lock:
             free = self._group.free_slots()
             self.allow_pick_jobs = free > 0
-            self.queue_read_limit = max(free, 1)
+            # arq stops claiming at max_jobs: this caps the claims to the group's free slots.
+            self.max_jobs = self.job_counter + free
             await super()._poll_iteration()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FALLBACK_POLL_S):
                 await self._wake.wait()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # Running jobs stay in the queue until they end, and arq spends several round trips on
+        # each id it is given: leave out the running ones with one round trip first.
+        if len(job_ids) > 1:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.exists(in_progress_key_prefix + job_id.decode())
+                running = await pipe.execute()
+            job_ids = [job_id for job_id, busy in zip(job_ids, running, strict=True) if not busy]
+        await super().start_jobs(job_ids)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -65,6 +65,7 @@ class TokenPool:
         self._taken.set()
         if self._tokens:
             return self._tokens.popleft()[1]
+        logger.info("no reCAPTCHA token minted ahead: minting one for this request")
         return await self._mint()
 
     async def mint(self) -> str:
