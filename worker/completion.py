@@ -128,6 +128,9 @@ class JobStream:
         await self._write(batch)
 
     async def _write(self, batch: Sequence[Event], *, expire: bool = False) -> None:
+        if len(batch) == 1 and not expire:  # most chunks: a plain command costs less than a pipeline
+            await self._redis.xadd(self._key, events.encode(batch[0]))
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
             for event in batch:
                 pipe.xadd(self._key, events.encode(event))

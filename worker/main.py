@@ -164,9 +164,13 @@ class BrowserWorker:
 
     async def _recover(self) -> None:
         session = self._session()
-        # Load the page again, so that the check shows where a human (noVNC) can pass it.
-        await session.browser.open(self.settings.arena_url)
-        await session.until_usable(self.machine)
+        try:
+            # Load the page again, so that the check shows where a human (noVNC) can pass it.
+            await session.browser.open(self.settings.arena_url)
+            await session.until_usable(self.machine)
+        except Exception:
+            logger.exception("could not bring the arena page back")
+            return
         if self.machine.state is WorkerState.CHALLENGE:
             self.machine.resume("the Cloudflare check is passed")
 

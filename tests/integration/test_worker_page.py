@@ -151,7 +151,7 @@ async def site(browser: Browser) -> AsyncIterator[tuple[ArenaPage, Site, Browser
             await cdp.close()
 
 
-def test_the_driver_copy_is_private_and_patched(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_driver_copy_is_private_and_patched(browser: Browser) -> None:
     copy = Path(browser.driver.patcher.executable_path) if browser.driver.patcher else None
     assert copy is not None and copy.name == "chromedriver" and copy.parent.name == "w-page"
     assert b"undetected chromedriver" in copy.read_bytes()
