@@ -1,13 +1,15 @@
-"""`python -m tests.fakearena --port N [--host H] [--scenario FILE]`."""
+"""`python -m tests.fakearena --port N [--host H] [--scenario FILE] [--tls DIR]`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import uvicorn
 
 from tests.fakearena import Scenario, create_app
+from tests.fakearena.tls import serve_tls
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,11 +17,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--scenario", type=Path, help="JSON file with scenario knobs")
+    parser.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="serve HTTPS with HTTP/2, as the real site does; the test CA goes to DIR/ca.pem",
+    )
     args = parser.parse_args(argv)
     scenario = (
         Scenario.model_validate_json(args.scenario.read_bytes()) if args.scenario else Scenario()
     )
-    uvicorn.run(create_app(scenario), host=args.host, port=args.port, log_level="warning")
+    app = create_app(scenario)
+    if args.tls:
+        asyncio.run(serve_tls(app, args.host, args.port, args.tls))
+    else:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
+#: Added for a fake arena served over TLS: its certificate comes from a throwaway test CA.
+TLS_CHROMIUM_ARGS = ["--ignore-certificate-errors"]
 
 
 def free_port() -> int:
@@ -40,14 +42,16 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_http(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, verify: str | bool = True
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError as exc:
             last = exc
@@ -112,16 +116,28 @@ def redis_server(workdir: Path) -> Iterator[str]:
         stop(proc)
 
 
+def arena_ca(workdir: Path) -> Path:
+    """The CA that signs a TLS fake arena's certificate (see `fake_arena(tls=True)`)."""
+    return workdir / "arena-tls" / "ca.pem"
+
+
 @contextlib.contextmanager
-def fake_arena(workdir: Path, *extra: str) -> Iterator[str]:
-    """The fake arena in its own process; yields its origin."""
+def fake_arena(workdir: Path, *extra: str, tls: bool = False) -> Iterator[str]:
+    """The fake arena in its own process; yields its origin.
+
+    With `tls`, it serves HTTPS and HTTP/2 like the real site; clients trust `arena_ca(workdir)`
+    and a browser needs `TLS_CHROMIUM_ARGS`.
+    """
     port = free_port()
+    tls_args = ["--tls", str(arena_ca(workdir).parent)] if tls else []
     proc = spawn(
-        [sys.executable, "-m", "tests.fakearena", "--port", str(port), *extra],
+        [sys.executable, "-m", "tests.fakearena", "--port", str(port), *tls_args, *extra],
         log=workdir / f"fakearena-{port}.log",
     )
+    origin = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/__fake/log", proc=proc)
-        yield f"http://127.0.0.1:{port}"
+        wait_for_port(port, proc=proc)
+        wait_for_http(f"{origin}/__fake/log", proc=proc, verify=str(arena_ca(workdir)) if tls else True)
+        yield origin
     finally:
         stop(proc)

@@ -14,7 +14,7 @@ import redis
 
 from shared import keys
 from shared.workers import WorkerStatus
-from tests.support.procs import TEST_CHROMIUM_ARGS, free_port, spawn, stop, wait_for_http
+from tests.support.procs import TEST_CHROMIUM_ARGS, TLS_CHROMIUM_ARGS, free_port, spawn, stop, wait_for_http
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Stack:
     arena_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    arena_verify: str | bool = True  # the test CA's file when the fake arena speaks TLS
     gateway_port: int = 0
     gateway: subprocess.Popen | None = None
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -40,7 +41,9 @@ class Stack:
             "LMB_ARENA_URL": self.arena_url,
             "LMB_STATE_DIR": str(self.workdir / "state"),
             "LMB_HEADLESS": "true",
-            "LMB_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
+            "LMB_CHROMIUM_ARGS": json.dumps(
+                TEST_CHROMIUM_ARGS + (TLS_CHROMIUM_ARGS if self.arena_url.startswith("https:") else [])
+            ),
             "LMB_HEARTBEAT_SECONDS": "0.5",
             **self.env,
             **extra,
@@ -91,7 +94,9 @@ class Stack:
 
     def arena(self, method: str, path: str, **kwargs) -> httpx.Response:
         """Call the fake arena's control API."""
-        response = httpx.request(method, f"{self.arena_url}/__fake/{path}", timeout=10, **kwargs)
+        response = httpx.request(
+            method, f"{self.arena_url}/__fake/{path}", timeout=10, verify=self.arena_verify, **kwargs
+        )
         response.raise_for_status()
         return response
 
