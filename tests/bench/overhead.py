@@ -31,7 +31,7 @@ import openai
 from shared.arena import payloads
 from shared.arena.ids import uuid7
 from shared.arena.stream import LineParser
-from tests.support.procs import arena_ca, fake_arena, redis_server
+from tests.support.procs import arena_tls, fake_arena, redis_server
 from tests.support.stack import Stack
 
 MODEL = "gemini-2.5-pro"
@@ -210,7 +210,7 @@ def main() -> int:
         # Over HTTPS and HTTP/2, as the real site: HTTP/1.1 would cap a browser at 6 streams.
         with redis_server(workdir) as redis_url, fake_arena(workdir, tls=True) as arena_url:
             stack = Stack(
-                redis_url, arena_url, workdir, arena_verify=str(arena_ca(workdir)),
+                redis_url, arena_url, workdir, arena_verify=arena_tls(workdir),
                 env={"LMB_WORKER_CAPACITY": str(args.capacity), "LMB_LOG_LEVEL": "WARNING"},
             )
             try:

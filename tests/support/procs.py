@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,7 +44,10 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | Non
 
 
 def wait_for_http(
-    url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, verify: str | bool = True
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -121,6 +125,11 @@ def arena_ca(workdir: Path) -> Path:
     return workdir / "arena-tls" / "ca.pem"
 
 
+def arena_tls(workdir: Path) -> ssl.SSLContext:
+    """A client context that trusts a TLS fake arena started in `workdir`."""
+    return ssl.create_default_context(cafile=str(arena_ca(workdir)))
+
+
 @contextlib.contextmanager
 def fake_arena(workdir: Path, *extra: str, tls: bool = False) -> Iterator[str]:
     """The fake arena in its own process; yields its origin.
@@ -137,7 +146,7 @@ def fake_arena(workdir: Path, *extra: str, tls: bool = False) -> Iterator[str]:
     origin = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         wait_for_port(port, proc=proc)
-        wait_for_http(f"{origin}/__fake/log", proc=proc, verify=str(arena_ca(workdir)) if tls else True)
+        wait_for_http(f"{origin}/__fake/log", proc=proc, verify=arena_tls(workdir) if tls else True)
         yield origin
     finally:
         stop(proc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ class Stack:
     arena_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
-    arena_verify: str | bool = True  # the test CA's file when the fake arena speaks TLS
+    arena_verify: ssl.SSLContext | bool = True  # trusts the test CA when the fake arena speaks TLS
     gateway_port: int = 0
     gateway: subprocess.Popen | None = None
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
