@@ -1,0 +1,84 @@
+"""`lmarena-bridge up`: embedded Redis, a gateway and a worker from one command, and Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import psutil
+import pytest
+
+from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena, free_port
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Iterator[str]:
+    with fake_arena(tmp_path) as origin:
+        yield origin
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
+    """stderr of `proc` up to the line holding `marker`."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen += line
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} not printed within {timeout}s; output so far:\n{seen}")
+
+
+def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena: str) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LMB_ARENA_URL": arena,
+        "LMB_PORT": str(port),
+        "LMB_STATE_DIR": str(tmp_path / "state"),
+        "LMB_HEADLESS": "true",
+        "LMB_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
+        "LMB_WORKERS": "1",
+        "COLUMNS": "200",
+    }
+    env.pop("LMB_REDIS_URL", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cli", "up"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        banner = read_until(up, "Point your client at", timeout=60)
+        assert "Redis: embedded" in banner
+        assert f"http://127.0.0.1:{port}/v1" in banner
+        read_until(up, "worker-1: ready", timeout=60)
+        children = psutil.Process(up.pid).children(recursive=True)
+        names = {child.name() for child in children}
+        assert "redis-server" in names and any("chrom" in name for name in names)
+
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(
+            model="gemini-2.5-pro", messages=[{"role": "user", "content": "hello up"}]
+        )
+        assert answer.choices[0].message.content.endswith("hello up")
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+        assert "Stopped." in up.stderr.read()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
+    finally:
+        if up.poll() is None:
+            up.kill()
