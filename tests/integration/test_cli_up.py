@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import openai
 import psutil
 import pytest
+import redis
 
 from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena, free_port
 
@@ -65,8 +67,9 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         assert f"http://127.0.0.1:{port}/v1" in banner
         read_until(up, "worker-1: ready", timeout=60)
         children = psutil.Process(up.pid).children(recursive=True)
-        names = {child.name() for child in children}
-        assert "redis-server" in names and any("chrom" in name for name in names)
+        assert any("chrom" in child.name() for child in children)
+        redis_url = re.search(r"Redis: embedded \((unix://\S+)\)", banner).group(1)
+        assert redis.Redis.from_url(redis_url).ping()
 
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
         answer = client.chat.completions.create(
@@ -79,6 +82,8 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         assert "Stopped." in up.stderr.read()
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert alive == []
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(redis_url).ping()
     finally:
         if up.poll() is None:
             up.kill()
