@@ -132,12 +132,11 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
     client = openai.AsyncOpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
     await arena.post("/__fake/scenario", json={"line_delay_seconds": args.line_delay})
 
-    for _ in range(3):  # warm both paths: connections, the workers' token pools
+    # Warm both paths: connections, the workers' token pools. (No reset after this: it would
+    # void the tokens the workers minted ahead.)
+    for _ in range(3):
         await floor_once(arena, args.words)
         await bridge_once(client, args.words)
-    await arena.post("/__fake/reset")
-    await arena.post("/__fake/scenario", json={"line_delay_seconds": args.line_delay})
-    await arena.get("/")
 
     floor: list[Run] = []
     bridge: list[Run] = []
