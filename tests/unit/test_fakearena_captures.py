@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ import pytest
 from tests.fakearena.catalog import CAPTURES, captured_models
 from tests.fakearena.client import ArenaClient, lines_of
 from tests.fakearena.ids import uuid7
-from tests.support.procs import fake_arena
 
 PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
 
@@ -55,20 +53,6 @@ def assert_like_capture(response: httpx.Response, captured: dict[str, Any]) -> N
     for name, value in expected["headers"]:
         if name in ("content-type", "access-control-allow-origin", "cache-control", "x-matched-path"):
             assert response.headers[name] == value
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
-        yield origin
-
-
-@pytest.fixture
-def client(origin: str) -> Iterator[ArenaClient]:
-    with ArenaClient(origin) as client:
-        client.reset()
-        client.visit()
-        yield client
 
 
 def result_of(response: httpx.Response) -> Any:

@@ -12,7 +12,6 @@ import pytest
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import STREAM, ArenaClient, evaluation_body, lines_of
 from tests.fakearena.ids import uuid7
-from tests.support.procs import fake_arena
 
 MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 CHAT = MODELS["gemini-2.5-pro"]
@@ -21,20 +20,6 @@ IMAGE = MODELS["gemini-3-pro-image-preview (nano-banana-pro)"]
 SEARCH = MODELS["grok-4-fast-search"]
 VIDEO = MODELS["sora-2"]
 CREATE = f"{STREAM}/create-evaluation"
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
-        yield origin
-
-
-@pytest.fixture
-def client(origin: str) -> Iterator[ArenaClient]:
-    with ArenaClient(origin) as client:
-        client.reset()
-        client.visit()
-        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,20 +19,6 @@ MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 CHAT = MODELS["gemini-2.5-pro"]
 THINKING = MODELS["deepseek-v3.2-exp-thinking"]
 PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
-        yield origin
-
-
-@pytest.fixture
-def client(origin: str) -> Iterator[ArenaClient]:
-    with ArenaClient(origin) as client:
-        client.reset()
-        client.visit()
-        yield client
 
 
 @pytest.mark.parametrize("path", ["/", "/?mode=direct", "/?mode=direct&chat-modality=image"])

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import STREAM, ArenaClient, evaluation_body, lines_of
 from tests.fakearena.replies import Ask, answer_text, lines
-from tests.support.procs import fake_arena
 
 MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 CHAT = MODELS["gemini-2.5-pro"]
 PROMPT = "one two three four five six seven eight"
 FULL = lines("a", Ask(model="gemini-2.5-pro", kind="chat", turn=1, first=PROMPT, prompt=PROMPT))
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
-        yield origin
-
-
-@pytest.fixture
-def client(origin: str) -> Iterator[ArenaClient]:
-    with ArenaClient(origin) as client:
-        client.reset()
-        client.visit()
-        yield client
 
 
 def last_stream(client: ArenaClient) -> dict:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
-import pytest
 
 from tests.fakearena import png
 from tests.fakearena.catalog import captured_models
@@ -20,20 +18,6 @@ MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 IMAGE = MODELS["gemini-3-pro-image-preview (nano-banana-pro)"]
 VISION = MODELS["gemini-3-pro"]
 REFERENCE = re.compile(r'createServerReference\)\("([0-9a-f]{42})",[^"]*"(\w+)"\)')
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
-        yield origin
-
-
-@pytest.fixture
-def client(origin: str) -> Iterator[ArenaClient]:
-    with ArenaClient(origin) as client:
-        client.reset()
-        client.visit()
-        yield client
 
 
 def test_the_page_chunks_name_the_server_actions(client: ArenaClient) -> None:
