@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from gateway.errors import ApiError
 from shared.events import Event
 
 DONE = b"data: [DONE]\n\n"
@@ -151,9 +152,12 @@ class ChunkStream:
             frames += sse(self._envelope([], usage=self._answer.usage(self._prompt)))
         return frames + DONE
 
-    def error(self, body: Mapping[str, Any]) -> bytes:
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def error(self, error: ApiError) -> bytes:
         """An error after the 200 went out: OpenAI's error body as a frame (the SDK raises it)."""
-        return sse(body) + DONE
+        return sse(error.body()) + DONE
 
     def _chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}

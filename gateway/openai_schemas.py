@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
 import orjson
@@ -9,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from gateway import errors
+from gateway.transcript import Role as TurnRole
+from gateway.transcript import Turn
 
 
 class _Lenient(BaseModel):
@@ -78,3 +81,36 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
         raise errors.from_validation(exc, data) from None
+
+
+#: `developer` is OpenAI's newer name for the system role.
+_TURN_ROLES: Mapping[Role, TurnRole] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+
+
+def turns_from_messages(messages: Sequence[Message]) -> list[Turn]:
+    """The conversation in `messages`, as the completion core takes it."""
+    return [
+        Turn(_TURN_ROLES[m.role], message_text(m, i))
+        for i, m in enumerate(messages)
+    ]
+
+
+def message_text(message: Message, index: int) -> str:
+    """The text of one message: a string as is, text parts joined by newlines."""
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    for j, part in enumerate(content):
+        if isinstance(part, ImagePart):
+            raise errors.invalid(
+                "Image input is not supported yet.", param=f"messages[{index}].content[{j}]"
+            )
+    return "\n".join(part.text for part in content)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway import errors
 from gateway.openai_format import (
     DONE,
     ChunkStream,
@@ -123,8 +124,8 @@ def test_images_become_markdown_separated_from_text() -> None:
 
 
 def test_an_error_after_the_first_byte_is_a_data_frame_then_done() -> None:
-    body = {"error": {"message": "boom", "type": "server_error", "param": None, "code": "upstream"}}
-    assert stream().error(body) == (
+    error = errors.from_event(events.error("upstream", "boom"))
+    assert stream().error(error) == (
         b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":"upstream"}}'
         b"\n\n" + DONE
     )

@@ -3,8 +3,12 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ApiError
-from gateway.openai_schemas import Message
-from gateway.transcript import MAX_PROMPT_CHARS, prompt_from_messages
+from gateway.openai_schemas import Message, turns_from_messages
+from gateway.transcript import MAX_PROMPT_CHARS, Turn, prompt_from_turns
+
+
+def prompt_from_messages(messages: list[Message]) -> str:
+    return prompt_from_turns(turns_from_messages(messages))
 
 
 def msgs(*pairs: tuple[str, object]) -> list[Message]:
@@ -82,3 +86,11 @@ def test_the_limit_counts_the_whole_transcript() -> None:
     half = "y" * (MAX_PROMPT_CHARS // 2)
     with pytest.raises(ApiError):
         prompt_from_messages(msgs(("user", half), ("assistant", half), ("user", "and?")))
+
+
+def test_the_parameter_named_in_errors_is_the_callers() -> None:
+    with pytest.raises(ApiError) as caught:
+        prompt_from_turns([Turn("system", "rules")], param="input")
+    assert (caught.value.param, caught.value.message) == (
+        "input", "The input must include at least one user message."
+    )

@@ -1,0 +1,212 @@
+"""The completion core every API shares: a neutral request → a queued job → its events.
+
+OpenAI chat, Anthropic Messages and OpenAI Responses translate their request into a
+`CompletionRequest`, `submit` it, and render the job's events in their own shapes: collected
+(`complete`) or as SSE frames (`stream`, with the API's `Frames`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from gateway import errors
+from gateway.catalog import Catalog
+from gateway.disconnect import unless_disconnected
+from gateway.errors import ApiError
+from gateway.relay import CONTENT, Relay
+from gateway.services import Services
+from gateway.transcript import Turn, prompt_from_turns
+from shared.arena.catalog import Model
+from shared.events import Event
+from shared.jobs import CompletionJob
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx would otherwise buffer the stream and defeat it.
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What every API asks for, in its own words: a model, a conversation, streamed or not."""
+
+    model: str
+    turns: Sequence[Turn]
+    stream: bool = False
+    #: Where the turns are in the client's request (`messages`, `input`), for error messages.
+    param: str = "messages"
+
+
+class Frames(Protocol):
+    """One API's SSE rendering of a streamed answer, event by event."""
+
+    def start(self) -> bytes:
+        """The first frames, sent once the answer has begun."""
+
+    def event(self, event: Event) -> bytes:
+        """Frames for one event; empty when it shows nothing to the client."""
+
+    def keepalive(self) -> bytes:
+        """What keeps the connection open while the answer is silent."""
+
+    def end(self) -> bytes:
+        """The closing frames of an answer that finished."""
+
+    def error(self, error: ApiError) -> bytes:
+        """The closing frames of an answer that failed after the 200 went out."""
+
+
+async def submit(request: Request, svc: Services, body: CompletionRequest) -> Relay:
+    """Queue the job for `body` and hand back its relay.
+
+    Everything the client can be told off for (prompt, model, images) is checked before
+    anything is queued; then it waits for a worker that can serve.
+    """
+    settings = svc.settings
+    prompt = prompt_from_turns(body.turns, param=body.param)
+    model = find_model(await catalog(svc), body.model)
+    images = [image for turn in body.turns for image in turn.images]
+    if images and not model.accepts_images:
+        raise errors.invalid(
+            f"The model `{model.public_name}` does not take image input.", param=body.param
+        )
+    await unless_disconnected(
+        request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
+    )
+    job = CompletionJob(
+        id=uuid.uuid4().hex,
+        model=model.public_name,
+        model_id=model.id,
+        modality=model.modality,
+        prompt=prompt,
+        images=images,
+        created_at=time.time(),
+    )
+    relay = Relay(
+        svc.redis,
+        svc.pool,
+        job,
+        timeout_s=settings.job_timeout_seconds,
+        events_ttl_s=settings.events_ttl_seconds,
+    )
+    await relay.submit()
+    log.info("job %s queued: model=%s stream=%s", job.id, job.model, body.stream)
+    return relay
+
+
+async def complete(request: Request, svc: Services, relay: Relay) -> list[Event]:
+    """Every event of a non-streamed answer; the error as an `ApiError` if it failed."""
+    try:
+        events = await unless_disconnected(
+            request.receive, _collect(relay, svc.settings.keepalive_seconds)
+        )
+    finally:
+        await relay.abandon()
+    _raise_error(events)
+    return events
+
+
+async def stream(request: Request, svc: Services, relay: Relay, frames: Frames) -> StreamingResponse:
+    """The streamed answer as SSE, rendered by `frames`.
+
+    The 200 is held back briefly, so that a failure before the first token gets a real status.
+    """
+    try:
+        early = await unless_disconnected(
+            request.receive, relay.first(svc.settings.first_event_wait_seconds)
+        )
+    except BaseException:
+        await relay.abandon()
+        raise
+    _raise_error(_before_content(early))
+    body = _frames(relay, frames, early, svc.settings.keepalive_seconds)
+    # The disconnect may cancel the body while it is parked at a `yield`; closing the
+    # generator afterwards runs its cleanup (cancelling the job) in that case too.
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=BackgroundTask(body.aclose),
+    )
+
+
+async def catalog(svc: Services) -> Catalog:
+    """The model catalog, or a 503 while no worker has published it."""
+    found = await svc.catalog.get()
+    if found is None:
+        raise errors.unavailable(
+            "The model catalog is not available yet: no worker has published it.",
+            code="no_catalog",
+        )
+    return found
+
+
+def find_model(catalog: Catalog, name: str) -> Model:
+    model = catalog.find(name)
+    if model is None:
+        raise errors.model_not_found(name)
+    return model
+
+
+async def _collect(relay: Relay, keepalive_s: float) -> list[Event]:
+    return [event async for batch in relay.rest(keepalive_s) for event in batch]
+
+
+async def _frames(
+    relay: Relay, frames: Frames, early: list[Event], keepalive_s: float
+) -> AsyncIterator[bytes]:
+    try:
+        rendered, failure = _render(frames, early)
+        yield frames.start() + rendered
+        # An error is the last event the relay hands over, so the loop ends with it.
+        if failure is None:
+            async for batch in relay.rest(keepalive_s):
+                if not batch:
+                    yield frames.keepalive()
+                    continue
+                # One write per batch: a backlog of tokens goes out together.
+                rendered, failure = _render(frames, batch)
+                if rendered:
+                    yield rendered
+        if failure is None:
+            yield frames.end()
+        else:
+            log.info("job %s failed after the first byte: %s", relay.job.id, failure["kind"])
+    finally:
+        await relay.abandon()
+
+
+def _render(frames: Frames, batch: list[Event]) -> tuple[bytes, Event | None]:
+    """The frames for `batch`, and its error event if it ended in one (rendered as the end)."""
+    rendered = b""
+    for event in batch:
+        if event["t"] == "error":
+            return rendered + frames.error(errors.from_event(event)), event
+        rendered += frames.event(event)
+    return rendered, None
+
+
+def _before_content(events: list[Event]) -> list[Event]:
+    """The events before the first one a client would see."""
+    for i, event in enumerate(events):
+        if event["t"] in CONTENT:
+            return events[:i]
+    return events
+
+
+def _raise_error(events: list[Event]) -> None:
+    for event in events:
+        if event["t"] == "error":
+            raise errors.from_event(event)
