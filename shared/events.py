@@ -36,6 +36,21 @@ def accepted(worker_id: str, attempt: int) -> Event:
     return {"t": "accepted", "worker": worker_id, "attempt": attempt}
 
 
+def session(worker_id: str, action: str, session_id: str, message_ids: dict[str, str]) -> Event:
+    """Where the answer lives in the arena: its session and model message ids by side.
+
+    `action` is the request that was made (`create` when a post or retry fell back to a new
+    session), so that the gateway can continue the thread next turn.
+    """
+    return {
+        "t": "session",
+        "worker": worker_id,
+        "action": action,
+        "session": session_id,
+        "messages": message_ids,
+    }
+
+
 def text(side: Side, value: str) -> Event:
     return {"t": "text", "side": side, "text": value}
 
@@ -48,8 +63,12 @@ def citation(side: Side, source: dict[str, Any]) -> Event:
     return {"t": "citation", "side": side, "source": source}
 
 
-def image(side: Side, url: str, mime_type: str) -> Event:
-    return {"t": "image", "side": side, "url": url, "mime_type": mime_type}
+def image(side: Side, url: str, mime_type: str, data_b64: str | None = None) -> Event:
+    """A generated image; `data_b64` holds its bytes when the job asked for them."""
+    event: Event = {"t": "image", "side": side, "url": url, "mime_type": mime_type}
+    if data_b64 is not None:
+        event["data_b64"] = data_b64
+    return event
 
 
 def finish(side: Side, reason: str, usage: dict[str, Any] | None = None) -> Event:

@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field
 
 Modality = Literal["chat", "search", "image"]
 Mode = Literal["direct", "battle", "side-by-side"]
+#: create-evaluation (a new arena session), post-to-evaluation (a new message in a session the
+#: worker holds) or retry-evaluation-session-message (regenerate a session's last answer).
+Action = Literal["create", "post", "retry"]
 
 
 class ImageInput(BaseModel):
@@ -15,6 +18,30 @@ class ImageInput(BaseModel):
 
     media_type: str
     data_b64: str
+
+
+class ImageRef(BaseModel):
+    """An image the user sent, by digest: its bytes wait in Redis (`shared.keys.image`).
+
+    Images travel beside the job, not in it, so that a conversation's images are stored once
+    however many turns (and hand-offs) refer to them.
+    """
+
+    digest: str
+    media_type: str
+    #: Sent with this turn's message; the others belong to earlier turns of the conversation
+    #: and are only uploaded when the conversation has to start a new arena session.
+    new: bool = True
+
+
+class Thread(BaseModel):
+    """The arena session a post or retry continues, and who can reach it."""
+
+    session_id: str
+    #: The worker whose account owns the session (only it may post to it).
+    worker: str
+    #: retry: the model message to regenerate (the session's last answer).
+    message_id: str | None = None
 
 
 class CompletionJob(BaseModel):
@@ -25,9 +52,35 @@ class CompletionJob(BaseModel):
     model_b_id: str | None = Field(default=None, description="Model B in battle modes.")
     modality: Modality = "chat"
     mode: Mode = "direct"
-    prompt: str
-    images: list[ImageInput] = Field(default_factory=list)
+    action: Action = "create"
+    thread: Thread | None = Field(default=None, description="post and retry: the session.")
+    prompt: str = Field(description="The whole conversation as one message, for a new session.")
+    message: str | None = Field(
+        default=None, description="post: only the new message (the arena keeps the thread)."
+    )
+    images: list[ImageRef] = Field(default_factory=list)
+    fetch_images: bool = Field(
+        default=False, description="Fetch generated images' bytes while their URLs are valid."
+    )
     created_at: float = Field(description="Unix time the gateway accepted the request.")
     excluded_workers: list[str] = Field(
         default_factory=list, description="Workers that could not serve this job (rate limited)."
     )
+
+    def as_new_session(self) -> CompletionJob:
+        """The same answer asked of a new session carrying the whole conversation.
+
+        For a post or retry the arena refused (the session is gone or not this account's).
+        """
+        return self.model_copy(
+            update={
+                "action": "create",
+                "thread": None,
+                "message": None,
+                "images": [image.model_copy(update={"new": True}) for image in self.images],
+            }
+        )
+
+    def sent_images(self) -> list[ImageRef]:
+        """The images the arena request attaches."""
+        return self.images if self.action == "create" else [i for i in self.images if i.new]

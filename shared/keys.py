@@ -37,6 +37,21 @@ def job_cancel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:cancel"
 
 
+def image(digest: str) -> str:
+    """Hash of an image a client sent (`m`: media type, `d`: bytes), by the digest of its source."""
+    return f"{PREFIX}:image:{digest}"
+
+
+def conversation(fingerprint: str) -> str:
+    """JSON of the arena thread that answered a conversation (see gateway.conversations)."""
+    return f"{PREFIX}:conv:{fingerprint}"
+
+
+def conversation_head(session_id: str) -> str:
+    """Where an arena session's thread stands now: the only state a turn may continue from."""
+    return f"{PREFIX}:conv:session:{session_id}"
+
+
 def arq_job_id(job_id: str, attempt: int) -> str:
     """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
     return f"{job_id}:{attempt}"
