@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ class Recorder:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
             await self.app(scope, receive, send)
             return
+        received_at = time.time()
         body = bytearray()
 
         async def teed_receive() -> Message:
@@ -42,13 +44,15 @@ class Recorder:
 
         async def noting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.arena.requests.append(self._entry(scope, bytes(body), message["status"]))
+                self.arena.requests.append(
+                    self._entry(scope, bytes(body), message["status"], received_at)
+                )
             await send(message)
 
         await self.app(scope, teed_receive, noting_send)
 
     @staticmethod
-    def _entry(scope: Scope, body: bytes, status: int) -> dict[str, Any]:
+    def _entry(scope: Scope, body: bytes, status: int, received_at: float) -> dict[str, Any]:
         connection = HTTPConnection(scope)
         identity = resolve(connection.cookies)
         return {
@@ -62,4 +66,5 @@ class Recorder:
             "cookies": sorted(connection.cookies),
             "identity": identity.key if identity else None,
             "status": status,
+            "received_at": received_at,
         }

@@ -102,9 +102,12 @@ def test_reset_forgets_everything_and_restores_the_scenario(client: ArenaClient)
 
 
 def test_log_records_requests_and_streams(client: ArenaClient) -> None:
+    before = time.time()
     body, response = client.create(THINKING, "why is the sky blue")
     log = client.log()
     request = log["requests"][-1]
+    received_at = request.pop("received_at")
+    assert before <= received_at <= log["streams"][0]["sent_at"][0]
     assert request == {
         "method": "POST",
         "path": "/nextjs-api/stream/create-evaluation",
