@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     events_ttl_seconds: int = Field(
         default=3600, gt=0, description="How long a finished job's event stream is kept."
     )
+    conversation_ttl_seconds: int = Field(
+        default=86400,
+        gt=0,
+        description="How long a conversation's arena thread (and its images) is remembered.",
+    )
+    merge_system_messages: bool = Field(
+        default=False, description="Merge all system messages into one at the top of a transcript."
+    )
+    allow_private_image_urls: bool = Field(
+        default=False,
+        description="Fetch image URLs that resolve to private, loopback or link-local addresses.",
+    )
+    image_fetch_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest the gateway spends fetching one image URL."
+    )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=False, description="Structured JSON logs.")
