@@ -76,12 +76,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
+    """Any ApiError, in the error shape of the API its route belongs to."""
     assert isinstance(exc, errors.ApiError)
-    return exc.response()
+    return exc.response(errors.shape_for(request.url.path))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Routing failures (404, 405) in OpenAI's body."""
+    """Routing failures (404, 405) in the body of the API the path is under."""
     assert isinstance(exc, HTTPException)
     target = f"{request.method} {request.url.path}"
     if exc.status_code == 404:
@@ -90,7 +91,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"Invalid method for URL ({target})"
     else:
         message = str(exc.detail)
-    return errors.ApiError(exc.status_code, message, headers=exc.headers).response()
+    error = errors.ApiError(exc.status_code, message, headers=exc.headers)
+    return error.response(errors.shape_for(request.url.path))
 
 
 async def _client_disconnected(request: Request, exc: Exception) -> Response:
@@ -102,4 +104,4 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after answering, so the server logs the traceback.
     return errors.ApiError(
         500, "The server had an error while processing your request.", code="internal"
-    ).response()
+    ).response(errors.shape_for(request.url.path))

@@ -1,4 +1,8 @@
-"""Client keys: `Authorization: Bearer <key>`, required when any key is configured."""
+"""Client keys, required when any key is configured.
+
+OpenAI clients send `Authorization: Bearer <key>`; Anthropic clients send `x-api-key: <key>`.
+Either is accepted on every route.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,23 @@ from gateway import errors
 _SCHEME = "bearer "
 
 
-def check_key(authorization: str | None, keys: Sequence[SecretStr]) -> None:
+def check_key(
+    authorization: str | None, keys: Sequence[SecretStr], *, x_api_key: str | None = None
+) -> None:
     """Accept the request or raise a 401; no keys configured means the API is open."""
     if not keys:
         return
-    if not authorization or not authorization.lower().startswith(_SCHEME):
+    if authorization and authorization.lower().startswith(_SCHEME):
+        given = authorization[len(_SCHEME) :].strip().encode()
+    elif x_api_key is not None:
+        given = x_api_key.strip().encode()
+    else:
         raise errors.ApiError(
             401,
             "You didn't provide an API key. Send it in the Authorization header "
-            "(Authorization: Bearer YOUR_KEY).",
+            "(Authorization: Bearer YOUR_KEY) or in the x-api-key header.",
             code="invalid_api_key",
         )
-    given = authorization[len(_SCHEME) :].strip().encode()
     # Compare against every key, so that timing tells nothing about which one came close.
     matches = [hmac.compare_digest(given, key.get_secret_value().encode()) for key in keys]
     if not any(matches):
@@ -33,4 +42,8 @@ def check_key(authorization: str | None, keys: Sequence[SecretStr]) -> None:
 
 async def require_key(request: Request) -> None:
     """Route dependency for `check_key` with the app's configured keys."""
-    check_key(request.headers.get("authorization"), request.app.state.settings.api_keys)
+    check_key(
+        request.headers.get("authorization"),
+        request.app.state.settings.api_keys,
+        x_api_key=request.headers.get("x-api-key"),
+    )

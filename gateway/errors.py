@@ -1,10 +1,15 @@
-"""OpenAI's error body, the exception that carries it, and how failures map to statuses."""
+"""Each API's error body, the exception that carries it, and how failures map to statuses.
+
+One `ApiError` is rendered in the shape of the API its route belongs to: Anthropic's for the
+Messages routes, OpenAI's everywhere else.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -23,6 +28,22 @@ STATUS_BY_KIND: Mapping[str, int] = {
 #: Anything not listed above (upstream, worker_lost, timeout, recaptcha, internal) is the
 #: arena's or the fleet's failure, not the client's.
 DEFAULT_STATUS = 502
+
+Shape = Literal["openai", "anthropic"]
+
+#: Anthropic's routes, under either API prefix (see `gateway.app.API_PREFIXES`).
+_ANTHROPIC_PATH = re.compile(r"^(?:/api)?/v1/messages(?:/|$)")
+#: Anthropic's error `type` for each status the bridge answers with.
+_ANTHROPIC_TYPES: Mapping[int, str] = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 class ApiError(Exception):
@@ -47,15 +68,35 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
+        """OpenAI's error body."""
         return error_body(self.message, self.type, self.param, self.code)
 
-    def response(self) -> Response:
+    def anthropic_body(self) -> dict[str, Any]:
+        """Anthropic's error body."""
+        return {"type": "error", "error": {"type": anthropic_type(self.status), "message": self.message}}
+
+    def response(self, shape: Shape = "openai") -> Response:
+        body = self.anthropic_body() if shape == "anthropic" else self.body()
         return Response(
-            orjson.dumps(self.body()),
+            orjson.dumps(body),
             status_code=self.status,
             headers=self.headers,
             media_type="application/json",
         )
+
+
+def shape_for(path: str) -> Shape:
+    """The error shape of the API that the route at `path` belongs to."""
+    return "anthropic" if _ANTHROPIC_PATH.match(path) else "openai"
+
+
+def anthropic_type(status: int) -> str:
+    """Anthropic's error `type` for a status: its own values, which its SDK and clients know."""
+    if status in _ANTHROPIC_TYPES:
+        return _ANTHROPIC_TYPES[status]
+    if status >= 500:
+        return "api_error"
+    return "invalid_request_error"
 
 
 def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Request body size limit, for declared and chunked bodies alike.
 
 Starlette has a limiter too, but it answers an over-long declared body in plain text whatever
-the exception handlers say; clients here expect OpenAI's error body.
+the exception handlers say; clients here expect their API's error body.
 """
 
 from __future__ import annotations
@@ -66,4 +66,4 @@ class BodyLimit:
             f"The request body is larger than the limit of {self.max_bytes:,} bytes.",
             code="request_too_large",
         )
-        await error.response()(scope, receive, send)
+        await error.response(errors.shape_for(scope["path"]))(scope, receive, send)

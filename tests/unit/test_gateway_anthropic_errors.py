@@ -1,0 +1,98 @@
+"""Anthropic's error shape for its routes, and its clients' key header."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from gateway import errors
+from gateway.auth import check_key
+from gateway.errors import ApiError
+from shared import events
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1/messages", "anthropic"),
+        ("/v1/messages/count_tokens", "anthropic"),
+        ("/api/v1/messages", "anthropic"),
+        ("/api/v1/messages/batches/x", "anthropic"),
+        ("/v1/messagesx", "openai"),
+        ("/v1/chat/completions", "openai"),
+        ("/v1/responses", "openai"),
+        ("/messages", "openai"),
+        ("/healthz", "openai"),
+    ],
+)
+def test_the_messages_routes_answer_in_anthropics_shape(path: str, shape: str) -> None:
+    assert errors.shape_for(path) == shape
+
+
+@pytest.mark.parametrize(
+    ("status", "type_"),
+    [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (405, "invalid_request_error"),
+        (413, "request_too_large"),
+        (422, "invalid_request_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (502, "api_error"),
+        (503, "overloaded_error"),
+        (504, "timeout_error"),
+    ],
+)
+def test_statuses_map_to_anthropics_error_types(status: int, type_: str) -> None:
+    assert ApiError(status, "what happened").anthropic_body() == {
+        "type": "error",
+        "error": {"type": type_, "message": "what happened"},
+    }
+
+
+def test_an_anthropic_response_keeps_the_status_and_retry_after() -> None:
+    error = errors.from_event(events.error("rate_limited", "slow down", retry_after=6.5))
+    response = error.response("anthropic")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert orjson.loads(response.body) == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "slow down"},
+    }
+    assert orjson.loads(error.response().body)["error"]["type"] == "requests"
+
+
+KEYS = [SecretStr("sk-one")]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "x_api_key"),
+    [(None, "sk-one"), (None, " sk-one "), ("Bearer sk-one", None), ("Bearer sk-one", "wrong")],
+)
+def test_a_key_is_accepted_from_x_api_key_or_authorization(
+    authorization: str | None, x_api_key: str | None
+) -> None:
+    check_key(authorization, KEYS, x_api_key=x_api_key)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "x_api_key", "message"),
+    [
+        (None, None, "You didn't provide an API key."),
+        ("Basic c2stb25l", None, "You didn't provide an API key."),
+        (None, "sk-two", "Incorrect API key provided."),
+        (None, "", "Incorrect API key provided."),
+        ("Bearer sk-two", "sk-one", "Incorrect API key provided."),  # the bearer token counts
+    ],
+)
+def test_a_missing_or_wrong_x_api_key_is_a_401(
+    authorization: str | None, x_api_key: str | None, message: str
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_key(authorization, KEYS, x_api_key=x_api_key)
+    assert caught.value.status == 401 and caught.value.message.startswith(message)
+    assert caught.value.anthropic_body()["error"]["type"] == "authentication_error"
