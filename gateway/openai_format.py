@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import ApiError
+from gateway.usage import token_counts
 from shared.events import Event
 
 DONE = b"data: [DONE]\n\n"
@@ -26,11 +26,6 @@ FINISH_REASONS: Mapping[str, str] = {
 
 def finish_reason(arena_reason: str | None) -> str:
     return FINISH_REASONS.get(arena_reason or "", "stop")
-
-
-def estimate_tokens(text_chars: int) -> int:
-    """The arena rarely reports usage: about four characters a token, OpenAI's rule of thumb."""
-    return math.ceil(text_chars / 4)
 
 
 def sse(obj: Mapping[str, Any]) -> bytes:
@@ -73,15 +68,9 @@ class Answer:
         return None
 
     def usage(self, prompt: str) -> dict[str, int]:
-        """The arena's token counts where it gave them, else estimates (see `estimate_tokens`)."""
-        reported = self.arena_usage or {}
-        prompt_tokens = reported.get("promptTokens")
-        if not isinstance(prompt_tokens, int):
-            prompt_tokens = estimate_tokens(len(prompt))
-        completion_tokens = reported.get("completionTokens")
-        if not isinstance(completion_tokens, int):
-            chars = sum(map(len, self.content)) + sum(map(len, self.reasoning))
-            completion_tokens = estimate_tokens(chars)
+        """The arena's token counts where it gave them, else estimates."""
+        chars = sum(map(len, self.content)) + sum(map(len, self.reasoning))
+        prompt_tokens, completion_tokens = token_counts(prompt, chars, self.arena_usage)
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

@@ -8,9 +8,9 @@ from gateway.openai_format import (
     DONE,
     ChunkStream,
     completion,
-    estimate_tokens,
     finish_reason,
 )
+from gateway.usage import estimate_tokens
 from shared import events
 
 ID = "chatcmpl-abc"
