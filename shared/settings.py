@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
 
     # Access
     admin_key: SecretStr | None = Field(default=None, description="Key for the admin surfaces.")
+    admin_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long an admin page sign-in lasts."
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="Client keys (JSON list); empty means no key needed."
     )
@@ -36,6 +40,15 @@ class Settings(BaseSettings):
     )
     headless: bool | None = Field(
         default=None, description="Headless Chrome; unset means headless unless DISPLAY is set."
+    )
+    display: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Headed Chromium on the worker's own Xvfb screen, watched through noVNC;"
+        " auto: on when Xvfb, x11vnc and websockify are installed and headless is not asked for.",
+    )
+    novnc_host: str = Field(
+        default="127.0.0.1",
+        description="Address a worker's noVNC (websockify) listens on; only gateways connect to it.",
     )
     chromium_path: str = Field(default="/usr/bin/chromium", description="Chromium binary.")
     chromedriver_path: str = Field(default="/usr/bin/chromedriver", description="chromedriver.")
@@ -54,6 +67,15 @@ class Settings(BaseSettings):
     )
     page_ready_timeout_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0, description="Worker heartbeat period.")
+    browser_probe_seconds: float = Field(
+        default=10.0, gt=0, description="How often a worker checks that its browser answers."
+    )
+    browser_probe_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A browser that does not answer a check this long is restarted."
+    )
+    catalog_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often a worker reads the model catalog off the arena again."
+    )
 
     # Requests
     worker_wait_seconds: float = Field(
