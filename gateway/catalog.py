@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
+from gateway import errors
 from shared import keys
 from shared.arena.catalog import Model, served
 
@@ -25,6 +26,14 @@ class Catalog:
     def listed(self) -> list[Model]:
         """The models `/v1/models` shows: anonymous ones are requestable but not advertised."""
         return [m for m in self.models.values() if not m.anonymous]
+
+
+def find_model(catalog: Catalog, name: str) -> Model:
+    """The model named `name`; 404 in the API's words when there is none."""
+    model = catalog.find(name)
+    if model is None:
+        raise errors.model_not_found(name)
+    return model
 
 
 def parse_catalog(raw: bytes) -> Catalog:

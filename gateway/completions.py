@@ -18,14 +18,16 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from gateway import errors
+from gateway import battle, errors
 from gateway.catalog import Catalog
+from gateway.conversations import Conversations, Plan
 from gateway.disconnect import unless_disconnected
 from gateway.errors import ApiError
+from gateway.images import ImageSource, ImageStore
 from gateway.relay import CONTENT, Relay
 from gateway.services import Services
-from gateway.transcript import Turn, prompt_from_turns
-from shared.arena.catalog import Model
+from gateway.transcript import Turn, check_length, render, require_user
+from shared import conversations
 from shared.events import Event
 from shared.jobs import CompletionJob
 
@@ -47,6 +49,8 @@ class CompletionRequest:
     stream: bool = False
     #: Where the turns are in the client's request (`messages`, `input`), for error messages.
     param: str = "messages"
+    #: Fetch generated images' bytes (the arena's image URLs expire).
+    image_bytes: bool = False
 
 
 class Frames(Protocol):
@@ -72,28 +76,36 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
     """Queue the job for `body` and hand back its relay.
 
     Everything the client can be told off for (prompt, model, images) is checked before
-    anything is queued; then it waits for a worker that can serve.
+    anything is queued; then it waits for a worker that can serve. A conversation the bridge
+    has answered before continues its arena thread (see `gateway.conversations`).
     """
     settings = svc.settings
-    prompt = prompt_from_turns(body.turns, param=body.param)
-    model = find_model(await catalog(svc), body.model)
-    images = [image for turn in body.turns for image in turn.images]
-    if images and not model.accepts_images:
-        raise errors.invalid(
-            f"The model `{model.public_name}` does not take image input.", param=body.param
+    turns = body.turns
+    require_user(turns, param=body.param)
+    lineup = battle.lineup(await catalog(svc), body.model)
+    images = [(turn_index, image) for turn_index, t in enumerate(turns) for image in t.images]
+    for model in lineup.models:
+        if images and not model.accepts_images:
+            raise errors.invalid(
+                f"The model `{model.public_name}` does not take image input.", param=body.param
+            )
+    job_id = uuid.uuid4().hex
+    threads = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
+    if lineup.mode == "direct":
+        client = _client_key(request) if settings.api_keys else None
+        plan = await threads.plan(
+            conversations.scope(lineup.a.public_name, client), turns, model=lineup.a.public_name, job_id=job_id
         )
-    await unless_disconnected(
-        request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
-    )
-    job = CompletionJob(
-        id=uuid.uuid4().hex,
-        model=model.public_name,
-        model_id=model.id,
-        modality=model.modality,
-        prompt=prompt,
-        images=images,
-        created_at=time.time(),
-    )
+    else:  # two answers cannot both continue one thread: every battle starts a new session
+        plan = Plan("create", None, turns, remember=None)
+    try:
+        job = await _job(svc, body, lineup, plan, job_id, images)
+        await unless_disconnected(
+            request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
+        )
+    except BaseException:
+        await threads.release(plan, job_id)
+        raise
     relay = Relay(
         svc.redis,
         svc.pool,
@@ -102,8 +114,58 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
         events_ttl_s=settings.events_ttl_seconds,
     )
     await relay.submit()
-    log.info("job %s queued: model=%s stream=%s", job.id, job.model, body.stream)
+    log.info(
+        "job %s queued: model=%s action=%s stream=%s", job.id, job.model, job.action, body.stream
+    )
     return relay
+
+
+async def _job(
+    svc: Services,
+    body: CompletionRequest,
+    lineup: battle.Lineup,
+    plan: Plan,
+    job_id: str,
+    images: list[tuple[int, ImageSource]],
+) -> CompletionJob:
+    settings = svc.settings
+    merge = settings.merge_system_messages
+    # The whole conversation, for a new session (or the one a refused post falls back to).
+    prompt = render(body.turns, merge_system=merge)
+    message = None
+    first_new = len(body.turns) - len(plan.turns)
+    if plan.action == "post":
+        message = render(plan.turns, merge_system=merge)
+        check_length(message, param=body.param)
+    elif plan.action == "create":
+        check_length(prompt, param=body.param)
+    refs = await ImageStore(svc.redis, settings).put(
+        [(image, turn_index >= first_new) for turn_index, image in images]
+    )
+    return CompletionJob(
+        id=job_id,
+        model=body.model if lineup.b is not None else lineup.a.public_name,
+        model_id=lineup.a.id,
+        model_b_id=lineup.b.id if lineup.b is not None else None,
+        modality=lineup.a.modality,
+        mode=lineup.mode,
+        action=plan.action,
+        thread=plan.thread,
+        prompt=prompt,
+        message=message,
+        images=refs,
+        remember=plan.remember,
+        fetch_images=body.image_bytes,
+        created_at=time.time(),
+    )
+
+
+def _client_key(request: Request) -> str | None:
+    """The key the client presented (either API's header), which scopes its conversations."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[len("bearer ") :].strip()
+    return request.headers.get("x-api-key")
 
 
 async def complete(request: Request, svc: Services, relay: Relay) -> list[Event]:
@@ -151,13 +213,6 @@ async def catalog(svc: Services) -> Catalog:
             code="no_catalog",
         )
     return found
-
-
-def find_model(catalog: Catalog, name: str) -> Model:
-    model = catalog.find(name)
-    if model is None:
-        raise errors.model_not_found(name)
-    return model
 
 
 async def _collect(relay: Relay, keepalive_s: float) -> list[Event]:

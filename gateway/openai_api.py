@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from gateway import completions, errors
 from gateway.auth import require_key
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, find_model
 from gateway.completions import CompletionRequest
 from gateway.openai_format import ChunkStream, completion
 from gateway.openai_schemas import ChatCompletionRequest, parse_chat_request, turns_from_messages
@@ -39,7 +39,7 @@ async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
 @router.get("/models/{name:path}")
 async def retrieve_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
     catalog = await completions.catalog(svc)
-    return _model_object(completions.find_model(catalog, name), catalog)
+    return _model_object(find_model(catalog, name), catalog)
 
 
 @router.post("/chat/completions", openapi_extra=_REQUEST_BODY)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from gateway import errors
+from gateway.images import ImageSource
 from gateway.transcript import Role as TurnRole
 from gateway.transcript import Turn
 
@@ -95,22 +96,21 @@ _TURN_ROLES: Mapping[Role, TurnRole] = {
 
 def turns_from_messages(messages: Sequence[Message]) -> list[Turn]:
     """The conversation in `messages`, as the completion core takes it."""
-    return [
-        Turn(_TURN_ROLES[m.role], message_text(m, i))
-        for i, m in enumerate(messages)
-    ]
+    return [Turn(_TURN_ROLES[m.role], message_text(m), message_images(m)) for m in messages]
 
 
-def message_text(message: Message, index: int) -> str:
+def message_text(message: Message) -> str:
     """The text of one message: a string as is, text parts joined by newlines."""
     content = message.content
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    for j, part in enumerate(content):
-        if isinstance(part, ImagePart):
-            raise errors.invalid(
-                "Image input is not supported yet.", param=f"messages[{index}].content[{j}]"
-            )
-    return "\n".join(part.text for part in content)
+    return "\n".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def message_images(message: Message) -> tuple[ImageSource, ...]:
+    """The images of one message (`image_url` parts: data: or http(s) URLs), in order."""
+    if not isinstance(message.content, list):
+        return ()
+    return tuple(ImageSource(p.image_url.url) for p in message.content if isinstance(p, ImagePart))

@@ -64,7 +64,10 @@ class Relay:
 
     async def submit(self) -> None:
         self._deadline = time.monotonic() + self._timeout_s
-        await queue.enqueue(self._pool, self.job, keys.SHARED_QUEUE, expires_s=self._timeout_s)
+        # A post or retry goes to the worker whose account holds the arena session.
+        thread = self.job.thread
+        name = keys.SHARED_QUEUE if thread is None else keys.worker_queue(thread.worker)
+        await queue.enqueue(self._pool, self.job, name, expires_s=self._timeout_s)
 
     async def first(self, wait_s: float) -> list[Event]:
         """Events up to the first content or error, or what came within `wait_s` if none did."""

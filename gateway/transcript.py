@@ -3,6 +3,10 @@
 The arena answers a single user message, so a conversation is sent as a transcript: each turn
 between tags named after its role, in order. A lone user message is sent as it is.
 Every API (OpenAI chat, Anthropic Messages, Responses) hands its messages over as `Turn`s.
+
+System messages stay where the client put them, each a `<system>` block of its own; with
+`merge_system` (LMB_MERGE_SYSTEM_MESSAGES) they are merged into one block at the top, as
+SillyTavern users expect when a preset scatters them through the chat.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway import errors
-from shared.jobs import ImageInput
+from gateway.images import ImageSource
 
 #: The longest prompt the arena accepts, as measured by other bridges.
 MAX_PROMPT_CHARS = 113_567
@@ -27,11 +31,11 @@ class Turn:
 
     role: Role
     text: str
-    images: tuple[ImageInput, ...] = ()
+    images: tuple[ImageSource, ...] = ()
 
 
-def prompt_from_turns(turns: Sequence[Turn], *, param: str = "messages") -> str:
-    """The prompt for `turns`; 400 when too long, 422 without a user turn.
+def require_user(turns: Sequence[Turn], *, param: str = "messages") -> None:
+    """422 unless some turn is the user's: the arena answers a user message.
 
     `param` names where the turns were in the client's request, for the error.
     """
@@ -39,10 +43,26 @@ def prompt_from_turns(turns: Sequence[Turn], *, param: str = "messages") -> str:
         raise errors.unprocessable(
             f"The {param} must include at least one user message.", param=param
         )
+
+
+def render(turns: Sequence[Turn], *, merge_system: bool = False) -> str:
+    """`turns` as one message: a lone turn verbatim, several as a tagged transcript."""
+    if merge_system:
+        turns = merged_system(turns)
     if len(turns) == 1:
-        prompt = turns[0].text
-    else:
-        prompt = "\n\n".join(f"<{t.role}>\n{t.text}\n</{t.role}>" for t in turns if t.text)
+        return turns[0].text
+    return "\n\n".join(f"<{t.role}>\n{t.text}\n</{t.role}>" for t in turns if t.text)
+
+
+def merged_system(turns: Sequence[Turn]) -> list[Turn]:
+    """Every system turn's text in one system turn first, then the other turns in order."""
+    system = [t.text for t in turns if t.role == "system" and t.text]
+    rest = [t for t in turns if t.role != "system"]
+    return [Turn("system", "\n\n".join(system)), *rest] if system else rest
+
+
+def check_length(prompt: str, *, param: str = "messages") -> None:
+    """400 naming both sizes when `prompt` is longer than the arena takes."""
     if len(prompt) > MAX_PROMPT_CHARS:
         raise errors.invalid(
             f"The prompt is {len(prompt):,} characters long; the arena accepts at most "
@@ -50,4 +70,3 @@ def prompt_from_turns(turns: Sequence[Turn], *, param: str = "messages") -> str:
             param=param,
             code="context_length_exceeded",
         )
-    return prompt

@@ -6,18 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shared.conversations import Remember, Thread
+
 Modality = Literal["chat", "search", "image"]
 Mode = Literal["direct", "battle", "side-by-side"]
 #: create-evaluation (a new arena session), post-to-evaluation (a new message in a session the
 #: worker holds) or retry-evaluation-session-message (regenerate a session's last answer).
 Action = Literal["create", "post", "retry"]
-
-
-class ImageInput(BaseModel):
-    """An image the user sent; the worker uploads it to the arena before the request."""
-
-    media_type: str
-    data_b64: str
 
 
 class ImageRef(BaseModel):
@@ -32,16 +27,6 @@ class ImageRef(BaseModel):
     #: Sent with this turn's message; the others belong to earlier turns of the conversation
     #: and are only uploaded when the conversation has to start a new arena session.
     new: bool = True
-
-
-class Thread(BaseModel):
-    """The arena session a post or retry continues, and who can reach it."""
-
-    session_id: str
-    #: The worker whose account owns the session (only it may post to it).
-    worker: str
-    #: retry: the model message to regenerate (the session's last answer).
-    message_id: str | None = None
 
 
 class CompletionJob(BaseModel):
@@ -59,6 +44,9 @@ class CompletionJob(BaseModel):
         default=None, description="post: only the new message (the arena keeps the thread)."
     )
     images: list[ImageRef] = Field(default_factory=list)
+    remember: Remember | None = Field(
+        default=None, description="Record the answer's thread, for the conversation's next turn."
+    )
     fetch_images: bool = Field(
         default=False, description="Fetch generated images' bytes while their URLs are valid."
     )

@@ -4,11 +4,24 @@ import pytest
 
 from gateway.errors import ApiError
 from gateway.openai_schemas import Message, turns_from_messages
-from gateway.transcript import MAX_PROMPT_CHARS, Turn, prompt_from_turns
+from gateway.images import ImageSource
+from gateway.transcript import (
+    MAX_PROMPT_CHARS,
+    Turn,
+    check_length,
+    merged_system,
+    render,
+    require_user,
+)
 
 
-def prompt_from_messages(messages: list[Message]) -> str:
-    return prompt_from_turns(turns_from_messages(messages))
+def prompt_from_messages(messages: list[Message], *, merge_system: bool = False) -> str:
+    """What the core sends to start a session with `messages`."""
+    turns = turns_from_messages(messages)
+    require_user(turns)
+    prompt = render(turns, merge_system=merge_system)
+    check_length(prompt)
+    return prompt
 
 
 def msgs(*pairs: tuple[str, object]) -> list[Message]:
@@ -61,13 +74,36 @@ def test_without_a_user_message_it_is_unprocessable(messages: list[Message]) -> 
     assert caught.value.message == "The messages must include at least one user message."
 
 
-def test_image_input_is_refused_naming_the_part() -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    messages = msgs(("system", "s"), ("user", [{"type": "text", "text": "what is it?"}, image]))
-    with pytest.raises(ApiError) as caught:
-        prompt_from_messages(messages)
-    assert (caught.value.status, caught.value.param) == (400, "messages[1].content[1]")
-    assert caught.value.message == "Image input is not supported yet."
+def test_image_parts_become_the_turns_images_and_leave_the_text() -> None:
+    first = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    second = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    messages = msgs(("user", [first, {"type": "text", "text": "what are these?"}, second]))
+    (turn,) = turns_from_messages(messages)
+    assert turn.text == "what are these?"
+    assert turn.images == (
+        ImageSource("data:image/png;base64,AAAA"),
+        ImageSource("https://example.com/cat.png"),
+    )
+
+
+def test_system_messages_stay_in_place_unless_merged_into_one_at_the_top() -> None:
+    messages = msgs(
+        ("system", "You are Ann."),
+        ("user", "Hi"),
+        ("assistant", "Hello."),
+        ("system", "Stay in character."),
+        ("user", "Who are you?"),
+    )
+    kept = prompt_from_messages(messages)
+    assert kept.index("<system>\nStay in character.\n</system>") > kept.index("Hello.")
+    merged = prompt_from_messages(messages, merge_system=True)
+    assert merged.startswith("<system>\nYou are Ann.\n\nStay in character.\n</system>\n\n<user>\nHi")
+    assert merged.count("<system>") == 1
+
+
+def test_merging_without_system_messages_changes_nothing() -> None:
+    turns = [Turn("user", "a"), Turn("assistant", "b")]
+    assert merged_system(turns) == turns
 
 
 def test_a_prompt_at_the_limit_passes_and_one_over_is_refused_with_both_sizes() -> None:
@@ -90,7 +126,7 @@ def test_the_limit_counts_the_whole_transcript() -> None:
 
 def test_the_parameter_named_in_errors_is_the_callers() -> None:
     with pytest.raises(ApiError) as caught:
-        prompt_from_turns([Turn("system", "rules")], param="input")
+        require_user([Turn("system", "rules")], param="input")
     assert (caught.value.param, caught.value.message) == (
         "input", "The input must include at least one user message."
     )
