@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
-from gateway import errors, health, openai_api
+from gateway import anthropic_api, errors, health, openai_api, responses_api
 from gateway.catalog import CatalogCache
 from gateway.disconnect import ClientDisconnected
 from gateway.fleet import Fleet
@@ -71,6 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     for prefix in API_PREFIXES:
         app.include_router(openai_api.router, prefix=prefix)
+        app.include_router(responses_api.router, prefix=prefix)
+        app.include_router(anthropic_api.router, prefix=prefix)
     app.include_router(health.router)
     return app
 

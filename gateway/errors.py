@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from starlette.responses import Response
 
 from shared.events import Event
@@ -147,24 +148,43 @@ def from_event(event: Event) -> ApiError:
     return ApiError(status, event.get("message") or kind, code=code, headers=headers)
 
 
-def from_validation(exc: ValidationError, data: Any) -> ApiError:
-    """A 400 naming the parameter that failed, in OpenAI's words.
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request body holds, or a 400 that says why there is none."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(
+            f"We could not parse the JSON body of your request: {exc}. "
+            "The API expects a JSON object."
+        ) from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    return data
 
-    Among several errors (a union reports one per member), the one whose location reaches
-    deepest into the request explains it best.
-    """
-    best: tuple[str, dict[str, Any]] | None = None
-    for err in exc.errors():
-        param = param_path(err["loc"], data, missing=err["type"] == "missing")
-        if best is None or len(param) > len(best[0]):
-            best = (param, err)
-    assert best is not None  # a ValidationError always holds at least one error
-    param, err = best
+
+def from_validation(exc: ValidationError, data: Any) -> ApiError:
+    """A 400 naming the parameter that failed, in OpenAI's words."""
+    param, err = deepest(exc, data)
     if not param:
         return invalid(f"Invalid request body: {err['msg']}.")
     if err["type"] == "missing":
         return invalid(f"Missing required parameter: '{param}'.", param=param)
     return invalid(f"Invalid value for '{param}': {err['msg']}.", param=param)
+
+
+def deepest(exc: ValidationError, data: Any) -> tuple[str, ErrorDetails]:
+    """The error that explains `exc` best, and the parameter it names (see `param_path`).
+
+    Among several errors (a union reports one per member), the one whose location reaches
+    deepest into the request explains it best.
+    """
+    best: tuple[str, ErrorDetails] | None = None
+    for err in exc.errors():
+        param = param_path(err["loc"], data, missing=err["type"] == "missing")
+        if best is None or len(param) > len(best[0]):
+            best = (param, err)
+    assert best is not None  # a ValidationError always holds at least one error
+    return best
 
 
 def param_path(loc: Sequence[int | str], data: Any, *, missing: bool = False) -> str:
