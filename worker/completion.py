@@ -9,23 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from shared import events, keys, queue
 from shared.arena import payloads
 from shared.arena.errors import (
     ArenaError,
+    AuthRequired,
     Challenge,
     RateLimited,
     RecaptchaRejected,
     classify,
 )
-from shared.arena.ids import uuid7
+from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.stream import LineParser, Part, to_events
+from shared.conversations import Thread, remembered
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
@@ -34,6 +37,7 @@ from worker.heartbeat import live_workers
 from worker.page import ArenaPage, FetchFailed, PageFetch
 from worker.state import StateMachine
 from worker.tokens import TokenPool
+from worker.uploads import UploadFailed, Uploads
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +55,51 @@ class RequestIds:
     """Ids of one attempt; the arena refuses ids it has seen, so every attempt gets new ones."""
 
     session: str
-    user_message: str
+    user_message: str | None
     model_a_message: str
     model_b_message: str | None
 
     @classmethod
     def fresh(cls, job: CompletionJob) -> RequestIds:
-        return cls(uuid7(), uuid7(), uuid7(), uuid7() if job.model_b_id else None)
+        """New message ids (and session, for a create); a retry regenerates the thread's own."""
+        thread = job.thread
+        if job.action == "retry" and thread is not None:
+            return cls(thread.session_id, None, thread.message_id, None)
+        session = thread.session_id if job.action == "post" and thread is not None else uuid7()
+        user, model_a, *model_b = uuid7_ascending(3 if job.model_b_id else 2)
+        return cls(session, user, model_a, model_b[0] if model_b else None)
+
+    def messages(self) -> dict[str, str]:
+        """The model message ids by side."""
+        sides = {"a": self.model_a_message}
+        if self.model_b_message is not None:
+            sides["b"] = self.model_b_message
+        return sides
 
 
-def build_request(job: CompletionJob, ids: RequestIds, token: str) -> payloads.ArenaRequest:
+def build_request(
+    job: CompletionJob, ids: RequestIds, token: str, attachments: Sequence[Mapping[str, str]] = ()
+) -> payloads.ArenaRequest:
+    """The arena request for the job's action, with these ids and images."""
+    if job.action == "retry":
+        return payloads.retry_message(
+            session_id=ids.session, model_message_id=ids.model_a_message, token=token
+        )
+    if ids.user_message is None:
+        raise ValueError("a create or post needs a user message id")
+    if job.action == "post":
+        return payloads.post_to_evaluation(
+            session_id=ids.session,
+            model_a_id=job.model_id,
+            user_message_id=ids.user_message,
+            model_a_message_id=ids.model_a_message,
+            content=job.message if job.message is not None else job.prompt,
+            modality=job.modality,
+            token=token,
+            model_b_id=job.model_b_id,
+            model_b_message_id=ids.model_b_message,
+            attachments=attachments,
+        )
     return payloads.create_evaluation(
         session_id=ids.session,
         model_a_id=job.model_id,
@@ -72,7 +111,40 @@ def build_request(job: CompletionJob, ids: RequestIds, token: str) -> payloads.A
         mode=job.mode,
         model_b_id=job.model_b_id,
         model_b_message_id=ids.model_b_message,
+        attachments=attachments,
     )
+
+
+def thread_gone(error: ArenaError) -> bool:
+    """The arena refused a post or retry because the session is gone or not this account's."""
+    if isinstance(error, AuthRequired):
+        return not error.login_gate
+    return error.status == 404
+
+
+@dataclass
+class Relayed:
+    """What one answer came to, as the worker relayed it."""
+
+    #: The events that end the stream (not yet written).
+    tail: list[Event] = field(default_factory=list)
+    #: Side a's text, as the client received it.
+    texts: list[str] = field(default_factory=list)
+    ended: bool = False
+    failed: bool = False
+
+    def add(self, batch: Iterable[Event]) -> None:
+        for event in batch:
+            kind = event["t"]
+            if kind == "text" and event["side"] == "a":
+                self.texts.append(event["text"])
+            elif kind == "error":
+                self.failed = True
+            self.ended = self.ended or kind in ENDINGS
+
+    @property
+    def complete(self) -> bool:
+        return self.ended and not self.failed
 
 
 def events_of(parts: Iterable[Part]) -> list[Event]:
@@ -159,6 +231,7 @@ class Completion:
         self._page = page
         self._tokens = tokens
         self._machine = machine
+        self._uploads = Uploads(redis)
         self._on_challenge = on_challenge
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -203,49 +276,110 @@ class Completion:
 
     async def _serve(self, job: CompletionJob, stream: JobStream) -> list[Event] | None:
         """Run the request; returns the events that end the stream, or None once handed off."""
-        if job.images:
-            return [events.error("bad_request", "image input is not supported by this worker yet")]
-        page, tokens = self._page(), self._tokens()
-        outcome = await self._attempt(page, job, await tokens.take(), stream)
-        if isinstance(outcome, RecaptchaRejected):
-            logger.info("job %s: reCAPTCHA token refused; retrying once with a new one", job.id)
-            outcome = await self._attempt(page, job, await tokens.mint(), stream)
+        if job.action != "create" and (job.thread is None or job.thread.worker != self._id):
+            job = job.as_new_session()  # only the account that opened a session may continue it
+        page = self._page()
+        outcome = await self._request(page, job, stream)
+        if isinstance(outcome, ArenaError) and job.action != "create" and thread_gone(outcome):
+            # Never an error for the client: the conversation goes on in a new session.
+            logger.info("job %s: the arena refused the %s (%s); starting a new session", job.id, job.action, outcome.message)
+            job = job.as_new_session()
+            outcome = await self._request(page, job, stream)
         if isinstance(outcome, ArenaError):
             return await self._failed(job, outcome)
         return outcome
 
+    async def _request(self, page: ArenaPage, job: CompletionJob, stream: JobStream) -> list[Event] | ArenaError:
+        """The job's request, with its images uploaded; once more with a new token if refused."""
+        try:
+            attachments = await self._uploads.attachments(page, job.sent_images())
+        except UploadFailed as exc:
+            return [events.error("upstream", f"could not upload the image to the arena: {exc}")]
+        tokens = self._tokens()
+        outcome = await self._attempt(page, job, await tokens.take(), stream, attachments)
+        if isinstance(outcome, RecaptchaRejected):
+            logger.info("job %s: reCAPTCHA token refused; retrying once with a new one", job.id)
+            outcome = await self._attempt(page, job, await tokens.mint(), stream, attachments)
+        return outcome
+
     async def _attempt(
-        self, page: ArenaPage, job: CompletionJob, token: str, stream: JobStream
+        self,
+        page: ArenaPage,
+        job: CompletionJob,
+        token: str,
+        stream: JobStream,
+        attachments: Sequence[Mapping[str, str]],
     ) -> list[Event] | ArenaError:
         """One request with fresh ids: the events that end it, or why the arena refused it."""
         ids = RequestIds.fresh(job)
         try:
-            async with page.fetch(build_request(job, ids, token)) as fetch:
+            async with page.fetch(build_request(job, ids, token, attachments)) as fetch:
                 head = await fetch.head()
                 if head.status != 200:
                     return classify(head.status, head.headers, await fetch.text())
-                return await self._relay(fetch, stream)
-        except FetchFailed as exc:
-            return [events.error("upstream", f"the request to the arena failed: {exc}")]
+                stream.post([events.session(self._id, job.action, ids.session, ids.messages())])
+                relayed = await self._relay(page, job, fetch, stream)
+                if relayed.complete and job.remember is not None:
+                    await self._remember(job, ids, "".join(relayed.texts))
+                return relayed.tail
         except asyncio.CancelledError:
             await self._stop(page, ids)
             raise
 
-    async def _relay(self, fetch: PageFetch, stream: JobStream) -> list[Event]:
+    async def _relay(self, page: ArenaPage, job: CompletionJob, fetch: PageFetch, stream: JobStream) -> Relayed:
         parser = LineParser()
-        ended = False
+        relayed = Relayed()
         try:
             async for text in fetch.chunks():
                 batch = events_of(parser.feed(text))
                 if batch:
-                    ended = ended or any(event["t"] in ENDINGS for event in batch)
+                    if job.fetch_images:
+                        batch = await self._with_bytes(page, batch)
+                    relayed.add(batch)
                     await stream.add(batch)
         except FetchFailed as exc:
-            return [*events_of(parser.close()), events.error("upstream", f"the arena stream broke off: {exc}")]
-        tail = events_of(parser.close())
-        if not (ended or any(event["t"] in ENDINGS for event in tail)):
-            tail.append(events.error("upstream", "the arena ended the answer without finishing it"))
-        return tail
+            relayed.tail = [*events_of(parser.close()), events.error("upstream", f"the arena stream broke off: {exc}")]
+            relayed.failed = True
+            return relayed
+        relayed.tail = events_of(parser.close())
+        relayed.add(relayed.tail)
+        if not relayed.ended:
+            relayed.tail.append(events.error("upstream", "the arena ended the answer without finishing it"))
+            relayed.failed = True
+        return relayed
+
+    async def _with_bytes(self, page: ArenaPage, batch: list[Event]) -> list[Event]:
+        """`batch` with each generated image's bytes, read by the page while its URL is signed."""
+        out = []
+        for event in batch:
+            if event["t"] == "image":
+                status, media_type, data = await page.read(event["url"])
+                if status == 200:
+                    event = events.image(event["side"], event["url"], event["mime_type"] or media_type, data)
+                else:
+                    logger.warning("could not read a generated image: HTTP %s", status)
+            out.append(event)
+        return out
+
+    async def _remember(self, job: CompletionJob, ids: RequestIds, text: str) -> None:
+        """Record where the answer lives, so that the conversation's next turn continues it."""
+        remember = job.remember
+        if remember is None:
+            return
+        thread = Thread(
+            worker=self._id,
+            session_id=ids.session,
+            message_id=ids.model_a_message,
+            model=job.model,
+            messages=remember.messages + 1,
+        )
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, value in remembered(remember, thread, text).items():
+                    pipe.set(key, value, ex=remember.ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # the answer is out; the next turn starts a new session
+            logger.warning("job %s: could not remember its arena thread: %s", job.id, exc)
 
     async def _failed(self, job: CompletionJob, error: ArenaError) -> list[Event] | None:
         logger.info("job %s: the arena refused it: %s %s", job.id, error.kind, error.status)
@@ -266,7 +400,8 @@ class Completion:
         peer = pick_peer(await live_workers(self._redis), excluded=[self._id, *job.excluded_workers])
         if peer is None:
             return False
-        moved = job.model_copy(
+        # A peer's account cannot continue this account's session: it starts a new one.
+        moved = job.as_new_session().model_copy(
             update={"attempt": job.attempt + 1, "excluded_workers": [*job.excluded_workers, self._id]}
         )
         await queue.enqueue(

@@ -63,6 +63,49 @@
         const response = await send(method, path, body);
         return { status: response.status, text: await response.text() };
       },
+      // A server action of the page (Next.js), posted to the page's own URL as its forms do;
+      // the result is line 1: of the React Server Components answer.
+      async action(id, args) {
+        const response = await nativeFetch(location.pathname + location.search, {
+          method: 'POST',
+          body: JSON.stringify(args),
+          headers: { accept: 'text/x-component', 'next-action': id, 'content-type': 'text/plain;charset=UTF-8' },
+          credentials: 'include',
+        });
+        return { status: response.status, text: await response.text() };
+      },
+      // Upload bytes (base64) to a presigned storage URL, as the site's uploader does.
+      async put(url, data, contentType) {
+        const binary = atob(data);
+        const bytes = new Uint8Array(binary.length);
+        for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+        const response = await nativeFetch(url, { method: 'PUT', body: bytes, headers: { 'content-type': contentType } });
+        return { status: response.status, text: await response.text() };
+      },
+      // The bytes at a URL, base64, with their type (a generated image, while its URL is signed).
+      async read(url) {
+        const response = await nativeFetch(url);
+        const blob = await response.blob();
+        const dataUrl = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(reader.result);
+          reader.onerror = () => reject(reader.error);
+          reader.readAsDataURL(blob);
+        });
+        return { status: response.status, type: blob.type, data: dataUrl.slice(dataUrl.indexOf(',') + 1) };
+      },
+      // The texts of the page's own scripts that contain `marker` (server action ids live there).
+      async scripts(marker) {
+        const urls = new Set([...document.scripts].map((script) => script.src).filter(Boolean));
+        for (const entry of performance.getEntriesByType('resource')) {
+          if (entry.initiatorType === 'script') urls.add(entry.name);
+        }
+        const own = [...urls].filter((url) => new URL(url).origin === location.origin);
+        const texts = await Promise.all(
+          own.map((url) => nativeFetch(url).then((response) => response.text(), () => '')),
+        );
+        return texts.filter((text) => text.includes(marker));
+      },
       async mint(siteKey, action) {
         const enterprise = window.grecaptcha.enterprise;
         await new Promise((resolve) => enterprise.ready(resolve));

@@ -9,6 +9,7 @@ socket, so nothing here polls.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import secrets
@@ -132,6 +133,26 @@ class ArenaPage:
         """Send a small request from the page and return its status and body."""
         answer = await self._invoke("call", request.method, request.path, request.body, await_promise=True)
         return answer["status"], answer["text"]
+
+    async def action(self, action_id: str, args: list[Any]) -> tuple[int, str]:
+        """Run one of the site's server actions from the page: status and RSC answer."""
+        answer = await self._invoke("action", action_id, args, await_promise=True)
+        return answer["status"], answer["text"]
+
+    async def put(self, url: str, data: bytes, content_type: str) -> tuple[int, str]:
+        """PUT `data` to a presigned storage URL from the page: status and answer."""
+        encoded = base64.b64encode(data).decode()
+        answer = await self._invoke("put", url, encoded, content_type, await_promise=True)
+        return answer["status"], answer["text"]
+
+    async def read(self, url: str) -> tuple[int, str, str]:
+        """GET `url` from the page: status, media type and the bytes in base64."""
+        answer = await self._invoke("read", url, await_promise=True)
+        return answer["status"], answer["type"], answer["data"]
+
+    async def scripts(self, marker: str) -> list[str]:
+        """The texts of the page's own scripts that contain `marker`."""
+        return await self._invoke("scripts", marker, await_promise=True)
 
     @contextlib.asynccontextmanager
     async def fetch(self, request: ArenaRequest) -> AsyncIterator[PageFetch]:

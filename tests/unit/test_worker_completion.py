@@ -4,11 +4,21 @@ import time
 
 import orjson
 
+from shared import events
+from shared.arena.errors import classify
 from shared.arena.ids import uuid7_time_ms
 from shared.arena.stream import LineParser
+from shared.conversations import Thread
 from shared.jobs import CompletionJob
 from shared.workers import WorkerState, WorkerStatus
-from worker.completion import RequestIds, build_request, events_of, pick_peer
+from worker.completion import (
+    RequestIds,
+    Relayed,
+    build_request,
+    events_of,
+    pick_peer,
+    thread_gone,
+)
 
 
 def job(**changes: object) -> CompletionJob:
@@ -63,3 +73,68 @@ def test_a_peer_is_a_serving_worker_not_excluded_preferring_ready_and_idle() -> 
     assert pick_peer(statuses, excluded=["w-me", "w-idle"]).id == "w-loaded"
     assert pick_peer(statuses, excluded=["w-me", "w-idle", "w-loaded"]).id == "w-busy"
     assert pick_peer(statuses[3:], excluded=["w-me"]) is None
+
+
+def thread(**changes: object) -> Thread:
+    fields = {"worker": "w1", "session_id": "s-1", "message_id": "m-1", "model": "m", "messages": 2}
+    return Thread.model_validate({**fields, **changes})
+
+
+def test_a_post_sends_only_the_new_message_to_the_threads_session_with_fresh_message_ids() -> None:
+    the_job = job(action="post", thread=thread(), prompt="<user>\nall of it\n</user>", message="new")
+    ids = RequestIds.fresh(the_job)
+    assert ids.session == "s-1" and ids.user_message < ids.model_a_message
+    attachment = {"name": "k", "contentType": "image/png", "url": "https://x/k"}
+    request = build_request(the_job, ids, "tok", [attachment])
+    assert (request.method, request.path) == ("POST", "/nextjs-api/stream/post-to-evaluation/s-1")
+    assert "mode" not in request.body and request.body["id"] == "s-1"
+    assert request.body["userMessage"] == {"content": "new", "experimental_attachments": [attachment]}
+
+
+def test_a_retry_regenerates_the_threads_message_with_only_a_token() -> None:
+    the_job = job(action="retry", thread=thread())
+    ids = RequestIds.fresh(the_job)
+    assert (ids.session, ids.model_a_message, ids.messages()) == ("s-1", "m-1", {"a": "m-1"})
+    request = build_request(the_job, ids, "tok")
+    assert (request.method, request.path) == (
+        "PUT", "/nextjs-api/stream/retry-evaluation-session-message/s-1/messages/m-1"
+    )
+    assert request.body == {"recaptchaV3Token": "tok"}
+
+
+def test_a_new_session_carries_the_transcript_and_every_image() -> None:
+    images = [{"digest": "old", "media_type": "image/png", "new": False}, {"digest": "now", "media_type": "image/png"}]
+    the_job = job(action="post", thread=thread(), prompt="whole", message="new", images=images)
+    assert [i.digest for i in the_job.sent_images()] == ["now"]
+    fresh = the_job.as_new_session()
+    assert (fresh.action, fresh.thread, fresh.message) == ("create", None, None)
+    assert [i.digest for i in fresh.sent_images()] == ["old", "now"]
+    body = build_request(fresh, RequestIds.fresh(fresh), "tok").body
+    assert body["mode"] == "direct" and body["userMessage"]["content"] == "whole"
+    assert body["id"] != "s-1"
+
+
+def test_a_battle_gets_a_message_id_for_each_side() -> None:
+    the_job = job(model_b_id="model-b", mode="battle")
+    ids = RequestIds.fresh(the_job)
+    assert set(ids.messages()) == {"a", "b"}
+    body = build_request(the_job, ids, "tok").body
+    assert (body["modelBId"], body["modelBMessageId"]) == ("model-b", ids.model_b_message)
+
+
+def test_a_session_gone_or_not_ours_is_told_from_other_refusals() -> None:
+    assert thread_gone(classify(404, {}, '{"error":"Evaluation session not found"}'))
+    assert thread_gone(classify(401, {}, '{"error":"User u does not have access to evaluation session s"}'))
+    assert not thread_gone(classify(401, {}, '{"error":"LOGIN_GATE","message":"Sign in"}'))
+    assert not thread_gone(classify(429, {}, "Too many requests"))
+    assert not thread_gone(classify(400, {}, '{"error":"Message ID already used"}'))
+
+
+def test_an_answer_is_complete_when_it_finished_without_an_error() -> None:
+    relayed = Relayed()
+    relayed.add([events.text("a", "Hel"), events.text("b", "other"), events.text("a", "lo")])
+    assert relayed.texts == ["Hel", "lo"] and not relayed.complete
+    relayed.add([events.finish("a", "stop")])
+    assert relayed.complete
+    relayed.add([events.error("upstream", "boom")])
+    assert not relayed.complete
