@@ -1,10 +1,14 @@
-"""The model catalog workers publish to Redis, read and briefly cached."""
+"""The model catalog the gateway serves: the union of the catalogs live workers name.
+
+Workers store each catalog once under its digest and name theirs in their heartbeat. A model
+appears as soon as one live worker serves it and is gone (404) once none does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -13,6 +17,7 @@ from redis.asyncio import Redis
 from gateway import errors
 from shared import keys
 from shared.arena.catalog import Model, served
+from shared.workers import read_fleet
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +42,57 @@ def find_model(catalog: Catalog, name: str) -> Model:
 
 
 def parse_catalog(raw: bytes) -> Catalog:
-    """The catalog from what a worker stored under `shared.keys.CATALOG`."""
+    """One catalog as a worker stored it under `shared.keys.catalog`."""
     data = orjson.loads(raw)
     models = {m.public_name: m for m in served(data.get("models") or [])}
     return Catalog(updated_at=float(data.get("updated_at") or 0.0), models=models)
 
 
+def union(catalogs: Iterable[Catalog]) -> Catalog | None:
+    """Every model of every catalog, the first catalog's order first; None for no catalog."""
+    parts = list(catalogs)
+    if not parts:
+        return None
+    models: dict[str, Model] = {}
+    for part in parts:
+        for name, model in part.models.items():
+            models.setdefault(name, model)
+    return Catalog(updated_at=max(part.updated_at for part in parts), models=models)
+
+
 class CatalogCache:
-    """Reads the catalog at most once per `ttl_s`, however many requests ask for it."""
+    """Reads the live workers' catalogs at most once per `ttl_s`, however many requests ask.
+
+    A catalog never changes under its digest: each is fetched and parsed once.
+    """
 
     def __init__(self, redis: Redis, ttl_s: float = 1.0) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._lock = asyncio.Lock()
+        self._parsed: dict[str, Catalog] = {}
         self._catalog: Catalog | None = None
-        self._raw: bytes | None = None
         self._read_at = -float("inf")
 
     async def get(self) -> Catalog | None:
-        """The latest catalog, or None when no worker has published one yet."""
+        """The union of the live workers' catalogs, or None while no live worker names one."""
         if time.monotonic() - self._read_at < self._ttl_s:
             return self._catalog
         async with self._lock:
             # Whoever held the lock may have just refreshed it.
             if time.monotonic() - self._read_at >= self._ttl_s:
-                raw = await self._redis.get(keys.CATALOG)
-                # A new catalog comes every few minutes at most: parse only that.
-                if raw != self._raw:
-                    self._catalog = parse_catalog(raw) if raw else None
-                    self._raw = raw
+                self._catalog = await self._read()
                 self._read_at = time.monotonic()
         return self._catalog
+
+    async def _read(self) -> Catalog | None:
+        named = list(dict.fromkeys(s.catalog for s in await read_fleet(self._redis) if s.catalog))
+        missing = [name for name in named if name not in self._parsed]
+        if missing:
+            raws = await self._redis.mget([keys.catalog(name) for name in missing])
+            for name, raw in zip(missing, raws, strict=True):
+                if raw is not None:
+                    self._parsed[name] = parse_catalog(raw)
+        # Keep only what live workers name: the cache never outgrows the fleet.
+        self._parsed = {name: self._parsed[name] for name in named if name in self._parsed}
+        return union(self._parsed.values())

@@ -7,29 +7,10 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from gateway import errors
-from shared import keys
-from shared.workers import WorkerStatus
-
-
-async def read_fleet(redis: Redis) -> list[WorkerStatus]:
-    """Every worker with a live heartbeat; ids whose heartbeat expired are dead and left out."""
-    ids = sorted(await redis.smembers(keys.WORKERS))
-    if not ids:
-        return []
-    beats = await redis.mget([keys.worker_heartbeat(i.decode()) for i in ids])
-    statuses = []
-    for beat in beats:
-        if beat is None:
-            continue
-        try:
-            statuses.append(WorkerStatus.load(beat))
-        except (ValidationError, ValueError):
-            continue  # a heartbeat from an incompatible version counts as not serving
-    return statuses
+from shared.workers import WorkerStatus, read_fleet
 
 
 def state_counts(statuses: Sequence[WorkerStatus]) -> dict[str, int]:

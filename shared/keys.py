@@ -6,8 +6,6 @@ PREFIX = "lmb"
 
 #: arq queue every ready worker takes from.
 SHARED_QUEUE = f"{PREFIX}:queue"
-#: Latest model catalog (JSON list of arena model entries) as published by a worker.
-CATALOG = f"{PREFIX}:catalog"
 #: Set of worker ids that have ever heartbeated; entries whose heartbeat key is gone are dead.
 WORKERS = f"{PREFIX}:workers"
 
@@ -25,6 +23,19 @@ def wake_channel(queue: str) -> str:
 def worker_heartbeat(worker_id: str) -> str:
     """JSON heartbeat of one worker; expires when the worker stops beating."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def catalog(digest: str) -> str:
+    """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
+
+    Workers that see the same catalog share one key; each names its own in its heartbeat.
+    """
+    return f"{PREFIX}:catalog:{digest}"
+
+
+def admin_revoked(session_id: str) -> str:
+    """Set when an admin page session signs out, until the session would have expired."""
+    return f"{PREFIX}:admin:revoked:{session_id}"
 
 
 def job_events(job_id: str) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from redis.asyncio import Redis
+
+from shared import keys
 
 
 class WorkerState(StrEnum):
@@ -27,11 +30,21 @@ class WorkerStatus(BaseModel):
     id: str
     state: WorkerState
     queue: str = Field(description="The worker's own arq queue.")
-    account: str | None = None
+    account: str | None = Field(default=None, description="The arena account signed in, if any.")
     capacity: int
     busy: int = 0
     models: list[str] = Field(default_factory=list, description="Public names it can serve.")
-    novnc_url: str | None = None
+    catalog: str | None = Field(
+        default=None, description="Digest of the catalog it serves (`shared.keys.catalog`)."
+    )
+    novnc_url: str | None = Field(
+        default=None, description="Its noVNC (websockify) on a private address, for gateways only."
+    )
+    vnc_salt: str | None = Field(
+        default=None,
+        description="Random per start; the VNC password derives from it and the admin key"
+        " (`shared.vnc.password`), so this status never holds a secret.",
+    )
     last_error: str | None = None
     until: float | None = Field(default=None, description="Unix time a rate limit ends.")
     updated_at: float
@@ -46,3 +59,26 @@ class WorkerStatus(BaseModel):
     @classmethod
     def load(cls, data: bytes) -> WorkerStatus:
         return cls.model_validate(orjson.loads(data))
+
+
+async def read_roster(redis: Redis) -> tuple[list[WorkerStatus], list[str]]:
+    """Workers with a live heartbeat, and the ids of those whose heartbeat stopped (gone)."""
+    ids = sorted(member.decode() for member in await redis.smembers(keys.WORKERS))
+    if not ids:
+        return [], []
+    beats = await redis.mget([keys.worker_heartbeat(worker_id) for worker_id in ids])
+    live, gone = [], []
+    for worker_id, beat in zip(ids, beats, strict=True):
+        if beat is None:
+            gone.append(worker_id)
+            continue
+        try:
+            live.append(WorkerStatus.load(beat))
+        except (ValidationError, ValueError):
+            continue  # a heartbeat from an incompatible version counts as not serving
+    return live, gone
+
+
+async def read_fleet(redis: Redis) -> list[WorkerStatus]:
+    """Every worker with a live heartbeat; ids whose heartbeat expired are dead and left out."""
+    return (await read_roster(redis))[0]

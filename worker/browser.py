@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pathlib import Path
 import undetected_chromedriver as uc
 
 from shared.settings import Settings
+from worker.display import Display
 
 logger = logging.getLogger(__name__)
 
@@ -86,18 +88,21 @@ class Browser:
     target_id: str
 
     @classmethod
-    async def launch(cls, settings: Settings, worker_id: str) -> Browser:
-        return await asyncio.to_thread(cls._launch, settings, worker_id)
+    async def launch(cls, settings: Settings, worker_id: str, display: Display | None = None) -> Browser:
+        """Chromium on the worker's profile: headed on `display` when there is one."""
+        return await asyncio.to_thread(cls._launch, settings, worker_id, display)
 
     @classmethod
-    def _launch(cls, settings: Settings, worker_id: str) -> Browser:
-        headless = is_headless(settings.headless, os.environ)
+    def _launch(cls, settings: Settings, worker_id: str, display: Display | None) -> Browser:
+        headless = display is None and is_headless(settings.headless, os.environ)
         options = uc.ChromeOptions()
-        for arg in chromium_args(settings.chromium_args, headless=headless, root=os.geteuid() == 0):
+        extra = [*(display.chromium_args() if display else []), *settings.chromium_args]
+        for arg in chromium_args(extra, headless=headless, root=os.geteuid() == 0):
             options.add_argument(arg)
         profile = profile_dir(settings, worker_id)
         profile.mkdir(parents=True, exist_ok=True)
-        logger.info("starting Chromium for %s (%s)", worker_id, "headless" if headless else "headed")
+        where = f"headed on display :{display.number}" if display else "headless" if headless else "headed"
+        logger.info("starting Chromium for %s (%s)", worker_id, where)
         driver = uc.Chrome(
             options=options,
             user_data_dir=str(profile),
@@ -121,12 +126,24 @@ class Browser:
     def _close(self) -> None:
         pid = self.driver.browser_pid
         self.driver.quit()
-        # The next Chromium on this profile would hand itself over to a straggler: wait it out.
-        deadline = time.monotonic() + _EXIT_WAIT_S
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                    time.sleep(0.05)
-                    continue
-            return
-        logger.warning("Chromium (pid %d) still running after quit", pid)
+        # The next Chromium on this profile would hand itself over to a straggler: wait it out,
+        # and kill one that hangs (a stopped process never acts on the quit's SIGTERM).
+        if not _exited(pid, _EXIT_WAIT_S):
+            logger.warning("Chromium (pid %d) still running after quit; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _exited(pid, _EXIT_WAIT_S)
+
+
+def _exited(pid: int, timeout_s: float) -> bool:
+    """Wait up to `timeout_s` for our child `pid` to end (and reap it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

@@ -32,8 +32,7 @@ from shared.conversations import Thread, remembered
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
-from worker.heartbeat import live_workers
+from shared.workers import WorkerState, WorkerStatus, read_fleet
 from worker.page import ArenaPage, FetchFailed, PageFetch
 from worker.state import StateMachine
 from worker.tokens import TokenPool
@@ -47,6 +46,8 @@ CONTENT = frozenset({"text", "reasoning", "citation", "image", "finish"})
 ENDINGS = frozenset({"finish", "error"})
 #: When the arena gives no retry-after for a 429.
 DEFAULT_RATE_LIMIT_S = 60.0
+#: A job goes back to the queue at most this often (checks, sign-in gates, lost browsers).
+MAX_ATTEMPTS = 5
 _STOP_WAIT_S = 5.0
 
 
@@ -223,7 +224,7 @@ class Completion:
         page: Callable[[], ArenaPage],
         tokens: Callable[[], TokenPool],
         machine: StateMachine,
-        on_challenge: Callable[[], None],
+        on_blocked: Callable[[ArenaError], None],
     ) -> None:
         self._id = worker_id
         self._settings = settings
@@ -232,7 +233,8 @@ class Completion:
         self._tokens = tokens
         self._machine = machine
         self._uploads = Uploads(redis)
-        self._on_challenge = on_challenge
+        #: Told of a Cloudflare check or a sign-in gate, so that a person can clear it.
+        self._on_blocked = on_blocked
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
@@ -252,6 +254,9 @@ class Completion:
             await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
             return
 
+        if not self._machine.serving and await self._requeue(job, "this worker is not serving"):
+            return  # claimed just as it stopped serving (a check, a restart): the next one takes it
+
         # Written while the request starts: the answer cannot overtake it (JobStream keeps order).
         stream.post([events.accepted(self._id, job.attempt)])
         try:
@@ -266,6 +271,8 @@ class Completion:
             except Exception as exc:
                 logger.warning("job %s: could not record its cancellation: %s", job.id, exc)
             raise
+        except (ConnectionError, FetchFailed) as exc:  # the browser died or left the page
+            last = await self._lost(job, stream, exc)
         except Exception as exc:  # the browser or Redis failed under us: the client still gets an end
             logger.exception("job %s failed", job.id)
             last = [events.error("internal", f"the worker failed: {type(exc).__name__}: {exc}")]
@@ -387,9 +394,29 @@ class Completion:
         if isinstance(error, RateLimited):
             if await self._hand_off(job, error):
                 return None
-        elif isinstance(error, Challenge):
-            self._on_challenge()
+        elif isinstance(error, Challenge) or (isinstance(error, AuthRequired) and error.login_gate):
+            # Nothing reached the client: the job waits for a worker that can serve it.
+            self._on_blocked(error)
+            if await self._requeue(job, f"the arena answered {error.kind}"):
+                return None
         return [error.to_event()]
+
+    async def _lost(self, job: CompletionJob, stream: JobStream, exc: Exception) -> list[Event] | None:
+        """The browser went away under the job: start it over unless the client saw part of it."""
+        seen = {event["t"] for event in await stream.past()}
+        if not seen & CONTENT and await self._requeue(job, f"the browser failed: {exc}"):
+            return None
+        return [events.error("upstream", f"the request to the arena failed: {exc}")]
+
+    async def _requeue(self, job: CompletionJob, reason: str) -> bool:
+        """Put the job back on the shared queue as a new attempt; False if it may not move again."""
+        remaining = job.created_at + self._settings.job_timeout_seconds - time.time()
+        if job.attempt + 1 >= MAX_ATTEMPTS or remaining <= 0:
+            return False
+        moved = job.model_copy(update={"attempt": job.attempt + 1})
+        await queue.enqueue(self._redis, moved, keys.SHARED_QUEUE, expires_s=remaining)
+        logger.info("job %s: back on the queue (%s)", job.id, reason)
+        return True
 
     async def _hand_off(self, job: CompletionJob, error: RateLimited) -> bool:
         """Rest until the limit is over; pass the job to a worker that can serve it now, if any."""
@@ -397,7 +424,7 @@ class Completion:
         until = time.time() + delay
         self._machine.rate_limited(until, reason=f"the arena answered 429 (retry after {delay:.0f}s)")
         asyncio.get_running_loop().call_later(delay, lambda: self._machine.lift_rate_limit(time.time()))
-        peer = pick_peer(await live_workers(self._redis), excluded=[self._id, *job.excluded_workers])
+        peer = pick_peer(await read_fleet(self._redis), excluded=[self._id, *job.excluded_workers])
         if peer is None:
             return False
         # A peer's account cannot continue this account's session: it starts a new one.

@@ -1,55 +1,38 @@
-"""The worker's status in Redis: beaten every period and at once on every state change."""
+"""The worker's status in Redis: beaten every period and at once whenever it changes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import keys
 from shared.workers import WorkerStatus
-from worker.state import StateMachine
 
 logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, redis: Redis, machine: StateMachine, *, period: float) -> None:
+    def __init__(self, redis: Redis, status: Callable[[], WorkerStatus], *, period: float) -> None:
         self._redis = redis
-        self._machine = machine
+        self._status = status
         self._period = period
         self._changed = asyncio.Event()
-        #: Public names of the models this worker serves (from the catalog it read).
-        self.models: list[str] = []
-        machine.on_change(self._changed.set)
 
-    def status(self) -> WorkerStatus:
-        machine = self._machine
-        return WorkerStatus(
-            id=machine.worker_id,
-            state=machine.state,
-            queue=keys.worker_queue(machine.worker_id),
-            capacity=machine.capacity,
-            busy=machine.busy,
-            models=self.models,
-            last_error=machine.last_error,
-            until=machine.until,
-            updated_at=time.time(),
-        )
+    def changed(self) -> None:
+        """Beat now rather than at the end of the period."""
+        self._changed.set()
 
     async def beat(self) -> None:
+        status = self._status()
         # Expires after three missed beats: a worker that died silently drops out on its own.
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                keys.worker_heartbeat(self._machine.worker_id),
-                self.status().dump(),
-                px=int(self._period * 3000),
-            )
-            pipe.sadd(keys.WORKERS, self._machine.worker_id)
+            pipe.set(keys.worker_heartbeat(status.id), status.dump(), px=int(self._period * 3000))
+            pipe.sadd(keys.WORKERS, status.id)
             await pipe.execute()
 
     async def run(self) -> None:
@@ -63,14 +46,9 @@ class Heartbeat:
                 async with asyncio.timeout(self._period):
                     await self._changed.wait()
 
-    async def remove(self) -> None:
-        await self._redis.delete(keys.worker_heartbeat(self._machine.worker_id))
-
-
-async def live_workers(redis: Redis) -> list[WorkerStatus]:
-    """Every worker whose heartbeat has not expired."""
-    ids = sorted(member.decode() for member in await redis.smembers(keys.WORKERS))
-    if not ids:
-        return []
-    beats = await redis.mget([keys.worker_heartbeat(worker_id) for worker_id in ids])
-    return [WorkerStatus.load(beat) for beat in beats if beat is not None]
+    async def remove(self, worker_id: str) -> None:
+        """A worker that stops cleanly leaves the roster: it is stopped, not gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.worker_heartbeat(worker_id))
+            pipe.srem(keys.WORKERS, worker_id)
+            await pipe.execute()

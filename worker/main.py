@@ -1,4 +1,10 @@
-"""One browser worker from start to stop: `run(settings)`."""
+"""One browser worker from start to stop: `run(settings)`.
+
+The worker keeps one browser serving: it opens the arena, waits for the page to be usable,
+publishes the catalog and serves jobs. When the arena puts up a Cloudflare check or asks for a
+signed-in account, the worker stops taking jobs and waits for a person to clear it through
+noVNC, then serves again by itself. A browser that dies or stops answering is replaced.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,19 @@ import contextlib
 import logging
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 
 from arq.connections import ArqRedis, create_pool
 
 from shared import keys, queue
+from shared.arena.errors import ArenaError, AuthRequired, Challenge
+from shared.arena.page import is_challenge_page
 from shared.settings import Settings
-from shared.workers import WorkerState
+from shared.workers import WorkerState, WorkerStatus
 from worker import catalog
 from worker.completion import Completion
+from worker.display import Display, missing_tools, wanted
 from worker.heartbeat import Heartbeat
 from worker.queue_worker import QueueWorker, SlotGroup
 from worker.session import ArenaSession
@@ -23,12 +33,14 @@ from worker.state import StateMachine
 
 logger = logging.getLogger(__name__)
 
-#: How often the catalog is read off the page again.
-CATALOG_REFRESH_S = 300.0
 #: Longest wait for the first reCAPTCHA tokens before serving without them.
 TOKEN_WARM_UP_S = 5.0
 #: arq's own job timeout is a backstop behind the worker's, which reports the timeout to the client.
 JOB_TIMEOUT_GRACE_S = 10.0
+#: How often a worker waiting for a person looks again (they expect it to notice within seconds).
+ATTEND_EVERY_S = 1.0
+
+S = WorkerState
 
 
 def new_worker_id() -> str:
@@ -67,15 +79,42 @@ class BrowserWorker:
         self.id = worker_id
         self.machine = StateMachine(worker_id, settings.worker_capacity)
         self.session: ArenaSession | None = None
-        self._recovery: asyncio.Task[None] | None = None
+        self.display: Display | None = None
+        self.account: str | None = None
+        self._catalog: catalog.Published | None = None
+        #: The arena refused a guest (LOGIN_GATE): serve again only once signed in.
+        self._sign_in_needed = False
+        #: Waits for a person to clear a check or sign in, then serves again.
+        self._attending: asyncio.Task[None] | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._redis: ArqRedis | None = None
+
+    def status(self) -> WorkerStatus:
+        machine, display = self.machine, self.display
+        return WorkerStatus(
+            id=self.id,
+            state=machine.state,
+            queue=keys.worker_queue(self.id),
+            account=self.account,
+            capacity=machine.capacity,
+            busy=machine.busy,
+            models=self._catalog.models if self._catalog else [],
+            catalog=self._catalog.digest if self._catalog else None,
+            novnc_url=display.novnc_url if display else None,
+            vnc_salt=display.salt if display else None,
+            last_error=machine.last_error,
+            until=machine.until,
+            updated_at=time.time(),
+        )
 
     async def serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
         redis_settings = queue.redis_settings(settings.redis_url or "")
-        redis = await create_pool(
+        self._redis = redis = await create_pool(
             redis_settings, job_serializer=queue.serialize, job_deserializer=queue.deserialize
         )
-        heartbeat = Heartbeat(redis, self.machine, period=settings.heartbeat_seconds)
+        self._heartbeat = heartbeat = Heartbeat(redis, self.status, period=settings.heartbeat_seconds)
+        self.machine.on_change(heartbeat.changed)
         group = SlotGroup(settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
         completion = Completion(
@@ -85,7 +124,7 @@ class BrowserWorker:
             page=lambda: self._session().page,
             tokens=lambda: self._session().tokens,
             machine=self.machine,
-            on_challenge=self._on_challenge,
+            on_blocked=self._on_blocked,
         )
         workers = [
             QueueWorker(
@@ -99,113 +138,186 @@ class BrowserWorker:
         ]
         background = [asyncio.create_task(heartbeat.run(), name="heartbeat")]
         try:
-            await self._open(redis, heartbeat)
+            if wanted(settings.display, settings.headless, missing_tools()):
+                self.display = await Display.start(settings, self.id)
+                background.append(asyncio.create_task(self.display.wait_exited(), name="display"))
+                heartbeat.changed()
             background += [
                 asyncio.create_task(group.listen(redis), name="wake-listener"),
-                asyncio.create_task(self._refresh_catalog(redis, heartbeat), name="catalog"),
+                asyncio.create_task(self._refresh_catalog(), name="catalog"),
                 *(asyncio.create_task(worker.async_run(), name=worker.queue_name) for worker in workers),
             ]
-            await self._until_stopped(stopping, background, redis, heartbeat)
+            await self._until_stopped(stopping, background)
         finally:
             await self._shut_down(workers, background, redis, heartbeat)
 
     def _session(self) -> ArenaSession:
         if self.session is None:
-            raise RuntimeError("no browser session")
+            raise ConnectionError("the browser is restarting")
         return self.session
 
-    async def _open(self, redis: ArqRedis, heartbeat: Heartbeat) -> None:
-        """Start the browser, open the arena, wait until usable, publish the catalog, serve."""
-        self.session = session = await ArenaSession.start(self.settings, self.id)
-        await session.browser.open(self.settings.arena_url)
-        html = await session.until_usable(self.machine)
-        heartbeat.models = await catalog.publish(redis, self.id, html)
-        session.tokens.start()
-        # The first requests should find tokens waiting, as later ones do.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(TOKEN_WARM_UP_S):
-                await session.tokens.filled()
-        self.machine.resume("the arena page is usable")
-
-    async def _until_stopped(
-        self, stopping: asyncio.Event, background: list[asyncio.Task[None]], redis: ArqRedis, heartbeat: Heartbeat
-    ) -> None:
+    async def _until_stopped(self, stopping: asyncio.Event, background: list[asyncio.Task]) -> None:
+        """Run a browser after another, each until it dies or hangs, until asked to stop."""
         stop = asyncio.create_task(stopping.wait())
         try:
             while True:
-                died = asyncio.create_task(self._session().cdp.wait_closed())
+                self.session = await ArenaSession.start(self.settings, self.id, self.display)
+                life = asyncio.create_task(self._live(self.session), name="browser")
                 try:
-                    done, _ = await asyncio.wait({stop, died, *background}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({stop, life, *background}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    died.cancel()
+                    life.cancel()
+                    await asyncio.wait({life})
                 if stop in done:
                     return
                 for task in done & set(background):
-                    task.result()  # a loop that should run forever ended: let its error out
-                    raise RuntimeError(f"{task.get_name()} ended")
-                await self._restart(redis, heartbeat)
+                    # A loop that should run forever ended (or the display died): let it out.
+                    raise RuntimeError(f"{task.get_name()} ended: {task.result()}")
+                await self._restart(life.result())
         finally:
             stop.cancel()
 
-    async def _restart(self, redis: ArqRedis, heartbeat: Heartbeat) -> None:
-        self.machine.to(WorkerState.RESTARTING, reason="the browser went away")
-        await self._session().close()
-        self.session = None
-        self.machine.to(WorkerState.STARTING, reason="starting a new browser")
-        await self._open(redis, heartbeat)
-
-    def _on_challenge(self) -> None:
-        """A request met a Cloudflare check: stop serving until a human has passed it."""
-        if self._recovery is not None and not self._recovery.done():
-            return
-        if self.machine.can(WorkerState.CHALLENGE):
-            self.machine.to(WorkerState.CHALLENGE, reason="the arena answered with a Cloudflare check")
-        self._recovery = asyncio.create_task(self._recover(), name="challenge")
-
-    async def _recover(self) -> None:
-        session = self._session()
+    async def _live(self, session: ArenaSession) -> str:
+        """Serve with this browser; return why it must be replaced (it died or hangs)."""
+        opening = asyncio.create_task(self._open(session), name="open")
+        health = asyncio.create_task(self._health(session), name="health")
         try:
-            # Load the page again, so that the check shows where a human (noVNC) can pass it.
-            await session.browser.open(self.settings.arena_url)
-            await session.until_usable(self.machine)
+            await asyncio.wait({opening, health}, return_when=asyncio.FIRST_COMPLETED)
+            if opening.done() and not opening.cancelled() and (failed := opening.exception()) is not None:
+                if health.done():
+                    return health.result()
+                logger.error("could not open the arena: %s: %s", type(failed).__name__, failed)
+                return f"the arena could not be opened ({type(failed).__name__}: {failed})"
+            return await health
+        finally:
+            for task in (opening, health, self._attending):
+                if task is not None:
+                    task.cancel()
+
+    async def _health(self, session: ArenaSession) -> str:
+        """Return once the browser has gone away, or has not answered a probe in time."""
+        settings = self.settings
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.browser_probe_seconds):
+                    await session.cdp.wait_closed()
+                    return "the browser went away"
+            if not await session.responsive(settings.browser_probe_timeout_seconds):
+                if session.cdp.closed:
+                    return "the browser went away"
+                return f"the browser did not answer for {settings.browser_probe_timeout_seconds:g} s"
+
+    async def _open(self, session: ArenaSession) -> None:
+        """Open the arena, wait until it is usable (and any person done), then serve."""
+        await session.browser.open(self.settings.arena_url)
+        await self._attend(session, warm_up=True)
+
+    async def _attend(self, session: ArenaSession, *, warm_up: bool = False) -> None:
+        """Wait until the page is usable with whatever account it needs, publish, serve."""
+        while True:
+            html = await session.until_usable(self.machine)  # waits out a Cloudflare check
+            self.account = await session.account()
+            if self.account is not None or not self._sign_in_needed:
+                break
+            if self.machine.state is not S.LOGIN_REQUIRED:
+                self.machine.to(S.LOGIN_REQUIRED, reason="the arena wants a signed-in account: sign in through noVNC")
+            await asyncio.sleep(ATTEND_EVERY_S)
+        self._sign_in_needed = False
+        await self._publish(html)
+        if warm_up:
+            session.tokens.start()
+            # The first requests should find tokens waiting, as later ones do.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TOKEN_WARM_UP_S):
+                    await session.tokens.filled()
+        who = f"signed in as {self.account}" if self.account else "as a guest"
+        self.machine.resume(f"the arena page is usable ({who})")
+
+    def _on_blocked(self, error: ArenaError) -> None:
+        """The arena answered a request with a check or a sign-in gate: stop serving, call a person."""
+        if isinstance(error, Challenge):
+            state, reason = S.CHALLENGE, "the arena answered with a Cloudflare check: pass it through noVNC"
+        elif isinstance(error, AuthRequired) and error.login_gate:
+            self._sign_in_needed = True
+            state, reason = S.LOGIN_REQUIRED, "the arena wants a signed-in account: sign in through noVNC"
+        else:
+            return
+        self.machine.last_error = f"{error.kind}: {error.message}"
+        if self._attending is not None and not self._attending.done():
+            return  # already waiting for a person
+        if not self.machine.can(state) or self.session is None:
+            return  # restarting or stopping: the new browser is checked anyway
+        logger.warning("worker %s needs a person: %s", self.id, reason)
+        self.machine.to(state, reason=reason)
+        self._attending = asyncio.create_task(self._reattend(self.session, reload=state is S.CHALLENGE))
+
+    async def _reattend(self, session: ArenaSession, *, reload: bool) -> None:
+        try:
+            if reload:
+                # Load the page again, so that the check shows where a person (noVNC) can pass it.
+                await session.browser.open(self.settings.arena_url)
+            await self._attend(session)
+        except ConnectionError:
+            pass  # the browser died: it is being replaced, and the new one is checked the same way
         except Exception:
             logger.exception("could not bring the arena page back")
-            return
-        if self.machine.state is WorkerState.CHALLENGE:
-            self.machine.resume("the Cloudflare check is passed")
 
-    async def _refresh_catalog(self, redis: ArqRedis, heartbeat: Heartbeat) -> None:
+    async def _publish(self, html: str) -> None:
+        assert self._redis is not None and self._heartbeat is not None
+        self._catalog = await catalog.publish(self._redis, html)
+        self._heartbeat.changed()
+
+    async def _refresh_catalog(self) -> None:
+        """Read the catalog off the arena again every so often; a check met here is met early."""
         while True:
-            await asyncio.sleep(CATALOG_REFRESH_S)
-            if not self.machine.serving:
+            await asyncio.sleep(self.settings.catalog_refresh_seconds)
+            session = self.session
+            if session is None or not self.machine.serving:
                 continue
             try:
-                heartbeat.models = await catalog.publish(redis, self.id, await self._session().page.html())
+                status, html = await session.fetch_page()
+                if is_challenge_page(html):
+                    self._on_blocked(Challenge("Cloudflare check on the arena page", status=status))
+                    continue
+                await self._publish(html)
             except Exception as exc:
                 logger.warning("could not refresh the catalog: %s", exc)
+
+    async def _restart(self, reason: str) -> None:
+        self.machine.to(S.RESTARTING, reason=reason)
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                await session.close()
+            except Exception as exc:
+                logger.warning("closing the old browser: %s: %s", type(exc).__name__, exc)
+        self.machine.to(S.STARTING, reason="starting a new browser")
 
     async def _shut_down(
         self,
         workers: list[QueueWorker],
-        background: list[asyncio.Task[None]],
+        background: list[asyncio.Task],
         redis: ArqRedis,
         heartbeat: Heartbeat,
     ) -> None:
-        if self.machine.state is not WorkerState.STOPPED:
-            self.machine.to(WorkerState.STOPPED, reason="shutting down")
+        if self.machine.state is not S.STOPPED:
+            self.machine.to(S.STOPPED, reason="shutting down")
         with contextlib.suppress(Exception):
             await heartbeat.beat()
         # Jobs end first, while the page can still stop their answers in the arena.
         for worker in workers:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await worker.close()
-        for task in [*background, *filter(None, [self._recovery])]:
+        for task in [*background, *filter(None, [self._attending])]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         if self.session is not None:
             with contextlib.suppress(Exception):
                 await self.session.close()
+        if self.display is not None:
+            with contextlib.suppress(Exception):
+                await self.display.close()
         with contextlib.suppress(Exception):
-            await heartbeat.remove()
+            await heartbeat.remove(self.id)
         await redis.aclose()
         logger.info("worker %s stopped", self.id)

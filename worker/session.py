@@ -6,12 +6,14 @@ import asyncio
 import logging
 import os
 
+from shared.arena.account import account_label
 from shared.arena.catalog import initial_models
 from shared.arena.page import is_challenge_page, recaptcha_site_key
 from shared.settings import Settings
 from shared.workers import WorkerState
 from worker.browser import Browser, is_headless
 from worker.cdp import CDPConnection, CDPError, target_url
+from worker.display import Display
 from worker.page import ArenaPage, PageError
 from worker.state import StateMachine
 from worker.tokens import TokenPool
@@ -19,6 +21,13 @@ from worker.tokens import TokenPool
 logger = logging.getLogger(__name__)
 
 _CHECK_EVERY_S = 1.0
+#: States in which a person is at the browser (through noVNC): the page is theirs, never reloaded.
+_HUMAN_AT_WORK = frozenset({WorkerState.CHALLENGE, WorkerState.LOGIN_REQUIRED})
+#: The page as the server sends it now (its catalog included), fetched without leaving it.
+_FETCH_PAGE = (
+    "fetch(location.href, {credentials: 'include', cache: 'no-store'})"
+    ".then(async (r) => ({status: r.status, text: await r.text()}))"
+)
 
 
 class ArenaSession:
@@ -34,12 +43,12 @@ class ArenaSession:
         )
 
     @classmethod
-    async def start(cls, settings: Settings, worker_id: str) -> ArenaSession:
-        browser = await Browser.launch(settings, worker_id)
+    async def start(cls, settings: Settings, worker_id: str, display: Display | None = None) -> ArenaSession:
+        browser = await Browser.launch(settings, worker_id, display)
         try:
             cdp = await CDPConnection.connect(await target_url(browser.debugger_address, browser.target_id))
             page = await ArenaPage.attach(cdp)
-            if is_headless(settings.headless, os.environ):
+            if display is None and is_headless(settings.headless, os.environ):
                 # The one thing headless Chromium says about itself in every request.
                 agent = await page.evaluate("navigator.userAgent")
                 await cdp.send(
@@ -59,7 +68,8 @@ class ArenaSession:
         """Wait until the page has its catalog and grecaptcha; returns its HTML.
 
         A Cloudflare check puts the worker in `challenge` until a human passes it; a page that
-        is neither usable nor a check after `page_ready_timeout_seconds` is loaded again.
+        is neither usable nor a check after `page_ready_timeout_seconds` is loaded again, unless
+        a person is at work in it (signing in, say).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.page_ready_timeout_seconds
@@ -73,11 +83,32 @@ class ArenaSession:
                     return html
             except (CDPError, PageError) as exc:  # the document is being replaced
                 logger.debug("page not readable yet: %s", exc)
-            if machine.state is not WorkerState.CHALLENGE and loop.time() > deadline:
+            if machine.state not in _HUMAN_AT_WORK and loop.time() > deadline:
                 logger.warning("the arena page is not usable; loading it again")
                 await self.browser.open(self._settings.arena_url)
                 deadline = loop.time() + self._settings.page_ready_timeout_seconds
             await asyncio.sleep(_CHECK_EVERY_S)
+
+    async def account(self) -> str | None:
+        """The arena account the browser is signed in to, from its auth cookie; None: a guest."""
+        reply = await self.cdp.send("Network.getCookies", {"urls": [self._settings.arena_origin + "/"]})
+        return account_label({cookie["name"]: cookie["value"] for cookie in reply.get("cookies", [])})
+
+    async def responsive(self, timeout_s: float) -> bool:
+        """Whether the page's renderer answers within `timeout_s` (a hung one never does)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.page.evaluate("1")
+        except (TimeoutError, ConnectionError):
+            return False
+        except (CDPError, PageError):
+            return True  # it answered, if only with an error (a document being replaced)
+        return True
+
+    async def fetch_page(self) -> tuple[int, str]:
+        """The current page as the arena serves it now: status and HTML."""
+        answer = await self.page.evaluate(_FETCH_PAGE, await_promise=True)
+        return answer["status"], answer["text"]
 
     async def _usable(self, html: str) -> bool:
         site_key = recaptcha_site_key(html)

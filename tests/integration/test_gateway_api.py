@@ -33,6 +33,7 @@ from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.workers import WorkerState, WorkerStatus
 from tests.support.procs import free_port, redis_server, spawn, stop, wait_for_http
+from worker import catalog
 
 CAPTURE = Path("/work/shared/arena-protocol/captures/model-catalog-2025-12-01.json")
 MODELS = json.loads(CAPTURE.read_text())["initialModels"]
@@ -108,8 +109,7 @@ def serving(settings: Settings) -> Iterator[str]:
 
 
 async def publish_catalog(redis: Redis) -> None:
-    catalog = {"updated_at": CATALOG_TIME, "worker": "w1", "models": MODELS}
-    await redis.set(keys.CATALOG, orjson.dumps(catalog))
+    await catalog.publish_entries(redis, MODELS, now=CATALOG_TIME)
 
 
 async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
@@ -118,6 +118,7 @@ async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
         state=state,
         queue=keys.worker_queue(worker_id),
         capacity=4,
+        catalog=catalog.digest(MODELS),
         updated_at=time.time(),
     )
     await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
@@ -223,7 +224,7 @@ async def test_an_anonymous_model_is_not_listed_but_can_be_retrieved(
 async def test_without_a_catalog_models_is_empty_and_completions_are_unavailable(
     redis: Redis, api: httpx.AsyncClient
 ) -> None:
-    await redis.delete(keys.CATALOG)
+    await redis.delete(keys.catalog(catalog.digest(MODELS)))
     # A fresh gateway: the fixture's has not read the catalog yet, so nothing is cached.
     assert (await api.get("/v1/models")).json() == {"object": "list", "data": []}
     response = await api.post("/v1/chat/completions", json=CHAT)

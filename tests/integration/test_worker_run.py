@@ -67,8 +67,11 @@ class Stack:
                     return status
                 await asyncio.sleep(0.05)
 
-    async def models(self) -> list[dict[str, Any]]:
-        return orjson.loads(await self.pool.get(keys.CATALOG))["models"]
+    async def models(self, worker_id: str = MAIN) -> list[dict[str, Any]]:
+        """The catalog the worker names in its heartbeat."""
+        status = await self.status(worker_id)
+        assert status is not None and status.catalog is not None
+        return orjson.loads(await self.pool.get(keys.catalog(status.catalog)))["models"]
 
     async def job(self, kind: str = "chat", **changes: Any) -> CompletionJob:
         """A job for the first public model of `kind` (chat, or reasoning: a thinking model)."""
@@ -151,11 +154,11 @@ def joined(found: list[Event], kind: str) -> str:
 
 
 async def test_the_worker_publishes_the_catalog_and_a_ready_heartbeat(main: Stack) -> None:
-    catalog = orjson.loads(await main.pool.get(keys.CATALOG))
-    assert catalog["worker"] == MAIN and time.time() - catalog["updated_at"] < 120
-    assert len(catalog["models"]) > 100
     status = await main.status(MAIN)
-    assert status is not None and status.state is WorkerState.READY
+    assert status is not None and status.state is WorkerState.READY and status.catalog
+    catalog = orjson.loads(await main.pool.get(keys.catalog(status.catalog)))
+    assert time.time() - catalog["updated_at"] < 600
+    assert len(catalog["models"]) > 100
     assert (status.capacity, status.busy, status.queue) == (2, 0, keys.worker_queue(MAIN))
     assert "gemini-3-pro" in status.models
     assert MAIN.encode() in await main.pool.smembers(keys.WORKERS)
