@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import typer
 
+from cli import keys
+from shared import logs
 from shared.settings import Settings
 
 app = typer.Typer(
@@ -14,14 +15,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(keys.app, name="keys")
 
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     return settings
 
 
@@ -35,12 +34,22 @@ def _require_redis(settings: Settings, what: str) -> None:
         raise typer.Exit(2)
 
 
+def _refuse_exposure(settings: Settings) -> None:
+    from gateway.auth import exposure_problem
+
+    if problem := exposure_problem(settings):
+        typer.echo(problem, err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
 def up() -> None:
     """Run everything on this machine: Redis (embedded unless LMB_REDIS_URL), a gateway, workers."""
     from cli.supervisor import run_all
 
-    raise typer.Exit(run_all(_settings()))
+    settings = _settings()
+    _refuse_exposure(settings)
+    raise typer.Exit(run_all(settings))
 
 
 @app.command()
@@ -48,6 +57,7 @@ def gateway() -> None:
     """Run one gateway (needs LMB_REDIS_URL)."""
     settings = _settings()
     _require_redis(settings, "The gateway")
+    _refuse_exposure(settings)
     from gateway.server import serve
 
     serve(settings)

@@ -7,18 +7,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from arq import create_pool
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
-from gateway import anthropic_api, errors, health, openai_api, responses_api
+from gateway import admin_api, anthropic_api, errors, health, metrics, openai_api, responses_api
+from gateway.auth import exposure_problem
 from gateway.catalog import CatalogCache
 from gateway.disconnect import ClientDisconnected
 from gateway.fleet import Fleet
 from gateway.limits import BodyLimit
+from gateway.metrics import HttpMetrics, Metrics
+from gateway.ratelimit import Limiter
 from gateway.services import Services
+from gateway.usage import UsageStore
 from shared import keys, queue
+from shared.apikeys import KeyStore
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +38,10 @@ _CLIENT_CLOSED = 499
 def create_app(settings: Settings) -> FastAPI:
     if not settings.redis_url:
         raise ValueError("the gateway needs settings.redis_url")
+    if problem := exposure_problem(settings):
+        raise ValueError(problem)
     redis_url = settings.redis_url
+    app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
             pool=pool,
             catalog=CatalogCache(redis),
             fleet=Fleet(redis),
+            keys=KeyStore(redis),
+            limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
+            usage=UsageStore(redis, retention_days=settings.usage_retention_days),
+            metrics=app_metrics,
         )
         try:
             yield
@@ -65,6 +78,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=app_metrics)
+    # Outermost: every log line of a request carries its id (also sent back as X-Request-ID).
+    app.add_middleware(CorrelationIdMiddleware)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ClientDisconnected, _client_disconnected)
@@ -74,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(responses_api.router, prefix=prefix)
         app.include_router(anthropic_api.router, prefix=prefix)
     app.include_router(health.router)
+    app.include_router(admin_api.router)
+    app.include_router(metrics.router)
     return app
 
 

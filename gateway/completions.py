@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway import battle, errors
+from gateway.caller import caller
 from gateway.catalog import Catalog
 from gateway.conversations import Conversations, Plan
 from gateway.disconnect import unless_disconnected
@@ -89,12 +90,17 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
             raise errors.invalid(
                 f"The model `{model.public_name}` does not take image input.", param=body.param
             )
+    client = caller(request)
+    await client.admit(
+        lineup.a.public_name if lineup.mode == "direct" else body.model,
+        uses=[model.public_name for model in lineup.models],
+    )
     job_id = uuid.uuid4().hex
     threads = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
     if lineup.mode == "direct":
-        client = _client_key(request) if settings.api_keys else None
+        key_id = client.key.id if client.key is not None else None
         plan = await threads.plan(
-            conversations.scope(lineup.a.public_name, client), turns, model=lineup.a.public_name, job_id=job_id
+            conversations.scope(lineup.a.public_name, key_id), turns, model=lineup.a.public_name, job_id=job_id
         )
     else:  # two answers cannot both continue one thread: every battle starts a new session
         plan = Plan("create", None, turns, remember=None)
@@ -112,6 +118,7 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
         job,
         timeout_s=settings.job_timeout_seconds,
         events_ttl_s=settings.events_ttl_seconds,
+        observe=client.track(job),
     )
     await relay.submit()
     log.info(
@@ -158,14 +165,6 @@ async def _job(
         fetch_images=body.image_bytes,
         created_at=time.time(),
     )
-
-
-def _client_key(request: Request) -> str | None:
-    """The key the client presented (either API's header), which scopes its conversations."""
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        return authorization[len("bearer ") :].strip()
-    return request.headers.get("x-api-key")
 
 
 async def complete(request: Request, svc: Services, relay: Relay) -> list[Event]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from arq.connections import ArqRedis
@@ -51,8 +51,11 @@ class Relay:
         *,
         timeout_s: float,
         events_ttl_s: int,
+        observe: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.job = job
+        #: Called with every batch of events read, the last one included (usage, metrics).
+        self._observe = observe
         self._pool = pool
         self._reader = EventReader(redis, job.id)
         self._timeout_s = timeout_s
@@ -91,7 +94,7 @@ class Relay:
             if batch:
                 yield batch
             elif time.monotonic() >= self._deadline:
-                yield [events.error("timeout", f"no answer within {self._timeout_s:g} s")]
+                yield self._seen([events.error("timeout", f"no answer within {self._timeout_s:g} s")])
                 return
             else:
                 yield []
@@ -122,5 +125,11 @@ class Relay:
             elif event["t"] in ("done", "error"):
                 # An error ends the answer as surely as `done`: nothing after it is shown.
                 self.finished = True
-                return batch[: i + 1]
+                batch = batch[: i + 1]
+                break
+        return self._seen(batch)
+
+    def _seen(self, batch: list[Event]) -> list[Event]:
+        if batch and self._observe is not None:
+            self._observe(batch)
         return batch

@@ -10,6 +10,10 @@ from redis.asyncio import Redis
 
 from gateway.catalog import CatalogCache
 from gateway.fleet import Fleet
+from gateway.metrics import Metrics
+from gateway.ratelimit import Limiter
+from gateway.usage import UsageStore
+from shared.apikeys import KeyStore
 from shared.settings import Settings
 
 
@@ -23,6 +27,10 @@ class Services:
     pool: ArqRedis
     catalog: CatalogCache
     fleet: Fleet
+    keys: KeyStore
+    limiter: Limiter
+    usage: UsageStore
+    metrics: Metrics
 
 
 async def services(request: Request) -> Services:

@@ -66,3 +66,24 @@ def conversation_head(session_id: str) -> str:
 def arq_job_id(job_id: str, attempt: int) -> str:
     """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
     return f"{job_id}:{attempt}"
+
+
+#: Client API keys: a hash of key id → the key's SHA-256 (the index listings read).
+API_KEYS = f"{PREFIX}:apikeys"
+#: Counters workers add to and gateways export on /metrics (a hash: field → count).
+COUNTERS = f"{PREFIX}:counters"
+
+
+def api_key(key_hash: str) -> str:
+    """One client key's record (JSON), found by the SHA-256 of the key the client sends."""
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def key_limit(key_id: str, name: str) -> str:
+    """A limit's state for one key; the braces keep all of a key's limits in one cluster slot."""
+    return f"{PREFIX}:limit:{{{key_id}}}:{name}"
+
+
+def usage(day: str) -> str:
+    """One UTC day's usage (`YYYY-MM-DD`): a hash of `key|model|metric` → count."""
+    return f"{PREFIX}:usage:{day}"

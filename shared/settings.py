@@ -28,8 +28,14 @@ class Settings(BaseSettings):
     admin_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="How long an admin page sign-in lasts."
     )
-    api_keys: list[SecretStr] = Field(
-        default_factory=list, description="Client keys (JSON list); empty means no key needed."
+    lease_ttl_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an answer still counts against its key's concurrent-stream limit"
+        " after its gateway stopped renewing it (a gateway that died).",
+    )
+    usage_retention_days: int = Field(
+        default=90, ge=1, description="How long per-key daily usage is kept."
     )
 
     # Workers and browsers

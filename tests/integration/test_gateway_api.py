@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from gateway.app import create_app
 from shared import events, keys, queue
+from shared.apikeys import KeySpec, KeyStore
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
@@ -382,20 +383,21 @@ async def test_a_body_over_the_limit_is_a_413_declared_or_chunked(
     assert await nothing_queued(redis)
 
 
-async def test_client_keys_are_required_when_configured(
+async def test_client_keys_are_required_once_one_exists(
     redis: Redis, gateway: Callable[..., str]
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway(api_keys=["sk-team"])) as client:
+    key, _ = await KeyStore(redis).create(KeySpec(name="team"))
+    async with httpx.AsyncClient(base_url=gateway()) as client:
         missing = await client.get("/v1/models")
         wrong = await client.post(
-            "/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-other"}
+            "/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer lmb-other"}
         )
-        right = await client.get("/api/v1/models", headers={"Authorization": "Bearer sk-team"})
+        right = await client.get("/api/v1/models", headers={"Authorization": f"Bearer {key}"})
         health = await client.get("/healthz")
     assert missing.status_code == 401
     assert missing.json() == error_json(
         "You didn't provide an API key. Send it in the Authorization header"
-        " (Authorization: Bearer YOUR_KEY).",
+        " (Authorization: Bearer YOUR_KEY) or the x-api-key header.",
         "invalid_request_error",
         None,
         "invalid_api_key",
