@@ -160,7 +160,7 @@ class SnapshotCollector(Collector):
         yield arena
         yield CounterMetricFamily(
             "lmb_recaptcha_failures",
-            "reCAPTCHA tokens that could not be minted or that the arena refused (all workers).",
+            "reCAPTCHA tokens the arena refused (all workers).",
             value=snap.counters.get(RECAPTCHA_FAILURE, 0),
         )
 

@@ -5,24 +5,31 @@ Fields of the `keys.COUNTERS` hash; they only grow, as Prometheus counters shoul
 
 from __future__ import annotations
 
+import logging
+
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared import keys
 
+log = logging.getLogger(__name__)
+
 #: `arena_error:<kind>`: requests the arena refused or failed, by `shared.events.ErrorKind`.
 ARENA_ERROR = "arena_error:"
-#: Tokens that could not be minted in the page, or that the arena refused.
+#: reCAPTCHA tokens the arena refused.
 RECAPTCHA_FAILURE = "recaptcha_failure"
 
 
 async def arena_error(redis: Redis, kind: str) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(keys.COUNTERS, ARENA_ERROR + kind, 1)
-        if kind == "recaptcha":
-            pipe.hincrby(keys.COUNTERS, RECAPTCHA_FAILURE, 1)
-        await pipe.execute()
+    """Count one refusal or failure of the arena (a refused reCAPTCHA token is also a failure).
 
-
-async def recaptcha_failure(redis: Redis) -> None:
-    """A token the page could not mint (a refused one is counted by `arena_error`)."""
-    await redis.hincrby(keys.COUNTERS, RECAPTCHA_FAILURE, 1)
+    Best effort: a count lost to a Redis hiccup must not fail the job it is about.
+    """
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(keys.COUNTERS, ARENA_ERROR + kind, 1)
+            if kind == "recaptcha":
+                pipe.hincrby(keys.COUNTERS, RECAPTCHA_FAILURE, 1)
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("could not count an arena error (%s): %s", kind, exc)

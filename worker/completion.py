@@ -16,7 +16,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from shared import events, keys, queue
+from shared import counters, events, keys, queue
 from shared.arena import payloads
 from shared.arena.errors import (
     ArenaError,
@@ -323,9 +323,13 @@ class Completion:
             async with page.fetch(build_request(job, ids, token, attachments)) as fetch:
                 head = await fetch.head()
                 if head.status != 200:
-                    return classify(head.status, head.headers, await fetch.text())
+                    refused = classify(head.status, head.headers, await fetch.text())
+                    await counters.arena_error(self._redis, refused.kind)
+                    return refused
                 stream.post([events.session(self._id, job.action, ids.session, ids.messages())])
                 relayed = await self._relay(page, job, fetch, stream)
+                if relayed.failed:
+                    await counters.arena_error(self._redis, "upstream")
                 if relayed.complete and job.remember is not None:
                     await self._remember(job, ids, "".join(relayed.texts))
                 return relayed.tail
