@@ -52,6 +52,8 @@ class CompletionRequest:
     param: str = "messages"
     #: Fetch generated images' bytes (the arena's image URLs expire).
     image_bytes: bool = False
+    #: Continue the arena thread of a conversation the bridge answered before.
+    conversation: bool = True
 
 
 class Frames(Protocol):
@@ -97,12 +99,12 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
     )
     job_id = uuid.uuid4().hex
     threads = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
-    if lineup.mode == "direct":
+    if lineup.mode == "direct" and body.conversation:
         key_id = client.key.id if client.key is not None else None
         plan = await threads.plan(
             conversations.scope(lineup.a.public_name, key_id), turns, model=lineup.a.public_name, job_id=job_id
         )
-    else:  # two answers cannot both continue one thread: every battle starts a new session
+    else:  # a battle's two answers cannot both continue one thread; nor may n images
         plan = Plan("create", None, turns, remember=None)
     try:
         job = await _job(svc, body, lineup, plan, job_id, images)

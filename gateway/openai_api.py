@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from gateway import completions, errors
+from gateway import battle, completions, errors, images_api
 from gateway.auth import require_key
 from gateway.catalog import Catalog, find_model
 from gateway.completions import CompletionRequest
@@ -19,6 +19,7 @@ from shared.arena.catalog import Model
 from shared.jobs import CompletionJob
 
 router = APIRouter(dependencies=[Depends(require_key)])
+router.include_router(images_api.router)
 
 _REQUEST_BODY = {
     "requestBody": {
@@ -48,7 +49,9 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
     body = parse_chat_request(await request.body())
     if body.n is not None and body.n > 1:
         raise errors.unprocessable(
-            "Only n=1 is supported: the arena gives one answer per request.", param="n"
+            "Only n=1 is supported: the arena gives one answer per request "
+            "(model `battle` or `side-by-side:<a>,<b>` gives two).",
+            param="n",
         )
     relay = await completions.submit(
         request,
@@ -58,6 +61,8 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
         ),
     )
     job = relay.job
+    # A battle answers as two choices, each with its model's name where the arena shows it.
+    names = battle.shown_names(body.model) if battle.is_pair(body.model) else None
     if body.stream:
         chunks = ChunkStream(
             _completion_id(job),
@@ -65,10 +70,13 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
             int(job.created_at),
             job.prompt,
             include_usage=body.include_usage,
+            names=names,
         )
         return await completions.stream(request, svc, relay, chunks)
     events = await completions.complete(request, svc, relay)
-    answer = completion(_completion_id(job), job.model, int(job.created_at), job.prompt, events)
+    answer = completion(
+        _completion_id(job), job.model, int(job.created_at), job.prompt, events, names=names
+    )
     return Response(orjson.dumps(answer), media_type="application/json")
 
 

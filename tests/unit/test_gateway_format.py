@@ -70,7 +70,11 @@ def test_a_streamed_answer_frame_by_frame() -> None:
         frame(choice('{"reasoning_content":"thinking…"}')),
         frame(choice('{"content":"He said \\"hi\\"\\n"}')),
         b"",
-        frame(choice("{}", '"length"')),
+        frame(choice(
+            '{"annotations":[{"type":"url_citation","url_citation":{"url":"https://example.org",'
+            '"title":"https://example.org","start_index":0,"end_index":13}}]}',
+            '"length"',
+        )),
         DONE,
     ]
 
@@ -115,12 +119,66 @@ def test_nothing_after_finish_reaches_the_client() -> None:
 
 def test_images_become_markdown_separated_from_text() -> None:
     chunks = stream()
+    part = '"type":"image_url","image_url":{"url":"https://x/%d.png"}'
     assert chunks.event(events.image("a", "https://x/1.png", "image/png")) == frame(
-        choice('{"content":"![image](https://x/1.png)"}')
+        choice('{"content":"![image](https://x/1.png)","images":[{"index":0,%s}]}' % (part % 1))
     )
     assert chunks.event(events.image("a", "https://x/2.png", "image/png")) == frame(
-        choice('{"content":"\\n\\n![image](https://x/2.png)"}')
+        choice('{"content":"\\n\\n![image](https://x/2.png)","images":[{"index":1,%s}]}' % (part % 2))
     )
+
+
+def test_a_non_streamed_image_answer_lists_its_images_beside_the_markdown() -> None:
+    answer = completion(ID, "m", 1, "p", [events.image("a", "https://x/1.png", "image/png")])
+    message = answer["choices"][0]["message"]
+    assert message["content"] == "![image](https://x/1.png)"
+    assert message["images"] == [{"type": "image_url", "image_url": {"url": "https://x/1.png"}}]
+
+
+def test_search_sources_become_url_citations_over_the_text_they_support() -> None:
+    said = [
+        events.text("a", "Otters hold hands. "),
+        events.citation("a", {"url": "https://a.example", "id": "1", "charLocation": [19]}),
+        events.text("a", "They sleep afloat."),
+        events.citation("a", {"url": "https://b.example", "id": "2", "charLocation": [37]}),
+        events.citation("a", {"url": "https://a.example", "title": "A"}),
+        events.finish("a", "unknown"),
+    ]
+    message = completion(ID, "m", 1, "p", said)["choices"][0]["message"]
+    assert message["annotations"] == [
+        {"type": "url_citation", "url_citation": {"url": "https://a.example", "title": "A", "start_index": 0, "end_index": 19}},
+        {"type": "url_citation", "url_citation": {"url": "https://b.example", "title": "https://b.example", "start_index": 19, "end_index": 37}},
+    ]
+    chunks = stream()
+    frames = b"".join(chunks.event(e) for e in said)
+    last = orjson.loads(frames.rsplit(b"data: ", 1)[1])
+    assert last["choices"][0]["delta"]["annotations"] == message["annotations"]
+    assert last["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_battle_answers_as_two_choices_each_with_its_model_when_shown() -> None:
+    said = [
+        events.text("a", "left"),
+        events.text("b", "right"),
+        events.finish("b", "stop"),
+        events.text("a", " more"),
+        events.finish("a", "length"),
+    ]
+    answer = completion(ID, "side-by-side:x,y", 1, "p", said, names=["x", "y"])
+    assert [(c["index"], c["model"], c["message"]["content"], c["finish_reason"]) for c in answer["choices"]] == [
+        (0, "x", "left more", "length"),
+        (1, "y", "right", "stop"),
+    ]
+    assert answer["usage"]["completion_tokens"] == 3 + 2
+    chunks = ChunkStream(ID, "battle", 1, "p", include_usage=False, names=[None, None])
+    frames = [orjson.loads(f) for f in (chunks.start() + b"".join(map(chunks.event, said)) + chunks.end()).split(b"data: ")[1:-1]]
+    firsts = [f["choices"][0] for f in frames[:2]]
+    assert [(c["index"], c["model"]) for c in firsts] == [(0, None), (1, None)]
+    text = {0: "", 1: ""}
+    for f in frames[2:]:
+        (c,) = f["choices"]
+        text[c["index"]] += c["delta"].get("content", "")
+    assert text == {0: "left more", 1: "right"}
 
 
 def test_an_error_after_the_first_byte_is_a_data_frame_then_done() -> None:
