@@ -29,7 +29,7 @@ PICTURE = image_for("a picture to look at")
 
 
 class _Pictures(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "image/png")
         self.send_header("content-length", str(len(PICTURE)))
