@@ -13,7 +13,17 @@ from fastapi.responses import Response
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
-from gateway import admin_api, anthropic_api, errors, health, metrics, openai_api, responses_api
+from gateway import (
+    admin,
+    admin_api,
+    anthropic_api,
+    errors,
+    health,
+    metrics,
+    novnc,
+    openai_api,
+    responses_api,
+)
 from gateway.auth import exposure_problem
 from gateway.catalog import CatalogCache
 from gateway.disconnect import ClientDisconnected
@@ -90,7 +100,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(responses_api.router, prefix=prefix)
         app.include_router(anthropic_api.router, prefix=prefix)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.include_router(admin_api.router)
+    app.include_router(novnc.router)
     app.include_router(metrics.router)
     return app
 
