@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import anthropic
 import openai
 import pytest
 
@@ -164,3 +165,24 @@ def test_a_thread_the_arena_no_longer_has_goes_on_in_a_new_session(stack: Stack)
     assert [(endpoint(r), r["status"]) for r in requests] == [
         ("post-to-evaluation", 404), ("create-evaluation", 200)
     ]
+
+
+def test_an_anthropic_conversation_continues_its_thread_and_regenerates_with_retry(
+    stack: Stack, since: int
+) -> None:
+    anthropic_client = anthropic.Anthropic(base_url=stack.base_url, api_key="unused", max_retries=0, timeout=60)
+    first, second = unique("Describe a heron"), unique("Where does it live?")
+    messages: list[dict] = [{"role": "user", "content": first}]
+    reply = anthropic_client.messages.create(model=CHAT, max_tokens=512, messages=messages)
+    messages += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": second}]
+    with anthropic_client.messages.stream(model=CHAT, max_tokens=512, messages=messages) as stream:
+        streamed = stream.get_final_text()
+    assert streamed == expected(2, first, second)
+    regenerated = anthropic_client.messages.create(model=CHAT, max_tokens=512, messages=messages)
+    assert regenerated.content[0].text == expected(2, first, second, retry=1)
+
+    requests = stream_requests(stack, since)
+    assert [endpoint(r) for r in requests] == [
+        "create-evaluation", "post-to-evaluation", "retry-evaluation-session-message"
+    ]
+    assert len({r["identity"] for r in requests}) == 1
