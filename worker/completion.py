@@ -33,7 +33,7 @@ from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.workers import WorkerState, WorkerStatus, read_fleet
-from worker.page import ArenaPage, FetchFailed, PageFetch
+from worker.page import ArenaPage, FetchFailed, PageError, PageFetch
 from worker.state import StateMachine
 from worker.tokens import TokenPool
 from worker.uploads import UploadFailed, Uploads
@@ -364,11 +364,14 @@ class Completion:
         out = []
         for event in batch:
             if event["t"] == "image":
-                status, media_type, data = await page.read(event["url"])
+                try:
+                    status, media_type, data = await page.read(event["url"])
+                except PageError as exc:  # the storage refused the page (CORS, network)
+                    status, media_type, data = 0, "", str(exc)
                 if status == 200:
                     event = events.image(event["side"], event["url"], event["mime_type"] or media_type, data)
-                else:
-                    logger.warning("could not read a generated image: HTTP %s", status)
+                else:  # the event goes on without bytes; the API says what it lacks
+                    logger.warning("could not read a generated image: %s", status or data)
             out.append(event)
         return out
 
