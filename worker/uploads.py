@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.arena.page import action_result, server_action_ids
 from shared.jobs import ImageRef
-from worker.page import ArenaPage
+from worker.page import ArenaPage, PageError
 
 GENERATE_UPLOAD_URL = "generateUploadUrl"
 GET_SIGNED_URL = "getSignedUrl"
@@ -62,7 +62,10 @@ class Uploads:
         self._ids: dict[str, str] = {}
 
     async def attachments(self, page: ArenaPage, images: Sequence[ImageRef]) -> list[dict[str, str]]:
-        return [await self._upload(page, image) for image in images]
+        try:
+            return [await self._upload(page, image) for image in images]
+        except PageError as exc:  # a request the page could not make (network, CORS)
+            raise UploadFailed(str(exc)) from None
 
     async def _upload(self, page: ArenaPage, image: ImageRef) -> dict[str, str]:
         data = await self._redis.hget(keys.image(image.digest), "d")
