@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -28,6 +30,8 @@ class Stack:
     gateway_port: int = 0
     gateway: subprocess.Popen | None = None
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: More gateways on the same Redis, by name: their process and port.
+    others: dict[str, tuple[subprocess.Popen, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.redis = redis.Redis.from_url(self.redis_url)
@@ -63,6 +67,25 @@ class Stack:
         if self.gateway is not None:
             stop(self.gateway)
             self.gateway = None
+
+    def start_other_gateway(self, name: str, **env: str) -> str:
+        """Another gateway on the same Redis (its own port, log `<name>.log`); its base URL."""
+        port = free_port()
+        proc = spawn(
+            [sys.executable, "-m", "cli", "gateway"],
+            env=self._env(LMB_PORT=str(port), **env),
+            log=self.workdir / f"{name}.log",
+        )
+        self.others[name] = (proc, port)
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/healthz", proc=proc)
+        return url
+
+    def kill_other_gateway(self, name: str) -> None:
+        """SIGKILL: the gateway dies without a chance to clean up after itself."""
+        proc, _ = self.others.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
     def start_worker(self, name: str, *, wait_ready: bool = True, **env: str) -> None:
         self.workers[name] = spawn(
@@ -107,5 +130,8 @@ class Stack:
     def close(self) -> None:
         for name in list(self.workers):
             self.stop_worker(name)
+        for proc, _ in self.others.values():
+            stop(proc)
+        self.others.clear()
         self.stop_gateway()
         self.redis.close()
