@@ -176,3 +176,25 @@ async def test_the_admin_api_refuses_bad_requests(api: httpx.AsyncClient) -> Non
     assert not_json.status_code == 400
     days = await api.get("/admin/api/usage?days=0", headers=BEARER)
     assert days.status_code == 400 and days.json()["error"]["param"] == "days"
+
+
+async def test_the_admin_page_manages_keys_with_its_session_and_csrf_token(
+    api: httpx.AsyncClient,
+) -> None:
+    form = await api.get("/admin/login")
+    fields = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', form.text))
+    signed_in = await api.post("/admin/login", data={**fields, "key": ADMIN})
+    assert signed_in.status_code == 303
+    page = await api.get("/admin")
+    assert page.status_code == 200 and 'id="keys"' in page.text and 'id="usage"' in page.text
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+    nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"]).group(1)
+    assert f'<script nonce="{nonce}">' in page.text  # the keys script may run
+    without = await api.post("/admin/api/keys", json={"name": "page"})
+    assert without.status_code == 403 and without.json()["error"]["code"] == "csrf"
+    made = await api.post("/admin/api/keys", json={"name": "page"}, headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 201
+    key_id = made.json()["id"]
+    assert (await api.get("/admin/api/keys")).json()["data"][0]["id"] == key_id
+    revoked = await api.delete(f"/admin/api/keys/{key_id}", headers={"X-CSRF-Token": csrf})
+    assert revoked.json()["status"] == "revoked"
