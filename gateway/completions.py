@@ -224,8 +224,10 @@ async def _frames(
     relay: Relay, frames: Frames, early: list[Event], keepalive_s: float
 ) -> AsyncIterator[bytes]:
     try:
+        # Started before the early events are rendered: frames number and snapshot what they send.
+        head = frames.start()
         rendered, failure = _render(frames, early)
-        yield frames.start() + rendered
+        yield head + rendered
         # An error is the last event the relay hands over, so the loop ends with it.
         if failure is None:
             async for batch in relay.rest(keepalive_s):
