@@ -126,7 +126,9 @@ class Blocks:
             shown = dict(block)
         self.content.append(block)
         self._open = block
-        return [{"type": "content_block_start", "index": len(self.content) - 1, "content_block": shown}]
+        return [
+            {"type": "content_block_start", "index": len(self.content) - 1, "content_block": shown}
+        ]
 
     def _close(self) -> list[dict[str, Any]]:
         block = self._open
@@ -137,12 +139,16 @@ class Blocks:
         events = []
         if block["type"] == "thinking":
             block["signature"] = signature(block["thinking"])
-            events.append(_delta(index, {"type": "signature_delta", "signature": block["signature"]}))
+            events.append(
+                _delta(index, {"type": "signature_delta", "signature": block["signature"]})
+            )
         else:
             citations = self._citations(block["text"])
             if citations:
                 block["citations"] = citations
-                events += [_delta(index, {"type": "citations_delta", "citation": c}) for c in citations]
+                events += [
+                    _delta(index, {"type": "citations_delta", "citation": c}) for c in citations
+                ]
         return [*events, {"type": "content_block_stop", "index": index}]
 
     def _citations(self, text: str) -> list[dict[str, Any]]:

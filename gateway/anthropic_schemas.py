@@ -122,7 +122,9 @@ def _parse(raw: bytes, model: type[_Request]) -> _Request:
     except ValidationError as exc:
         param, err = errors.deepest(exc, data)
         where = _anthropic_path(param)
-        raise errors.invalid(f"{where}: {err['msg']}" if where else err["msg"], param=param) from None
+        raise errors.invalid(
+            f"{where}: {err['msg']}" if where else err["msg"], param=param
+        ) from None
     _check_roles(request.messages)
     return request
 

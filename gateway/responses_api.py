@@ -42,4 +42,6 @@ async def create_response(request: Request, svc: Services = Depends(services)) -
     if body.stream:
         return await completions.stream(request, svc, relay, ResponseStream(*head, job.prompt))
     events = await completions.complete(request, svc, relay)
-    return Response(orjson.dumps(response(*head, job.prompt, events)), media_type="application/json")
+    return Response(
+        orjson.dumps(response(*head, job.prompt, events)), media_type="application/json"
+    )

@@ -118,7 +118,12 @@ class Output:
                 "status": "in_progress",
                 "content": [],
             }
-            part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            part: dict[str, Any] = {
+                "type": "output_text",
+                "text": "",
+                "annotations": [],
+                "logprobs": [],
+            }
             added = "response.content_part.added"
             self._text_start = self._text_chars
         else:
@@ -144,10 +149,18 @@ class Output:
         if item["type"] == "reasoning":
             part = item["summary"][0]
             events = [
-                {"type": "response.reasoning_summary_text.done", **where, "summary_index": 0,
-                 "text": part["text"]},
-                {"type": "response.reasoning_summary_part.done", **where, "summary_index": 0,
-                 "part": dict(part)},
+                {
+                    "type": "response.reasoning_summary_text.done",
+                    **where,
+                    "summary_index": 0,
+                    "text": part["text"],
+                },
+                {
+                    "type": "response.reasoning_summary_part.done",
+                    **where,
+                    "summary_index": 0,
+                    "part": dict(part),
+                },
             ]
         else:
             part = item["content"][0]
@@ -156,14 +169,28 @@ class Output:
             for n, annotation in enumerate(self._annotations(part["text"])):
                 part["annotations"].append(annotation)
                 events.append(
-                    {"type": "response.output_text.annotation.added", **where, "content_index": 0,
-                     "annotation_index": n, "annotation": annotation}
+                    {
+                        "type": "response.output_text.annotation.added",
+                        **where,
+                        "content_index": 0,
+                        "annotation_index": n,
+                        "annotation": annotation,
+                    }
                 )
             events += [
-                {"type": "response.output_text.done", **where, "content_index": 0,
-                 "text": part["text"], "logprobs": []},
-                {"type": "response.content_part.done", **where, "content_index": 0,
-                 "part": dict(part)},
+                {
+                    "type": "response.output_text.done",
+                    **where,
+                    "content_index": 0,
+                    "text": part["text"],
+                    "logprobs": [],
+                },
+                {
+                    "type": "response.content_part.done",
+                    **where,
+                    "content_index": 0,
+                    "part": dict(part),
+                },
             ]
         return [*events, _item_event("response.output_item.done", index, item)]
 
@@ -172,8 +199,13 @@ class Output:
         for c in self._sources.citations():
             start, end = (min(max(n - self._text_start, 0), len(text)) for n in (c.start, c.end))
             annotations.append(
-                {"type": "url_citation", "start_index": start, "end_index": end,
-                 "title": c.title or c.url, "url": c.url}
+                {
+                    "type": "url_citation",
+                    "start_index": start,
+                    "end_index": end,
+                    "title": c.title or c.url,
+                    "url": c.url,
+                }
             )
         self._sources = Sources()
         return annotations

@@ -42,7 +42,10 @@ def refusal(raw: bytes) -> ApiError:
 
 
 def test_system_and_content_blocks_become_turns() -> None:
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+    }
     linked = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}}
     body = parse_messages_request(
         request(
@@ -80,7 +83,14 @@ def test_a_system_string_and_tool_blocks_read_as_text() -> None:
                 {"role": "user", "content": "Weather?"},
                 {
                     "role": "assistant",
-                    "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Oslo"}}],
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "t1",
+                            "name": "weather",
+                            "input": {"city": "Oslo"},
+                        }
+                    ],
                 },
                 {
                     "role": "user",
@@ -99,7 +109,9 @@ def test_a_system_string_and_tool_blocks_read_as_text() -> None:
 
 def test_thinking_is_shown_unless_the_client_disables_it() -> None:
     assert parse_messages_request(request()).show_thinking
-    assert parse_messages_request(request(thinking={"type": "enabled", "budget_tokens": 2000})).show_thinking
+    assert parse_messages_request(
+        request(thinking={"type": "enabled", "budget_tokens": 2000})
+    ).show_thinking
     assert not parse_messages_request(request(thinking={"type": "disabled"})).show_thinking
 
 
@@ -134,7 +146,10 @@ def test_thinking_is_shown_unless_the_client_disables_it() -> None:
                     {
                         "role": "user",
                         "content": [
-                            {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": ""}}
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/bmp", "data": ""},
+                            }
                         ],
                     }
                 ]
@@ -178,7 +193,9 @@ def test_stop_reasons(arena: str | None, anthropic_reason: str) -> None:
     assert stop_reason(arena) == anthropic_reason
 
 
-def streamed(answer: list[Event], *, show_thinking: bool = True, failure: ApiError | None = None) -> list[dict]:
+def streamed(
+    answer: list[Event], *, show_thinking: bool = True, failure: ApiError | None = None
+) -> list[dict]:
     frames = MessageStream("msg_1", "m", PROMPT, show_thinking=show_thinking)
     raw = frames.start() + b"".join(frames.event(e) for e in answer)
     raw += frames.error(failure) if failure else frames.end()
@@ -226,7 +243,13 @@ def test_the_stream_has_anthropics_event_sequence() -> None:
 
 
 def test_the_sdk_rebuilds_the_non_streamed_message_from_the_stream() -> None:
-    answer = [events.accepted("w1", 0), *THINKING, *ANSWER, events.finish("a", "length"), events.done()]
+    answer = [
+        events.accepted("w1", 0),
+        *THINKING,
+        *ANSWER,
+        events.finish("a", "length"),
+        events.done(),
+    ]
     whole = message("msg_1", "m", PROMPT, answer, show_thinking=True)
     parsed = anthropic.types.Message.model_validate(whole)
     assert [b.type for b in parsed.content] == ["thinking", "text"]
@@ -266,13 +289,17 @@ def test_search_sources_become_web_search_citations_the_sdk_parses() -> None:
     stream = streamed(answer)
     deltas = [e["delta"]["type"] for e in stream if e["type"] == "content_block_delta"]
     assert deltas == ["text_delta", "text_delta", "citations_delta", "citations_delta"]
-    assert rebuilt(stream).to_dict(exclude_none=True) == anthropic.types.Message.model_validate(whole).to_dict(exclude_none=True)
+    assert rebuilt(stream).to_dict(exclude_none=True) == anthropic.types.Message.model_validate(
+        whole
+    ).to_dict(exclude_none=True)
 
 
 def test_a_generated_image_is_a_markdown_image_in_the_text() -> None:
     answer = [events.image("a", "https://x/1.png", "image/png"), events.finish("a", "stop")]
     whole = message("msg_1", "m", PROMPT, answer, show_thinking=True)
-    assert whole["content"] == [{"type": "text", "text": "![image](https://x/1.png)", "citations": None}]
+    assert whole["content"] == [
+        {"type": "text", "text": "![image](https://x/1.png)", "citations": None}
+    ]
 
 
 def test_an_answer_without_content_has_no_blocks() -> None:
@@ -284,5 +311,8 @@ def test_an_answer_without_content_has_no_blocks() -> None:
 def test_a_failure_after_the_first_byte_is_an_error_event_the_sdk_raises() -> None:
     failure = ApiError(429, "slow down")
     stream = streamed(ANSWER, failure=failure)
-    assert stream[-1] == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+    assert stream[-1] == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "slow down"},
+    }
     assert "message_stop" not in [e["type"] for e in stream]

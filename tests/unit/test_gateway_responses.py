@@ -60,11 +60,18 @@ def test_input_items_become_turns() -> None:
                     "role": "user",
                     "content": [
                         {"type": "input_text", "text": "What is this?"},
-                        {"type": "input_image", "image_url": "data:image/png;base64,iVBO", "detail": "auto"},
+                        {
+                            "type": "input_image",
+                            "image_url": "data:image/png;base64,iVBO",
+                            "detail": "auto",
+                        },
                     ],
                 },
                 {"type": "reasoning", "id": "rs_1", "summary": []},
-                {"role": "assistant", "content": [{"type": "output_text", "text": "A cat.", "annotations": []}]},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "A cat.", "annotations": []}],
+                },
                 {"role": "user", "content": "Sure?"},
             ]
         )
@@ -89,7 +96,11 @@ def test_input_items_become_turns() -> None:
             " not match any of the expected tags: 'message', 'reasoning'.",
         ),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]},
+            {
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}
+                ]
+            },
             "input[0].content[0].image_url",
             "Missing required parameter: 'input[0].content[0].image_url'.",
         ),
@@ -152,13 +163,24 @@ def test_the_stream_has_the_responses_event_sequence() -> None:
         "response.output_item.done",
         "response.completed",
     ]
-    assert stream[0]["response"]["status"] == "in_progress" and stream[0]["response"]["output"] == []
-    assert [e["delta"] for e in stream if e["type"] == "response.output_text.delta"] == ["Hello ", "there."]
+    assert (
+        stream[0]["response"]["status"] == "in_progress" and stream[0]["response"]["output"] == []
+    )
+    assert [e["delta"] for e in stream if e["type"] == "response.output_text.delta"] == [
+        "Hello ",
+        "there.",
+    ]
     assert stream[-1]["response"]["usage"]["total_tokens"] == 3 + 7
 
 
 def test_the_sdk_ends_the_stream_with_the_non_streamed_response() -> None:
-    answer = [events.accepted("w1", 0), *THINKING, *ANSWER, events.finish("a", "stop"), events.done()]
+    answer = [
+        events.accepted("w1", 0),
+        *THINKING,
+        *ANSWER,
+        events.finish("a", "stop"),
+        events.done(),
+    ]
     whole = Response.model_validate(response(*HEAD, PROMPT, answer))
     assert whole.output_text == "Hello there."
     assert whole.status == "completed" and whole.instructions == "Be terse."
@@ -191,7 +213,13 @@ def test_search_sources_become_url_citations() -> None:
     whole = Response.model_validate(response(*HEAD, PROMPT, answer))
     (part,) = whole.output[0].content
     assert [a.to_dict() for a in part.annotations] == [
-        {"type": "url_citation", "start_index": 0, "end_index": 6, "title": "One", "url": "https://example.com/1"}
+        {
+            "type": "url_citation",
+            "start_index": 0,
+            "end_index": 6,
+            "title": "One",
+            "url": "https://example.com/1",
+        }
     ]
     stream = streamed(answer)
     assert "response.output_text.annotation.added" in [e["type"] for e in stream]
