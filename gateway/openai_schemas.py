@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -69,15 +68,7 @@ class ChatCompletionRequest(_Lenient):
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     """The request in `raw`, or a 400 that says what is wrong with it."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.invalid(
-            f"We could not parse the JSON body of your request: {exc}. "
-            "The API expects a JSON object."
-        ) from None
-    if not isinstance(data, dict):
-        raise errors.invalid("The request body must be a JSON object.")
+    data = errors.json_object(raw)
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
