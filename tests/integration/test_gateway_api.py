@@ -307,7 +307,8 @@ async def test_unknown_routes_and_methods_in_openai_shape(api: httpx.AsyncClient
     [
         (
             {**CHAT, "n": 2},
-            "Only n=1 is supported: the arena gives one answer per request.",
+            "Only n=1 is supported: the arena gives one answer per request "
+            "(model `battle` or `side-by-side:<a>,<b>` gives two).",
             "n",
         ),
         (
@@ -328,19 +329,39 @@ async def test_well_formed_but_unprocessable_is_a_422(
     assert await nothing_queued(redis)
 
 
-async def test_image_input_is_a_400_for_now(api: httpx.AsyncClient) -> None:
+async def test_an_image_for_a_model_without_image_input_is_a_400(
+    api: httpx.AsyncClient, redis: Redis
+) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    content = [{"type": "text", "text": "What is this?"}, image]
+    text_only = next(
+        m["publicName"] for m in MODELS
+        if m.get("organization") and not m["capabilities"]["inputCapabilities"].get("image")
+        and not outputs(m).get("image") and not outputs(m).get("search")
+    )
+    response = await api.post(
+        "/v1/chat/completions",
+        json={"model": text_only, "messages": [{"role": "user", "content": content}]},
+    )
+    assert response.status_code == 400
+    assert response.json() == error_json(
+        f"The model `{text_only}` does not take image input.",
+        "invalid_request_error",
+        "messages",
+        None,
+    )
+    assert await nothing_queued(redis)
+
+
+async def test_an_unreadable_image_is_a_400(api: httpx.AsyncClient, redis: Redis) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}
     content = [{"type": "text", "text": "What is this?"}, image]
     response = await api.post(
         "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": content}]}
     )
     assert response.status_code == 400
-    assert response.json() == error_json(
-        "Image input is not supported yet.",
-        "invalid_request_error",
-        "messages[0].content[1]",
-        None,
-    )
+    assert response.json()["error"]["message"] == "An image data URL holds invalid base64."
+    assert await nothing_queued(redis)
 
 
 async def test_a_prompt_over_the_arena_limit_is_a_400(api: httpx.AsyncClient) -> None:
