@@ -307,8 +307,10 @@ async def test_unknown_routes_and_methods_in_openai_shape(api: httpx.AsyncClient
     [
         (
             {**CHAT, "n": 2},
-            "Only n=1 is supported: the arena gives one answer per request "
-            "(model `battle` or `side-by-side:<a>,<b>` gives two).",
+            (
+                "Only n=1 is supported: the arena gives one answer per request "
+                "(model `battle` or `side-by-side:<a>,<b>` gives two)."
+            ),
             "n",
         ),
         (
