@@ -70,5 +70,7 @@ class CompletionJob(BaseModel):
         )
 
     def sent_images(self) -> list[ImageRef]:
-        """The images the arena request attaches."""
+        """The images the arena request attaches (a retry sends no message, so none)."""
+        if self.action == "retry":
+            return []
         return self.images if self.action == "create" else [i for i in self.images if i.new]

@@ -138,3 +138,8 @@ def test_an_answer_is_complete_when_it_finished_without_an_error() -> None:
     assert relayed.complete
     relayed.add([events.error("upstream", "boom")])
     assert not relayed.complete
+
+
+def test_a_retry_uploads_nothing_it_sends_no_message() -> None:
+    images = [{"digest": "d", "media_type": "image/png"}]
+    assert job(action="retry", thread=thread(), images=images).sent_images() == []
