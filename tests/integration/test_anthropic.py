@@ -305,6 +305,18 @@ def test_an_image_for_a_text_only_model_is_a_400(stack: Stack) -> None:
     assert TEXT_ONLY in anthropic_error(caught, 400, "invalid_request_error")
 
 
+def test_an_image_url_is_fetched_by_the_gateway_within_its_limits(stack: Stack) -> None:
+    # The gateway fetches URL images itself, and never from private or loopback addresses.
+    source = {"type": "url", "url": f"{stack.arena_url}/r2/any.png"}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client(stack).messages.create(
+            model=CHAT,
+            max_tokens=5,
+            messages=[{"role": "user", "content": [{"type": "image", "source": source}]}],
+        )
+    assert "private or local address" in anthropic_error(caught, 400, "invalid_request_error")
+
+
 def test_unknown_routes_and_oversized_bodies_answer_in_anthropics_shape(stack: Stack) -> None:
     response = httpx.post(f"{stack.base_url}/v1/messages/batches", json={})
     assert response.status_code in (404, 405)
