@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,26 @@ def private_driver(settings: Settings, worker_id: str) -> Path:
     return target
 
 
+def launcher(settings: Settings, worker_id: str) -> str:
+    """What to start Chromium with: in a session of its own, ended if the worker dies.
+
+    A signal to the worker's whole process group (Ctrl-C, a supervisor, a test) would otherwise
+    reach every Chromium process at once, and the network service, killed before the browser
+    asks it to, never writes the cookies (the arena sign-in) to the profile. Out of the group,
+    Chromium is closed by the worker, in order; `setpriv --pdeathsig` still ends it with the
+    worker. Both tools are util-linux's; without them Chromium starts as it is.
+    """
+    if not (shutil.which("setsid") and shutil.which("setpriv")):
+        return settings.chromium_path
+    target = settings.state_dir / "drivers" / worker_id / "chromium"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        f'#!/bin/sh\nexec setsid setpriv --pdeathsig TERM -- {shlex.quote(settings.chromium_path)} "$@"\n'
+    )
+    target.chmod(0o700)
+    return str(target)
+
+
 def chromium_major(executable: str) -> int | None:
     """The browser's major version, so undetected-chromedriver need not guess (or look it up)."""
     try:
@@ -106,7 +127,7 @@ class Browser:
         driver = uc.Chrome(
             options=options,
             user_data_dir=str(profile),
-            browser_executable_path=settings.chromium_path,
+            browser_executable_path=launcher(settings, worker_id),
             driver_executable_path=str(private_driver(settings, worker_id)),
             version_main=chromium_major(settings.chromium_path),
             headless=headless,
@@ -120,11 +141,15 @@ class Browser:
         """Navigate the tab and wait for the page's load event."""
         await asyncio.to_thread(self.driver.get, url)
 
-    async def close(self) -> None:
-        await asyncio.to_thread(self._close)
+    async def close(self, *, closing: bool = False) -> None:
+        """Stop Chromium; `closing`: it was asked to close itself, so let it finish first."""
+        await asyncio.to_thread(self._close, closing)
 
-    def _close(self) -> None:
+    def _close(self, closing: bool) -> None:
         pid = self.driver.browser_pid
+        # A Chromium closing itself is writing its profile: a signal now would lose that.
+        if closing and not _exited(pid, _EXIT_WAIT_S):
+            logger.warning("Chromium (pid %d) did not close itself in time", pid)
         self.driver.quit()
         # The next Chromium on this profile would hand itself over to a straggler: wait it out,
         # and kill one that hangs (a stopped process never acts on the quit's SIGTERM).

@@ -8,6 +8,12 @@ screen through the gateway's admin page, which proxies both behind admin authent
 The password is derived from the admin key and a salt random per start (`shared.vnc`): the
 heartbeat carries the salt, never the password. A worker without an admin key uses a random
 password nobody else knows; its screen is then closed, like the admin page itself.
+
+The display outlives a signal sent to the worker's whole process group (Ctrl-C, `docker stop`
+of a group, a supervisor): Chromium must close first, on a live display, or it dies without
+writing the profile (the arena sign-in among it). Its processes run in a session of their own,
+stopped by the worker after the browser, and die with the worker should it be killed outright
+(a parent-death signal, set by util-linux's `setpriv`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -35,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: The screen's size; Chromium's window fills it.
 SCREEN = (1280, 800)
 NOVNC_DIR = Path("/usr/share/novnc")
-TOOLS = ("Xvfb", "x11vnc", "websockify")
+TOOLS = ("Xvfb", "x11vnc", "websockify", "setpriv")
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 5.0
 _POLL_S = 0.05
@@ -82,10 +88,6 @@ class Display:
 
     @classmethod
     async def start(cls, settings: Settings, worker_id: str) -> Display:
-        return await asyncio.to_thread(cls._start, settings, worker_id)
-
-    @classmethod
-    def _start(cls, settings: Settings, worker_id: str) -> Display:
         # Short, private (0700) and ours alone: it holds the VNC socket and, briefly, the password.
         private = Path(tempfile.mkdtemp(prefix="lmb-vnc-"))
         logs = settings.state_dir / "logs"
@@ -93,13 +95,13 @@ class Display:
         processes: dict[str, subprocess.Popen] = {}
         with open(logs / f"{worker_id}-display.log", "ab") as log:
             try:
-                number = _start_xvfb(processes, log)
+                number = await _start_xvfb(processes, log)
                 salt, password = _password(settings, worker_id)
-                socket_path = _start_x11vnc(processes, log, number, private, password)
+                socket_path = await _start_x11vnc(processes, log, number, private, password)
                 host = settings.novnc_host
-                port = _start_websockify(processes, log, host, socket_path)
+                port = await _start_websockify(processes, log, host, socket_path)
             except BaseException:
-                _stop_all(processes)
+                await asyncio.to_thread(_stop_all, processes)
                 shutil.rmtree(private, ignore_errors=True)
                 raise
         url_host = f"[{host}]" if ":" in host else host
@@ -137,12 +139,20 @@ def _password(settings: Settings, worker_id: str) -> tuple[str | None, str]:
 
 
 def _spawn(processes: dict[str, subprocess.Popen], log: IO[bytes], args: list[str], **kwargs) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **kwargs)
+    # Called on the event loop's thread: the parent-death signal follows the thread that forks.
+    process = subprocess.Popen(
+        ["setpriv", "--pdeathsig", "TERM", "--", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        **kwargs,
+    )
     processes[args[0]] = process
     return process
 
 
-def _start_xvfb(processes: dict[str, subprocess.Popen], log: IO[bytes]) -> int:
+async def _start_xvfb(processes: dict[str, subprocess.Popen], log: IO[bytes]) -> int:
     """Xvfb on a display number it picks itself (`-displayfd`), so workers never collide."""
     read_end, write_end = os.pipe()
     try:
@@ -155,25 +165,29 @@ def _start_xvfb(processes: dict[str, subprocess.Popen], log: IO[bytes]) -> int:
         )
         os.close(write_end)
         write_end = -1
-        number = b""
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not number.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or process.poll() is not None:
-                raise RuntimeError("Xvfb did not start")
-            if select.select([read_end], [], [], remaining)[0]:
-                chunk = os.read(read_end, 16)
-                if not chunk:
-                    raise RuntimeError("Xvfb did not start")
-                number += chunk
-        return int(number)
+        return await asyncio.to_thread(_read_display, read_end, process)
     finally:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
 
 
-def _start_x11vnc(
+def _read_display(read_end: int, process: subprocess.Popen) -> int:
+    number = b""
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while not number.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or process.poll() is not None:
+            raise RuntimeError("Xvfb did not start")
+        if select.select([read_end], [], [], remaining)[0]:
+            chunk = os.read(read_end, 16)
+            if not chunk:
+                raise RuntimeError("Xvfb did not start")
+            number += chunk
+    return int(number)
+
+
+async def _start_x11vnc(
     processes: dict[str, subprocess.Popen], log: IO[bytes], number: int, private: Path, password: str
 ) -> Path:
     socket_path = private / "vnc.sock"
@@ -197,11 +211,11 @@ def _start_x11vnc(
             "-quiet",
         ],
     )
-    _wait(lambda: socket_path.exists(), process, "x11vnc")
+    await _wait(socket_path.exists, process, "x11vnc")
     return socket_path
 
 
-def _start_websockify(
+async def _start_websockify(
     processes: dict[str, subprocess.Popen], log: IO[bytes], host: str, socket_path: Path
 ) -> int:
     port = free_port(host)
@@ -216,16 +230,16 @@ def _start_websockify(
             return True
         return False
 
-    _wait(listening, process, "websockify")
+    await _wait(listening, process, "websockify")
     return port
 
 
-def _wait(ready, process: subprocess.Popen, name: str) -> None:
+async def _wait(ready: Callable[[], bool], process: subprocess.Popen, name: str) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not start (see the display log)")
-        time.sleep(_POLL_S)
+        await asyncio.sleep(_POLL_S)
 
 
 def _stop_all(processes: dict[str, subprocess.Popen]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -21,6 +22,7 @@ from worker.tokens import TokenPool
 logger = logging.getLogger(__name__)
 
 _CHECK_EVERY_S = 1.0
+_CLOSE_WAIT_S = 5.0
 #: States in which a person is at the browser (through noVNC): the page is theirs, never reloaded.
 _HUMAN_AT_WORK = frozenset({WorkerState.CHALLENGE, WorkerState.LOGIN_REQUIRED})
 #: The page as the server sends it now (its catalog included), fetched without leaving it.
@@ -61,8 +63,15 @@ class ArenaSession:
 
     async def close(self) -> None:
         await self.tokens.close()
+        # Asked to close, Chromium writes the profile (the arena sign-in's cookies among it); on a
+        # signal it would not. A dead or hung one is killed by `browser.close` instead.
+        closing = False
+        with contextlib.suppress(ConnectionError, CDPError, TimeoutError):
+            async with asyncio.timeout(_CLOSE_WAIT_S):
+                await self.cdp.send("Browser.close")
+                closing = True
         await self.cdp.close()
-        await self.browser.close()
+        await self.browser.close(closing=closing)
 
     async def until_usable(self, machine: StateMachine) -> str:
         """Wait until the page has its catalog and grecaptcha; returns its HTML.

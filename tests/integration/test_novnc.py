@@ -1,0 +1,233 @@
+"""A person clears what the arena puts in a worker's way, through the admin page and noVNC.
+
+Everything is real: the gateway and a worker as processes (the worker's Chromium headed on its
+own Xvfb, with x11vnc and websockify), Redis, the fake arena, and a headless Chromium driven by
+Selenium playing the person: it signs in to the admin page, follows the link to the worker's
+screen and clicks or types on the noVNC canvas. Those clicks and keys travel as VNC events into
+the worker's X display, so the worker's browser sees trusted input, as from a person.
+
+Where to click is read off the worker's page through its DevTools (the test has no eyes); the
+click itself only ever goes through noVNC.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import psutil
+import pytest
+import websockets.sync.client
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server
+from tests.support.stack import Stack
+from worker.display import missing_tools
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}"),
+]
+
+ADMIN_KEY = "admin-key-for-the-screen-tests"
+CHAT = "gemini-2.5-pro"
+#: A headed worker on its own display: what `lmarena-bridge up` runs when Xvfb is installed.
+DISPLAY_ENV = {"LMB_DISPLAY": "on", "LMB_HEADLESS": "false"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("novnc")
+    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
+        stack = Stack(redis_url, arena_url, workdir, env={"LMB_ADMIN_KEY": ADMIN_KEY})
+        try:
+            stack.start_gateway()
+            yield stack
+        finally:
+            stack.close()
+
+
+@pytest.fixture
+def person(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """The admin's own browser: headless Chromium under Selenium."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--window-size=1600,1100", "--no-sandbox", *TEST_CHROMIUM_ARGS):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def clean_arena(stack: Stack) -> None:
+    stack.arena("POST", "reset")
+
+
+def client(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def ask(stack: Stack, prompt: str) -> str:
+    chunks = client(stack).chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
+    )
+    return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+
+def streamed_text(stack: Stack, prompt: str) -> tuple[str, str]:
+    """What the fake arena streamed for `prompt`, and to whom."""
+    log = stack.arena_log()
+    [session] = [s for s in log["sessions"] if s["turns"][0]["text"] == prompt]
+    [stream] = [s for s in log["streams"] if s["session_id"] == session["id"] and s["status"] == "finished"]
+    return stream["text"]["a"], session["owner"]
+
+
+def admin_sign_in(person: webdriver.Chrome, stack: Stack, shots: Path) -> None:
+    person.get(f"{stack.base_url}/admin")
+    assert "/admin/login" in person.current_url
+    person.find_element(By.NAME, "key").send_keys(ADMIN_KEY)
+    person.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(person, 10).until(lambda d: d.current_url.endswith("/admin"))
+
+
+def open_screen(person: webdriver.Chrome, worker: str, shots: Path) -> WebElement:
+    """From the admin page, the worker's screen: follow the link, wait for noVNC to connect."""
+    link = WebDriverWait(person, 15).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f'#attention a[data-screen="{worker}"]')
+    )[0]
+    person.save_screenshot(str(shots / f"admin-{worker}-waiting.png"))
+    link.click()
+    WebDriverWait(person, 20).until(
+        lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "connected"
+    )
+    canvas = WebDriverWait(person, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "#screen canvas"))
+    WebDriverWait(person, 10).until(lambda d: canvas.size["width"] >= 1280)
+    time.sleep(1.0)  # the first full frame
+    return canvas
+
+
+def worker_browser(stack: Stack, name: str) -> psutil.Process:
+    """The worker's Chromium (its main process, started by the worker)."""
+    for child in psutil.Process(stack.workers[name].pid).children(recursive=True):
+        if any(arg.startswith("--remote-debugging-port=") for arg in child.cmdline()):
+            return child
+    raise LookupError(f"no Chromium under {name}")
+
+
+def where_on_screen(stack: Stack, name: str, selector: str) -> tuple[float, float]:
+    """The centre of `selector` in the worker's page, in X screen pixels, read through DevTools."""
+    [port] = [a.split("=", 1)[1] for a in worker_browser(stack, name).cmdline() if a.startswith("--remote-debugging-port=")]
+    targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+    [page] = [t for t in targets if t["type"] == "page"]
+    expression = (
+        "(() => { const r = document.querySelector(%s).getBoundingClientRect();"
+        " return JSON.stringify({x: screenX + (outerWidth - innerWidth) / 2 + r.left + r.width / 2,"
+        " y: screenY + outerHeight - innerHeight + r.top + r.height / 2}); })()" % json.dumps(selector)
+    )
+    with websockets.sync.client.connect(page["webSocketDebuggerUrl"], max_size=None, proxy=None) as cdp:
+        cdp.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}}))
+        while (reply := json.loads(cdp.recv()))["id"] != 1:
+            pass
+    point = json.loads(reply["result"]["result"]["value"])
+    return point["x"], point["y"]
+
+
+def wait_for_selector(stack: Stack, name: str, selector: str, timeout: float = 20) -> tuple[float, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return where_on_screen(stack, name, selector)
+        except (KeyError, TypeError, ValueError, LookupError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def click_on_screen(person: webdriver.Chrome, canvas: WebElement, point: tuple[float, float]) -> None:
+    """A real click on the noVNC canvas at a point of the worker's screen (one pixel per pixel)."""
+    width, height = canvas.size["width"], canvas.size["height"]
+    x, y = point
+    ActionChains(person).move_to_element_with_offset(canvas, int(x - width / 2), int(y - height / 2)).click().perform()
+
+
+def test_a_person_passes_the_cloudflare_check_and_the_waiting_request_completes(
+    stack: Stack, person: webdriver.Chrome, tmp_path: Path
+) -> None:
+    stack.start_worker("cf-1", **DISPLAY_ENV)
+    stack.arena("POST", "scenario", json={"cloudflare": True})
+    prompt = f"after the check {uuid.uuid4().hex[:8]}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(ask, stack, prompt)
+        status = stack.wait_worker("cf-1", "challenge", timeout=30)
+        assert status.last_error and status.last_error.startswith("challenge")
+        assert not answer.done()  # it waits in the queue for the worker
+
+        admin_sign_in(person, stack, tmp_path)
+        canvas = open_screen(person, "cf-1", tmp_path)
+        point = wait_for_selector(stack, "cf-1", "#cf-checkbox")
+        person.save_screenshot(str(tmp_path / "screen-challenge.png"))
+        click_on_screen(person, canvas, point)
+
+        stack.wait_worker("cf-1", "ready", timeout=30)
+        text = answer.result(timeout=60)
+    streamed, _ = streamed_text(stack, prompt)
+    assert text == streamed and text.endswith(prompt)
+
+    person.get(f"{stack.base_url}/admin")
+    WebDriverWait(person, 10).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-worker="cf-1"]').get_attribute("data-state") == "ready"
+    )
+    person.save_screenshot(str(tmp_path / "admin-after.png"))
+    stack.stop_worker("cf-1")
+
+
+def test_signing_in_through_the_screen_makes_the_worker_ready_and_survives_a_restart(
+    stack: Stack, person: webdriver.Chrome, tmp_path: Path
+) -> None:
+    stack.start_worker("gate-1", **DISPLAY_ENV)
+    stack.arena("POST", "scenario", json={"login_gate": True})
+    prompt = f"once signed in {uuid.uuid4().hex[:8]}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(ask, stack, prompt)
+        status = stack.wait_worker("gate-1", "login_required", timeout=30)
+        assert status.account is None
+
+        admin_sign_in(person, stack, tmp_path)
+        canvas = open_screen(person, "gate-1", tmp_path)
+        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'a[data-testid="login"]'))
+        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'input[name="username"]'))
+        ActionChains(person).send_keys("alice").perform()
+        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'input[name="password"]'))
+        ActionChains(person).send_keys("s3cret", Keys.ENTER).perform()
+
+        status = stack.wait_worker("gate-1", "ready", timeout=30)
+        assert status.account == "alice"
+        text = answer.result(timeout=60)
+    streamed, owner = streamed_text(stack, prompt)
+    assert text == streamed and owner == "user:alice"
+
+    # The sign-in lives in the worker's profile: a new worker process is still alice.
+    stack.stop_worker("gate-1")
+    stack.start_worker("gate-1", **DISPLAY_ENV)
+    assert stack.worker_status("gate-1").account == "alice"
+    again = f"after the restart {uuid.uuid4().hex[:8]}"
+    assert ask(stack, again) == streamed_text(stack, again)[0]
+    assert streamed_text(stack, again)[1] == "user:alice"
+    assert stack.worker_status("gate-1").state.value == "ready"
+    stack.stop_worker("gate-1")
