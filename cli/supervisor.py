@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,15 +101,38 @@ def _missing_browser(settings: Settings) -> str | None:
     return None
 
 
-def _fleet(settings: Settings, redis_url: str, logs: Path) -> Fleet:
+def admin_key(settings: Settings, state_dir: Path) -> tuple[str, Path | None]:
+    """The admin key: LMB_ADMIN_KEY, else one made once and kept (0600) in the state dir."""
+    if settings.admin_key is not None:
+        return settings.admin_key.get_secret_value(), None
+    path = state_dir / "admin-key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip(), path
+
+
+def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """`on` for the workers when this machine can give each a screen and nobody said otherwise."""
+    if "LMB_DISPLAY" in environ or settings.headless:
+        return None
+    from worker.display import missing_tools
+
+    return "on" if not missing_tools() else None
+
+
+def _fleet(settings: Settings, redis_url: str, logs: Path, key: str) -> Fleet:
     command = [sys.executable, "-m", "cli"]
-    env = {"LMB_REDIS_URL": redis_url}
+    # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc).
+    env = {"LMB_REDIS_URL": redis_url, "LMB_ADMIN_KEY": key}
+    display = worker_display(settings, os.environ)
     gateway = Child("gateway", [*command, "gateway"], env, logs / "gateway.log")
     workers = [
         Child(
             f"worker-{n}",
             [*command, "worker"],
-            {**env, "LMB_WORKER_ID": f"worker-{n}"},
+            {**env, "LMB_WORKER_ID": f"worker-{n}", **({"LMB_DISPLAY": display} if display else {})},
             logs / f"worker-{n}.log",
         )
         for n in range(1, settings.workers + 1)
@@ -194,7 +218,8 @@ def run_all(settings: Settings) -> int:
         else:
             redis_url = stack.enter_context(embedded_redis(state_dir))
             console.print(f"Redis: embedded ({redis_url})")
-        fleet = _fleet(settings, redis_url, logs)
+        key, key_file = admin_key(settings, state_dir)
+        fleet = _fleet(settings, redis_url, logs, key)
         stack.callback(fleet.stop)
         client = stack.enter_context(redis.Redis.from_url(redis_url))
         base = f"http://{settings.host}:{settings.port}"
@@ -206,6 +231,8 @@ def run_all(settings: Settings) -> int:
                 return 1
             console.print(f"Gateway: {base} (log: {fleet.gateway.log})")
             console.print(f"Workers: {len(fleet.workers)} (logs in {logs})")
+            where = f"the key is in {key_file}" if key_file else "sign in with LMB_ADMIN_KEY"
+            console.print(f"Admin page: {base}/admin ({where}); watch and help the workers there")
             console.print(
                 f"\n[bold green]Point your client at {base}/v1[/] "
                 "(OpenAI and Anthropic SDKs alike). Ctrl-C stops everything.\n"

@@ -85,3 +85,15 @@ def test_transitions_are_logged_without_anything_but_states(caplog: pytest.LogCa
     assert [record.getMessage() for record in caplog.records] == [
         "worker w-test: starting → ready (page usable)"
     ]
+
+
+def test_a_broken_browser_restarts_from_any_live_state_through_starting() -> None:
+    for state in (S.STARTING, S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED):
+        assert S.RESTARTING in TRANSITIONS[state]
+    assert TRANSITIONS[S.RESTARTING] == frozenset({S.STARTING, S.STOPPED})
+    machine = ready()
+    machine.to(S.CHALLENGE, reason="check")
+    machine.to(S.LOGIN_REQUIRED, reason="and a sign-in")
+    assert not machine.serving
+    machine.resume("a person cleared it")
+    assert machine.state is S.READY

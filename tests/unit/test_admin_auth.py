@@ -1,0 +1,106 @@
+"""The admin surfaces' pure parts: signed sessions, CSRF and login tokens, redirects, the rows
+the page shows, the screens' derived VNC passwords, and what `up` gives the admin page."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cli.supervisor import admin_key, worker_display
+from gateway.admin import worker_rows
+from gateway.admin_auth import (
+    csrf_token,
+    login_token_matches,
+    new_login_token,
+    new_session,
+    read_session,
+    safe_next,
+)
+from shared import keys, vnc
+from shared.settings import Settings
+from shared.workers import WorkerState, WorkerStatus
+
+KEY = "the-admin-key"
+
+
+def test_a_session_reads_back_until_it_expires() -> None:
+    value, session = new_session(KEY, lifetime_s=60, now=1000.0)
+    assert read_session(KEY, value, now=1059.0) == session
+    assert read_session(KEY, value, now=1060.0) is None
+    assert KEY not in value
+
+
+def test_a_session_signed_with_another_key_or_tampered_is_refused() -> None:
+    value, _ = new_session(KEY, lifetime_s=60, now=1000.0)
+    assert read_session("another-key", value, now=1001.0) is None
+    assert read_session(KEY, value[:-1] + ("A" if value[-1] != "A" else "B"), now=1001.0) is None
+    assert read_session(KEY, "garbage", now=1001.0) is None
+
+
+def test_csrf_tokens_are_per_session_and_per_key() -> None:
+    _, one = new_session(KEY, lifetime_s=60, now=0)
+    _, two = new_session(KEY, lifetime_s=60, now=0)
+    assert one.csrf_token != two.csrf_token
+    assert one.csrf_token == csrf_token(KEY, one.id)
+    assert csrf_token("another-key", one.id) != one.csrf_token
+
+
+def test_a_login_token_matches_only_its_own_cookie() -> None:
+    cookie, field = new_login_token(KEY)
+    other_cookie, other_field = new_login_token(KEY)
+    assert login_token_matches(KEY, cookie, field)
+    assert not login_token_matches(KEY, cookie, other_field)
+    assert not login_token_matches(KEY, other_cookie, field)
+    assert not login_token_matches(KEY, None, field) and not login_token_matches(KEY, cookie, None)
+    assert not login_token_matches("another-key", cookie, field)
+
+
+def test_only_admin_pages_are_destinations_after_signing_in() -> None:
+    assert safe_next("/admin") == "/admin"
+    assert safe_next("/admin/workers/w1/screen") == "/admin/workers/w1/screen"
+    assert safe_next("/admin?x=1") == "/admin?x=1"
+    for elsewhere in (None, "", "//evil.example", "https://evil.example/admin", "/administrator", "/v1/models", "/admin\\..\\x"):
+        assert safe_next(elsewhere) == "/admin"
+
+
+def status(worker_id: str, state: WorkerState, **fields) -> WorkerStatus:
+    return WorkerStatus(id=worker_id, state=state, queue=keys.worker_queue(worker_id), capacity=2, updated_at=100.0, **fields)
+
+
+def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
+    live = [
+        status("a", WorkerState.READY),
+        status("b", WorkerState.LOGIN_REQUIRED, novnc_url="http://127.0.0.1:1", vnc_salt="s"),
+        status("c", WorkerState.RATE_LIMITED, until=130.0),
+    ]
+    rows = worker_rows(live, ["z"], {keys.worker_queue("z"): 2}, now=110.0)
+    assert [(row.id, row.state) for row in rows] == [("b", "login_required"), ("a", "ready"), ("c", "rate_limited"), ("z", "gone")]
+    assert rows[0].needs == "sign in to an arena account in its browser" and rows[0].screen
+    assert not rows[1].screen  # no display
+    assert rows[2].rate_limited_for_s == 20.0 and rows[1].heartbeat_age_s == 10.0
+    assert rows[3].gone and rows[3].queued == 2
+
+
+def test_the_vnc_password_derives_from_key_worker_and_salt() -> None:
+    password = vnc.password(KEY, "w1", "salt")
+    assert len(password) == 8  # VNC authentication reads eight characters
+    assert password == vnc.password(KEY, "w1", "salt")
+    assert password not in (vnc.password(KEY, "w2", "salt"), vnc.password(KEY, "w1", "salt2"), vnc.password("k2", "w1", "salt"))
+    assert vnc.new_salt() != vnc.new_salt()
+
+
+def test_up_makes_an_admin_key_once_and_keeps_it_private(tmp_path: Path) -> None:
+    key, path = admin_key(Settings(), tmp_path)
+    assert path == tmp_path / "admin-key" and len(key) >= 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert admin_key(Settings(), tmp_path) == (key, path)
+    assert admin_key(Settings(admin_key="mine"), tmp_path) == ("mine", None)
+
+
+def test_up_gives_workers_a_display_unless_told_otherwise() -> None:
+    assert worker_display(Settings(headless=True), {}) is None
+    assert worker_display(Settings(), {"LMB_DISPLAY": "off"}) is None
+    from worker.display import missing_tools
+
+    assert worker_display(Settings(), {}) == (None if missing_tools() else "on")
