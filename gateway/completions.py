@@ -23,6 +23,7 @@ from gateway.caller import caller
 from gateway.catalog import Catalog
 from gateway.conversations import Conversations, Plan
 from gateway.disconnect import unless_disconnected
+from gateway.fleet import describe_unready
 from gateway.errors import ApiError
 from gateway.images import ImageSource, ImageStore
 from gateway.relay import CONTENT, Relay
@@ -31,6 +32,7 @@ from gateway.transcript import Turn, check_length, render, require_user
 from shared import conversations
 from shared.events import Event
 from shared.jobs import CompletionJob
+from shared.workers import read_fleet
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +208,11 @@ async def stream(request: Request, svc: Services, relay: Relay, frames: Frames) 
 
 
 async def catalog(svc: Services) -> Catalog:
-    """The model catalog, or a 503 while no worker has published it."""
+    """The model catalog (the live workers'), or a 503 while there is none."""
     found = await svc.catalog.get()
     if found is None:
+        if not (fleet := await read_fleet(svc.redis)):
+            raise errors.unavailable(describe_unready(fleet), code="no_worker")
         raise errors.unavailable(
             "The model catalog is not available yet: no worker has published it.",
             code="no_catalog",
