@@ -64,3 +64,10 @@ def test_nginx_does_not_buffer_streams() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "proxy_buffering off;" in conf
     assert re.search(r"server gateway-1:8000", conf) and re.search(r"server gateway-2:8000", conf)
+
+
+def test_compose_workers_serve_novnc_to_the_gateways_under_their_own_name(compose: dict) -> None:
+    for name in ("worker-1", "worker-2"):
+        env = compose["services"][name]["environment"]
+        assert env["LMB_NOVNC_HOST"] == name and env["LMB_DISPLAY"] == "on"
+        assert "ports" not in compose["services"][name]
