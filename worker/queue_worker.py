@@ -1,9 +1,13 @@
 """arq workers that take jobs the moment they are enqueued.
 
-arq finds jobs by polling its queue. Here the poll delay is zero and each iteration ends by
-waiting on an event that the gateway's wake-up publish sets (see `shared.queue.enqueue`), so a
-job starts within a Redis round trip of its enqueue; a slow fallback poll covers a missed
-message. The two workers of one browser (shared queue, own queue) share its capacity.
+arq finds jobs by polling its queue. Here each iteration ends by waiting on an event that the
+gateway's wake-up publish sets (see `shared.queue.enqueue`), so a job starts within a Redis round
+trip of its enqueue; a slow fallback poll covers a missed message. The two workers of one browser
+(shared queue, own queue) share its capacity.
+
+The claim is arq's, done in one round trip: arq reads the queue, then spends four more round
+trips on each job id (WATCH its in-progress key, EXISTS, ZSCORE, MULTI/PSETEX) and one on its
+abort set; here one Lua script does all of it, atomically, with the same keys and timeouts.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import logging
 from collections.abc import Callable
 
 from arq.connections import RedisSettings
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
 from arq.typing import WorkerCoroutine
+from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -28,9 +33,35 @@ logger = logging.getLogger(__name__)
 FALLBACK_POLL_S = 0.5
 _RESUBSCRIBE_S = 1.0
 
+# Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
+# each marked in progress as it is taken; then the abort set, read and trimmed as arq does.
+# Running jobs stay in the queue until they end, so the scan passes over them.
+# In-progress keys are built here from the ids read: fine on a single Redis, as arq requires.
+# KEYS: queue, abort set. ARGV: now (ms), slots, read limit, in-progress key prefix,
+# in-progress timeout (ms), abort trim score.
+_CLAIM = b"""
+local claimed = {}
+local slots = tonumber(ARGV[2])
+if slots > 0 then
+  local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  for i = 1, #due, 2 do
+    local running = ARGV[4] .. due[i]
+    if redis.call('exists', running) == 0 then
+      redis.call('psetex', running, ARGV[5], '1')
+      claimed[#claimed + 1] = due[i]
+      claimed[#claimed + 1] = due[i + 1]
+      if #claimed == 2 * slots then break end
+    end
+  end
+end
+local aborted = redis.call('zrange', KEYS[2], 0, -1)
+redis.call('zremrangebyscore', KEYS[2], ARGV[6], '+inf')
+return {claimed, aborted}
+"""
+
 
 class SlotGroup:
-    """The arq workers of one browser: one capacity, picked under one lock, woken together."""
+    """The arq workers of one browser: one capacity, claimed from under one lock."""
 
     def __init__(self, capacity: int, accepting: Callable[[], bool]) -> None:
         self.capacity = capacity
@@ -49,16 +80,17 @@ class SlotGroup:
             member.wake()
 
     async def listen(self, redis: Redis) -> None:
-        """Wake every member on each publish to a member's wake channel; runs until cancelled."""
-        channels = [keys.wake_channel(member.queue_name) for member in self.members]
+        """Wake the member whose queue a publish names; runs until cancelled."""
+        by_channel = {keys.wake_channel(member.queue_name).encode(): member for member in self.members}
         while True:
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(*channels)
+                    await pubsub.subscribe(*by_channel)
                     # A missed wake-up costs at most one fallback poll, so wake once on (re)subscribe.
                     self.wake()
-                    async for _ in pubsub.listen():
-                        self.wake()
+                    # Only that member: the other's iteration would hold the group's lock meanwhile.
+                    async for message in pubsub.listen():
+                        by_channel[message["channel"]].wake()
             except (RedisError, OSError) as exc:
                 logger.warning("wake-up subscription lost (%s); subscribing again", exc)
                 await asyncio.sleep(_RESUBSCRIBE_S)
@@ -95,30 +127,50 @@ class QueueWorker(Worker):
         self._wake.set()
 
     async def _poll_iteration(self) -> None:
+        """arq's iteration (claim, abort, reap, health) with the claim and abort read in one trip."""
         # Cleared first: a wake-up that lands during the iteration makes the next one run at once.
         self._wake.clear()
         async with self._group.lock:
-            free = self._group.free_slots()
-            self.allow_pick_jobs = free > 0
-            # arq stops claiming at max_jobs: this caps the claims to the group's free slots.
-            self.max_jobs = self.job_counter + free
-            await super()._poll_iteration()
+            claimed, aborted = await self.pool.register_script(_CLAIM)(
+                keys=[self.queue_name, abort_jobs_ss],
+                args=[
+                    timestamp_ms(),
+                    self._group.free_slots(),
+                    self.queue_read_limit,
+                    in_progress_key_prefix,
+                    int(self.in_progress_timeout_s * 1000),
+                    timestamp_ms() + abort_job_max_age,  # arq's own trim bound, kept as it is
+                ],
+            )
+            for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
+                await self._start(job_id.decode(), int(float(score)))
+        await self._abort(aborted)
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # an error in arq's run_job should surface
+        await self.heart_beat()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FALLBACK_POLL_S):
                 await self._wake.wait()
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # Running jobs stay in the queue until they end, and arq spends several round trips on
-        # each id it is given: leave out the running ones with one round trip first.
-        if len(job_ids) > 1:
-            async with self.pool.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.exists(in_progress_key_prefix + job_id.decode())
-                running = await pipe.execute()
-            job_ids = [job_id for job_id, busy in zip(job_ids, running, strict=True) if not busy]
-        await super().start_jobs(job_ids)
+    async def _start(self, job_id: str, score: int) -> None:
+        """Run a claimed job, counted as arq's start_jobs counts it."""
+        await self.sem.acquire()  # never waits: claims stay within the group's free slots
+        self.job_counter += 1
+        task = asyncio.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+
+    async def _abort(self, requested: list[bytes]) -> None:
+        """Cancel the running jobs whose abort was requested, as arq's _cancel_aborted_jobs."""
+        aborted = {job_id.decode() for job_id in requested} & self.job_tasks.keys()
+        for job_id in aborted:
+            self.job_tasks[job_id].cancel()
+        if aborted:
+            self.aborting_tasks.update(aborted)
+            await self.pool.zrem(abort_jobs_ss, *aborted)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._group.wake()  # a slot is free: take the next queued job now
-

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, create_pool
+from arq.constants import in_progress_key_prefix
+from arq.jobs import Job, JobStatus
 
 from shared import keys, queue
 from shared.jobs import CompletionJob
@@ -25,6 +27,7 @@ class Jobs:
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.cancelled: list[str] = []
         self.release: dict[str, asyncio.Event] = {}
         self.changed = asyncio.Event()
 
@@ -33,11 +36,19 @@ class Jobs:
         self.release[job_id] = asyncio.Event()
         self.started.append(job_id)
         self.changed.set()
-        await self.release[job_id].wait()
+        try:
+            await self.release[job_id].wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(job_id)
+            self.changed.set()
+            raise
 
     async def wait_started(self, count: int, timeout: float = 5) -> None:
+        await self.wait_for(lambda: len(self.started) >= count, timeout)
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 5) -> None:
         async with asyncio.timeout(timeout):
-            while len(self.started) < count:
+            while not condition():
                 self.changed.clear()
                 await self.changed.wait()
 
@@ -59,7 +70,9 @@ async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
 
 
 @contextlib.asynccontextmanager
-async def group_running(url: str, pool: ArqRedis, jobs: Jobs, capacity: int) -> AsyncIterator[SlotGroup]:
+async def group_running(
+    url: str, pool: ArqRedis, jobs: Jobs, capacity: int, own: str = OWN
+) -> AsyncIterator[SlotGroup]:
     group = SlotGroup(capacity, lambda: True)
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -67,7 +80,7 @@ async def group_running(url: str, pool: ArqRedis, jobs: Jobs, capacity: int) -> 
 
     workers = [
         QueueWorker(group, run, queue_name=name, redis_settings=queue.redis_settings(url), job_timeout_s=30)
-        for name in (keys.SHARED_QUEUE, OWN)
+        for name in (keys.SHARED_QUEUE, own)
     ]
     tasks = [asyncio.create_task(group.listen(pool)), *(asyncio.create_task(w.async_run()) for w in workers)]
     await asyncio.sleep(0.3)  # subscribed and past the first fallback poll
@@ -118,3 +131,85 @@ async def test_both_queues_share_one_capacity_and_a_freed_slot_takes_the_next_jo
         jobs.release[jobs.started[1]].set()
         await jobs.wait_started(4)  # the last one, queued behind a job still running
     assert sorted(jobs.started) == ["a", "b", "c", "d"]
+
+
+async def test_a_job_is_stored_as_arq_stores_it_and_only_once(redis: tuple[str, ArqRedis]) -> None:
+    _, pool = redis
+    first = job("a")
+    assert await queue.enqueue(pool, first, keys.SHARED_QUEUE, expires_s=30)
+    assert not await queue.enqueue(pool, job("a"), keys.SHARED_QUEUE, expires_s=30)
+
+    arq_job = Job(keys.arq_job_id("a", 0), pool, _queue_name=keys.SHARED_QUEUE, _deserializer=queue.deserialize)
+    assert await arq_job.status() is JobStatus.queued
+    info = await arq_job.info()
+    assert info is not None and info.function == queue.COMPLETE and info.kwargs == {}
+    assert list(info.args) == [first.model_dump(mode="json")]  # JSON, so a list
+    assert abs(info.enqueue_time.timestamp() - time.time()) < 5 and info.score is not None
+    assert 25_000 < await pool.pttl(f"arq:job:{keys.arq_job_id('a', 0)}") <= 30_000
+    assert await pool.zcard(keys.SHARED_QUEUE) == 1
+
+
+async def test_two_browsers_on_the_shared_queue_never_run_a_job_twice(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
+    jobs = Jobs()
+    async with (
+        group_running(url, pool, jobs, capacity=2, own=keys.worker_queue("w-1")),
+        group_running(url, pool, jobs, capacity=2, own=keys.worker_queue("w-2")),
+    ):
+        for n in range(6):
+            await queue.enqueue(pool, job(f"j{n}"), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(4)
+        await asyncio.sleep(0.3)
+        assert len(jobs.started) == 4  # two browsers, two slots each: two jobs wait
+        for job_id in list(jobs.started):
+            jobs.release[job_id].set()
+        await jobs.wait_started(6)
+        await asyncio.sleep(0.3)
+    assert sorted(jobs.started) == [f"j{n}" for n in range(6)]
+
+
+async def test_a_job_some_worker_runs_already_is_left_to_it(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
+    running = in_progress_key_prefix + keys.arq_job_id("taken", 0)
+    await pool.set(running, b"1")  # as another worker's claim leaves it
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=2):
+        await queue.enqueue(pool, job("taken"), keys.SHARED_QUEUE, expires_s=30)
+        await queue.enqueue(pool, job("free"), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(1)
+        await asyncio.sleep(0.3)
+        assert jobs.started == ["free"]
+        # The other worker gave it up (its claim expired): the next wake-up takes it.
+        await pool.delete(running)
+        await pool.publish(keys.wake_channel(keys.SHARED_QUEUE), b"1")
+        await jobs.wait_started(2)
+    assert jobs.started == ["free", "taken"]
+
+
+async def test_a_cancelled_job_is_aborted_at_its_wake_up(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=2):
+        await queue.enqueue(pool, job("a"), OWN, expires_s=30)
+        await queue.enqueue(pool, job("b"), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(2)
+        await queue.cancel(pool, "a", attempts=0, ttl_s=30)
+        await pool.publish(keys.wake_channel(OWN), b"1")
+        await jobs.wait_for(lambda: jobs.cancelled == ["a"], timeout=2)
+        # arq's bookkeeping: the job is gone from the queue and the abort set, its slot is free.
+        async with asyncio.timeout(2):
+            while await pool.zcard(OWN):
+                await asyncio.sleep(0.02)
+        assert await pool.zcard("arq:abort") == 0
+        await queue.enqueue(pool, job("c"), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(3)
+    assert jobs.cancelled == ["a"] and jobs.started == ["a", "b", "c"]
