@@ -8,6 +8,11 @@ One run measures, against the fake arena paced like a real model:
 Per-chunk latency is the time from the fake arena handing a line to its connection (it logs
 that instant) to the client holding the matching token.
 
+After the figures, a breakdown of the first token (and of later tokens) by stage, from the
+instants each side records: the client's clock, the fake's request and line log, and the ids of
+the job's Redis Stream entries (`accepted`, the first `text`), which are the Redis server's clock
+in whole milliseconds (so each counts as the middle of its millisecond).
+
     python -m tests.bench.overhead [--requests 40] [--line-delay 0.01] [--words 40]
 
 Exits 1 when a target is missed.
@@ -27,7 +32,9 @@ from pathlib import Path
 
 import httpx
 import openai
+from redis import Redis
 
+from shared import events, keys
 from shared.arena import payloads
 from shared.arena.ids import uuid7
 from shared.arena.stream import LineParser
@@ -53,6 +60,7 @@ class Run:
     first: float = 0.0
     ended: float = 0.0
     received: list[float] = field(default_factory=list)  # Unix time of each text token
+    completion_id: str = ""
 
     @property
     def ttft_ms(self) -> float:
@@ -105,21 +113,100 @@ async def bridge_once(client: openai.AsyncOpenAI, words: int) -> Run:
             now = time.time()
             run.first = run.first or now
             run.received.append(now)
+        run.completion_id = chunk.id
     run.ended = time.time()
     return run
 
 
-def chunk_latencies_ms(runs: list[Run], log: dict) -> list[float]:
-    """Client receipt minus the arena's send time, token by token."""
+@dataclass
+class ArenaSide:
+    """What the fake arena logged of one run: when the request reached it, when each token left."""
+
+    received_at: float
+    text_sent: list[float]  # Unix time each text line was handed to the connection
+
+
+def arena_sides(runs: list[Run], log: dict) -> list[ArenaSide]:
     by_prompt = {s["turns"][0]["text"]: s["id"] for s in log["sessions"]}
-    sent = {s["session_id"]: s for s in log["streams"]}
-    latencies = []
+    streams = {s["session_id"]: s for s in log["streams"]}
+    received = {
+        r["body"]["id"]: r["received_at"]
+        for r in log["requests"]
+        if r["path"].endswith("/create-evaluation") and isinstance(r["body"], dict)
+    }
+    sides = []
     for run in runs:
-        stream = sent[by_prompt[run.prompt]]
+        session = by_prompt[run.prompt]
+        stream = streams[session]
         text_sent = [t for line, t in zip(stream["lines"], stream["sent_at"]) if line.startswith("a0:")]
         assert len(text_sent) == len(run.received), "every token sent arrived, once"
-        latencies += [(got - put) * 1000 for got, put in zip(run.received, text_sent)]
-    return latencies
+        sides.append(ArenaSide(received[session], text_sent))
+    return sides
+
+
+def chunk_latencies_ms(runs: list[Run], sides: list[ArenaSide]) -> list[float]:
+    """Client receipt minus the arena's send time, token by token."""
+    return [
+        (got - put) * 1000
+        for run, side in zip(runs, sides, strict=True)
+        for got, put in zip(run.received, side.text_sent, strict=True)
+    ]
+
+
+def entry_time(entry_id: bytes) -> float:
+    """Unix time of a Redis Stream entry: its id's whole milliseconds, taken at their middle."""
+    return (int(entry_id.split(b"-")[0]) + 0.5) / 1000
+
+
+def stream_times(redis: Redis, run: Run) -> tuple[float, list[float]]:
+    """When the job's `accepted` and each of its `text` events were written to its stream."""
+    job_id = run.completion_id.removeprefix("chatcmpl-")
+    entries = [(entry_time(i), events.decode(f)) for i, f in redis.xrange(keys.job_events(job_id))]
+    accepted = next(t for t, event in entries if event["t"] == "accepted")
+    return accepted, [t for t, event in entries if event["t"] == "text"]
+
+
+Stages = dict[str, list[float]]
+
+
+def floor_stages(runs: list[Run], sides: list[ArenaSide]) -> Stages:
+    stages: Stages = {"client → arena has the request": [], "arena: request → first line": [], "first line → client": []}
+    for run, side in zip(runs, sides, strict=True):
+        stages["client → arena has the request"].append(side.received_at - run.started)
+        stages["arena: request → first line"].append(side.text_sent[0] - side.received_at)
+        stages["first line → client"].append(run.first - side.text_sent[0])
+    return stages
+
+
+def bridge_stages(redis: Redis, runs: list[Run], sides: list[ArenaSide]) -> tuple[Stages, Stages]:
+    """The first token's path by stage, and every later token's."""
+    first: Stages = {
+        "client → worker took the job": [],  # SDK, HTTP, gateway, enqueue, wake-up, claim, job start
+        "job taken → arena has the request": [],  # CDP, the page's fetch(), Chromium's network
+        "arena: request → first line": [],
+        "first line → its event in Redis": [],  # Chromium → page → CDP binding → worker → XADD
+        "event in Redis → client": [],  # XREAD, SSE frame, uvicorn, SDK
+    }
+    later: Stages = {"line → its event in Redis": [], "event in Redis → client": []}
+    for run, side in zip(runs, sides, strict=True):
+        accepted, written = stream_times(redis, run)
+        assert len(written) == len(side.text_sent), "one text event per text line"
+        first["client → worker took the job"].append(accepted - run.started)
+        first["job taken → arena has the request"].append(side.received_at - accepted)
+        first["arena: request → first line"].append(side.text_sent[0] - side.received_at)
+        first["first line → its event in Redis"].append(written[0] - side.text_sent[0])
+        first["event in Redis → client"].append(run.first - written[0])
+        for sent, put, got in list(zip(side.text_sent, written, run.received, strict=True))[1:]:
+            later["line → its event in Redis"].append(put - sent)
+            later["event in Redis → client"].append(got - put)
+    return first, later
+
+
+def print_stages(title: str, stages: Stages) -> None:
+    print(title)
+    for name, values in stages.items():
+        ms = [v * 1000 for v in values]
+        print(f"  {name:<36} p50 {pct(ms, 50):7.2f} ms   p90 {pct(ms, 90):7.2f} ms")
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -145,8 +232,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
         bridge.append(await bridge_once(client, args.words))
         await asyncio.sleep(0.2)  # let the worker's token pool refill, as between real requests
     log = (await arena.get("/__fake/log")).json()
-    floor_chunks = chunk_latencies_ms(floor, log)
-    bridge_chunks = chunk_latencies_ms(bridge, log)
+    floor_sides, bridge_sides = arena_sides(floor, log), arena_sides(bridge, log)
+    floor_chunks = chunk_latencies_ms(floor, floor_sides)
+    bridge_chunks = chunk_latencies_ms(bridge, bridge_sides)
 
     async def concurrent(n: int) -> float:
         started = time.monotonic()
@@ -194,6 +282,12 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
     print()
     for name, ok in checks:
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
+
+    print("\nWhere the time goes (stream entry times are whole milliseconds, taken at their middle)")
+    print_stages("(a) floor, first token", floor_stages(floor, floor_sides))
+    first, later = bridge_stages(stack.redis, bridge, bridge_sides)
+    print_stages("(b) bridge, first token", first)
+    print_stages("(b) bridge, later tokens", later)
     return all(ok for _, ok in checks)
 
 
