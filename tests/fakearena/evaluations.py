@@ -22,7 +22,7 @@ from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.linestream import LineStream, paced
 from tests.fakearena.replies import Ask, Attachment, Side
-from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure
+from tests.fakearena.scenario import Endpoint, Failure
 from tests.fakearena.state import Arena, Session, StreamRecord, Turn
 from tests.fakearena.storage import PREFIX, StoredObject
 from tests.fakearena.web import Refusal, arena_of, error_answer, json_answer, origin_of
@@ -75,12 +75,11 @@ def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any
     return error_answer(status, message)
 
 
-def _injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any]) -> Failure | None:
-    """The stream-shaping failure for this request; status failures answer at once."""
-    failure = arena.next_failure(endpoint)
-    if failure is not None and failure.kind in STATUS_FAILURES:
+def _refuse_if_injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any]) -> None:
+    """An injected status failure answers before any check."""
+    failure = arena.next_failure(endpoint, status=True)
+    if failure is not None:
         raise Refusal(_status_failure(failure, endpoint, body))
-    return failure
 
 
 def _spend_token(arena: Arena, body: Mapping[str, Any]) -> None:
@@ -262,7 +261,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
     arena = arena_of(request)
     try:
         body = await _json_body(request)
-        failure = _injected(arena, "create", body)
+        _refuse_if_injected(arena, "create", body)
         _spend_token(arena, body)
         identity = _caller(request)
         mode = body.get("mode")
@@ -277,6 +276,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
         turn = _new_turn(arena, body, mode, now)
     except Refusal as refusal:
         return refusal.response
+    failure = arena.next_failure("create", status=False)
     session = Session(id=body["id"], owner=identity.key, owner_id=identity.user_id, mode=mode)
     session.turns.append(turn)
     arena.sessions[session.id] = session
@@ -289,7 +289,7 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
     session_id = request.path_params["session_id"]
     try:
         body = await _json_body(request)
-        failure = _injected(arena, "post", body)
+        _refuse_if_injected(arena, "post", body)
         _spend_token(arena, body)
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
@@ -299,6 +299,7 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
         turn = _new_turn(arena, body, session.mode, time.time())
     except Refusal as refusal:
         return refusal.response
+    failure = arena.next_failure("post", status=False)
     session.turns.append(turn)
     arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
     index = len(session.turns) - 1
@@ -311,7 +312,7 @@ async def retry_message(request: Request) -> Response | LineStream:
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
     try:
         body = await _json_body(request)
-        failure = _injected(arena, "retry", body)
+        _refuse_if_injected(arena, "retry", body)
         _spend_token(arena, body)
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
@@ -321,6 +322,7 @@ async def retry_message(request: Request) -> Response | LineStream:
             raise Refusal(error_answer(404, "Message not found"))
     except Refusal as refusal:
         return refusal.response
+    failure = arena.next_failure("retry", status=False)
     index, side = found
     turn = session.turns[index]
     turn.retries[side] = turn.retries.get(side, 0) + 1

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.fakearena.catalog import Catalog, captured_models
 from tests.fakearena.replies import Side, text_of
-from tests.fakearena.scenario import Endpoint, Failure, Scenario
+from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure, Scenario
 from tests.fakearena.storage import Bucket
 
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
@@ -165,11 +165,15 @@ class Arena:
         # [requests seen, requests failed] per failure, counted from now
         self.failure_counts = [[0, 0] for _ in scenario.failures]
 
-    def next_failure(self, endpoint: Endpoint) -> Failure | None:
-        """The injected failure for this request, if any (each one counts its own matches)."""
+    def next_failure(self, endpoint: Endpoint, *, status: bool) -> Failure | None:
+        """The injected status (or stream) failure for this request, if any.
+
+        Each failure counts its own matches: a status failure every request to its endpoint, a
+        stream failure only the requests that passed every check and are about to stream.
+        """
         chosen = None
         for failure, counts in zip(self.scenario.failures, self.failure_counts, strict=True):
-            if not failure.matches(endpoint):
+            if not failure.matches(endpoint) or (failure.kind in STATUS_FAILURES) != status:
                 continue
             counts[0] += 1
             due = counts[0] > failure.after and (failure.times is None or counts[1] < failure.times)

@@ -220,3 +220,13 @@ def test_battle_answers_on_both_sides(client: ArenaClient) -> None:
     assert served[:2] == [lines("a", a)[0], lines("b", b)[0]]
     retried = client.retry(body["id"], body["modelBMessageId"])
     assert {line[0] for line in lines_of(retried)} == {"b"}
+
+
+def test_a_stream_failure_waits_for_a_request_that_passes_every_check(client: ArenaClient) -> None:
+    client.scenario(failures=[{"kind": "cut_stream", "endpoint": "create"}])
+    _, refused = client.create(CHAT, PROMPT, token="03AFnot-a-token-minted-here")
+    assert refused.status_code == 403
+    _, cut = client.create(CHAT, PROMPT)
+    assert cut.status_code == 200 and not lines_of(cut)[-1].startswith("ad:")
+    _, whole = client.create(CHAT, PROMPT)
+    assert lines_of(whole) == FULL
