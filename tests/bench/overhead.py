@@ -11,7 +11,8 @@ that instant) to the client holding the matching token.
 After the figures, a breakdown of the first token (and of later tokens) by stage, from the
 instants each side records: the client's clock, the fake's request and line log, and the ids of
 the job's Redis Stream entries (`accepted`, the first `text`), which are the Redis server's clock
-in whole milliseconds (so each counts as the middle of its millisecond).
+in whole milliseconds (so each counts as the middle of its millisecond). The page's share
+(CDP, the page's fetch(), Chromium's network) is measured alone by `tests.bench.page_fetch`.
 
     python -m tests.bench.overhead [--requests 40] [--line-delay 0.01] [--words 40]
 
