@@ -18,9 +18,7 @@ from redis.asyncio import Redis
 from shared.apikeys import KeySpec, KeyStore
 from tests.fakearena import png
 from tests.fakearena.replies import pieces
-from tests.integration.test_end_to_end import arena_streams, unique
-from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
@@ -33,38 +31,8 @@ TEXT_ONLY = "claude-opus-4-5-20251101"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A gateway and one worker of four slots, shared by every test here."""
-    workdir = tmp_path_factory.mktemp("anthropic")
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir / "stack", env={"LMB_WORKER_CAPACITY": "4"})
-        stack.workdir.mkdir()
-        try:
-            stack.start_gateway()
-            stack.start_worker("w1")
-            yield stack
-        finally:
-            stack.close()
-
-
-@pytest.fixture
-def fail_next(stack: Stack) -> Iterator[Callable[..., None]]:
-    """Makes the arena fail the next create-evaluation as given; no failures after the test.
-
-    (Tests find their arena session by a unique prompt, so the arena is never reset: a reset
-    would void the reCAPTCHA tokens the worker minted ahead.)
-    """
-
-    def fail(kind: str, **fields: object) -> None:
-        stack.arena(
-            "POST", "scenario", json={"failures": [{"kind": kind, "endpoint": "create", **fields}]}
-        )
-
-    yield fail
-    stack.arena("POST", "scenario", json={"failures": []})
-
-
-def arena_writes(stack: Stack) -> int:
-    """Stream requests the arena has received (the worker also mints tokens in the background)."""
-    return sum(r["path"].startswith("/nextjs-api/") for r in stack.arena_log()["requests"])
+    with running(tmp_path_factory.mktemp("anthropic"), "w1", LMB_WORKER_CAPACITY="4") as stack:
+        yield stack
 
 
 def client(stack: Stack, **options) -> anthropic.Anthropic:
@@ -81,7 +49,7 @@ def ask(text: str) -> list[dict]:
 def test_a_message_is_what_the_arena_answered(stack: Stack) -> None:
     prompt = unique("tell me a story")
     answer = client(stack).messages.create(model=CHAT, max_tokens=1024, messages=ask(prompt))
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     assert answer.type == "message" and answer.role == "assistant" and answer.model == CHAT
     assert [block.type for block in answer.content] == ["text"]
     assert answer.content[0].text == streamed["text"]["a"] and prompt in answer.content[0].text
@@ -94,7 +62,7 @@ def test_a_streamed_message_arrives_as_anthropics_events(stack: Stack) -> None:
     with client(stack).messages.stream(model=CHAT, max_tokens=1024, messages=ask(prompt)) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     text = streamed["text"]["a"]
     assert final.content[0].text == text and final.stop_reason == "end_turn"
     # The SDK's stream adds its own `text` events beside each raw delta.
@@ -135,7 +103,7 @@ def test_reasoning_comes_as_a_thinking_block_before_the_text(stack: Stack) -> No
     ) as stream:
         thinking = "".join(e.thinking for e in stream if e.type == "thinking")
         final = stream.get_final_message()
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     assert [b.type for b in final.content] == ["thinking", "text"]
     assert thinking == final.content[0].thinking == streamed["reasoning"]["a"]
     assert final.content[0].signature
@@ -179,7 +147,7 @@ def test_system_prompt_and_history_reach_the_arena_as_a_transcript(stack: Stack)
 def test_search_sources_are_web_search_citations(stack: Stack) -> None:
     prompt = unique("search the news")
     answer = client(stack).messages.create(model=SEARCH, max_tokens=1024, messages=ask(prompt))
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     (block,) = answer.content
     text = streamed["text"]["a"]
     assert block.text == text
@@ -220,7 +188,7 @@ def test_a_base64_image_is_uploaded_to_the_arena(stack: Stack) -> None:
     answer = client(stack).messages.create(
         model=CHAT, max_tokens=64, messages=[{"role": "user", "content": content}]
     )
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     assert f"[image/png, {len(image)} bytes]" in answer.content[0].text
     assert answer.content[0].text == streamed["text"]["a"]
 
@@ -254,14 +222,14 @@ def anthropic_error(
 
 
 def test_an_unknown_model_is_a_not_found_error_and_nothing_is_queued(stack: Stack) -> None:
-    before = arena_writes(stack)
+    before = stack.arena_writes()
     with pytest.raises(anthropic.NotFoundError) as caught:
         client(stack).messages.create(model="no-such-model", max_tokens=10, messages=ask("hi"))
     assert "no-such-model" in anthropic_error(caught, 404, "not_found_error")
     with pytest.raises(anthropic.NotFoundError) as caught:
         client(stack).messages.count_tokens(model="no-such-model", messages=ask("hi"))
     anthropic_error(caught, 404, "not_found_error")
-    assert arena_writes(stack) == before
+    assert stack.arena_writes() == before
 
 
 @pytest.mark.parametrize(

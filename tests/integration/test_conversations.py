@@ -6,16 +6,13 @@ What the arena was asked (create, post, retry) is read back from the fake arena'
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import anthropic
-import openai
 import pytest
 
 from tests.fakearena.replies import Ask, answer_text
-from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
@@ -26,16 +23,8 @@ STREAM_PATH = "/nextjs-api/stream/"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A gateway and two workers: a thread must stay with the worker whose account opened it."""
-    workdir = tmp_path_factory.mktemp("conversations")
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir)
-        try:
-            stack.start_gateway()
-            stack.start_worker("conv-1")
-            stack.start_worker("conv-2")
-            yield stack
-        finally:
-            stack.close()
+    with running(tmp_path_factory.mktemp("conversations"), "conv-1", "conv-2") as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)
@@ -45,19 +34,11 @@ def since(stack: Stack) -> int:
     return len(stack.arena_log()["requests"])
 
 
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
-
-
 def ask(stack: Stack, messages: list[dict], *, stream: bool = False) -> str:
     if stream:
-        chunks = client(stack).chat.completions.create(model=CHAT, messages=messages, stream=True)
+        chunks = stack.openai().chat.completions.create(model=CHAT, messages=messages, stream=True)
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    return client(stack).chat.completions.create(model=CHAT, messages=messages).choices[0].message.content
+    return stack.openai().chat.completions.create(model=CHAT, messages=messages).choices[0].message.content
 
 
 def expected(turn: int, first: str, prompt: str, retry: int = 0) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import openai
 import pytest
 
 from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, unique
 
 pytestmark = pytest.mark.browser
 
@@ -66,23 +65,6 @@ def clean_arena(services: tuple[str, str, Path]) -> None:
     httpx.post(f"{services[1]}/__fake/reset").raise_for_status()
 
 
-def client(stack: Stack) -> openai.OpenAI:
-    # No SDK retries: a test must see the first answer the bridge gives.
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
-
-
-def arena_streams(stack: Stack, prompt: str) -> list[dict]:
-    """What the fake arena streamed for the session whose first message is `prompt`."""
-    log = stack.arena_log()
-    sessions = [s["id"] for s in log["sessions"] if s["turns"][0]["text"] == prompt]
-    assert len(sessions) == 1, f"expected one arena session for {prompt!r}, got {len(sessions)}"
-    return [s for s in log["streams"] if s["session_id"] == sessions[0]]
-
-
 def session_owner(stack: Stack, prompt: str) -> str:
     (owner,) = [s["owner"] for s in stack.arena_log()["sessions"] if s["turns"][0]["text"] == prompt]
     return owner
@@ -100,13 +82,13 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
 def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
     prompt = unique("tell me a story")
     chunks = list(
-        client(pair).chat.completions.create(
+        pair.openai().chat.completions.create(
             model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True,
             stream_options={"include_usage": True},
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    (streamed,) = arena_streams(pair, prompt)
+    (streamed,) = pair.arena_streams(prompt)
     assert streamed["status"] == "finished"
     assert text == streamed["text"]["a"] and text.endswith(prompt)
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -118,10 +100,10 @@ def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
 
 def test_non_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
     prompt = unique("what is the time")
-    answer = client(pair).chat.completions.create(
+    answer = pair.openai().chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}]
     )
-    (streamed,) = arena_streams(pair, prompt)
+    (streamed,) = pair.arena_streams(prompt)
     assert answer.choices[0].message.content == streamed["text"]["a"]
     assert answer.choices[0].finish_reason == "stop"
     assert answer.model == CHAT
@@ -132,7 +114,7 @@ def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair:
     prompt = unique("think it over")
     kinds: list[str] = []
     reasoning, content = "", ""
-    for chunk in client(pair).chat.completions.create(
+    for chunk in pair.openai().chat.completions.create(
         model=REASONING, messages=[{"role": "user", "content": prompt}], stream=True
     ):
         delta = chunk.choices[0].delta
@@ -142,7 +124,7 @@ def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair:
         if delta.content:
             content += delta.content
             kinds.append("content")
-    (streamed,) = arena_streams(pair, prompt)
+    (streamed,) = pair.arena_streams(prompt)
     assert reasoning == streamed["reasoning"]["a"] and reasoning.startswith("Thinking about")
     assert content == streamed["text"]["a"]
     assert kinds.index("content") > kinds.index("reasoning") and "reasoning" not in kinds[kinds.index("content"):]
@@ -150,10 +132,10 @@ def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair:
 
 def test_non_streamed_reasoning(pair: Stack) -> None:
     prompt = unique("ponder")
-    answer = client(pair).chat.completions.create(
+    answer = pair.openai().chat.completions.create(
         model=REASONING, messages=[{"role": "user", "content": prompt}]
     )
-    (streamed,) = arena_streams(pair, prompt)
+    (streamed,) = pair.arena_streams(prompt)
     message = answer.choices[0].message
     assert message.content == streamed["text"]["a"]
     assert message.model_extra["reasoning_content"] == streamed["reasoning"]["a"]
@@ -162,7 +144,7 @@ def test_non_streamed_reasoning(pair: Stack) -> None:
 def test_an_unknown_model_is_a_404_in_openai_shape(pair: Stack) -> None:
     before = len(pair.arena_log()["requests"])
     with pytest.raises(openai.NotFoundError) as caught:
-        client(pair).chat.completions.create(
+        pair.openai().chat.completions.create(
             model="no-such-model", messages=[{"role": "user", "content": "hi"}]
         )
     error = caught.value.body
@@ -182,7 +164,7 @@ def test_a_malformed_body_is_a_400_in_openai_shape(pair: Stack) -> None:
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
     with pytest.raises(openai.BadRequestError) as caught:
-        client(pair).chat.completions.create(model=CHAT, messages=[{"role": "user"}])
+        pair.openai().chat.completions.create(model=CHAT, messages=[{"role": "user"}])
     assert caught.value.status_code == 400 and caught.value.body["param"]
 
 
@@ -192,14 +174,14 @@ def test_a_client_that_disconnects_stops_the_arena_and_frees_the_worker(fresh: S
     fresh.start_worker("solo", LMB_WORKER_CAPACITY="1")
     fresh.arena("POST", "scenario", json={"line_delay_seconds": 0.05})
     prompt = unique("a long answer " + "word " * 60)
-    with client(fresh).chat.completions.create(
+    with fresh.openai().chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
     ) as stream:
         received = [chunk for _, chunk in zip(range(4), stream)]
     assert len(received) == 4
 
     def stopped() -> dict | None:
-        (streamed,) = arena_streams(fresh, prompt)
+        (streamed,) = fresh.arena_streams(prompt)
         return streamed if streamed["status"] in ("stopped", "disconnected") else None
 
     streamed = wait_until(stopped, what="the arena stream to end")
@@ -210,8 +192,8 @@ def test_a_client_that_disconnects_stops_the_arena_and_frees_the_worker(fresh: S
 
     fresh.arena("POST", "scenario", json={"line_delay_seconds": 0})
     follow = unique("and now")
-    answer = client(fresh).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": follow}])
-    assert answer.choices[0].message.content == arena_streams(fresh, follow)[0]["text"]["a"]
+    answer = fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": follow}])
+    assert answer.choices[0].message.content == fresh.arena_streams(follow)[0]["text"]["a"]
     assert fresh.wait_worker("solo", "ready").busy == 0
 
 
@@ -231,8 +213,8 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
         },
     )
     prompt = unique("first")
-    answer = client(fresh).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
-    assert answer.choices[0].message.content == arena_streams(fresh, prompt)[0]["text"]["a"]
+    answer = fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
+    assert answer.choices[0].message.content == fresh.arena_streams(prompt)[0]["text"]["a"]
     creates = [r for r in fresh.arena_log()["requests"] if r["path"].endswith("/create-evaluation")]
     assert [r["status"] for r in creates] == [429, 200]
     assert creates[0]["identity"] != creates[1]["identity"]  # two browsers: two workers
@@ -242,7 +224,7 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
 
     # The other worker meets the second 429 and nobody else is ready: the client gets it.
     with pytest.raises(openai.RateLimitError) as caught:
-        client(fresh).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": unique("second")}])
+        fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": unique("second")}])
     assert caught.value.status_code == 429
     assert 0 < int(caught.value.response.headers["retry-after"]) <= 30
     assert caught.value.body["code"] == "rate_limit_exceeded"  # OpenAI's own code and type
@@ -253,7 +235,7 @@ def test_two_workers_share_eight_concurrent_requests(pair: Stack) -> None:
     prompts = [unique(f"request {n}") for n in range(8)]
 
     def ask(prompt: str) -> str:
-        chunks = client(pair).chat.completions.create(
+        chunks = pair.openai().chat.completions.create(
             model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
         )
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -261,6 +243,6 @@ def test_two_workers_share_eight_concurrent_requests(pair: Stack) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         texts = list(pool.map(ask, prompts))
     for prompt, text in zip(prompts, texts, strict=True):
-        assert text == arena_streams(pair, prompt)[0]["text"]["a"]
+        assert text == pair.arena_streams(prompt)[0]["text"]["a"]
     owners = {session_owner(pair, prompt) for prompt in prompts}
     assert len(owners) == 2  # each worker's browser is its own arena identity

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 
 from tests.fakearena.catalog import CAPTURED_CATALOG
 from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, unique
 
 pytestmark = pytest.mark.browser
 
@@ -55,14 +54,6 @@ def ready(stack: Stack) -> None:
     stack.wait_worker("heal-1", "ready", timeout=60)
 
 
-def client(stack: Stack, timeout: float = 60) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=timeout)
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
-
-
 def browser_of(stack: Stack, name: str) -> psutil.Process:
     for child in psutil.Process(stack.workers[name].pid).children(recursive=True):
         try:
@@ -94,7 +85,7 @@ def transitions(stack: Stack, name: str) -> list[str]:
 
 
 def answer(stack: Stack, prompt: str) -> str:
-    reply = client(stack).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
+    reply = stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
     return reply.choices[0].message.content
 
 
@@ -135,7 +126,7 @@ def test_a_hung_browser_is_replaced_and_serves_again(stack: Stack) -> None:
 def test_a_browser_killed_mid_answer_ends_the_stream_with_an_error(stack: Stack) -> None:
     stack.arena("POST", "scenario", json={"line_delay_seconds": 0.3})
     prompt = unique("a long answer to be cut " * 5)
-    stream = client(stack).chat.completions.create(
+    stream = stack.openai().chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
     )
     received = ""
@@ -162,13 +153,13 @@ def test_the_model_list_follows_the_arenas_catalog_within_a_refresh(stack: Stack
     entries = orjson.loads(CAPTURED_CATALOG.read_bytes())["initialModels"]
     kept = [e for e in entries if e["publicName"] != CHAT]
     stack.arena("POST", "scenario", json={"catalog": kept})
-    models = client(stack).models
+    models = stack.openai().models
     deadline = time.monotonic() + 15
     while CHAT in {m.id for m in models.list()}:
         assert time.monotonic() < deadline, "the catalog did not follow"
         time.sleep(0.2)
     with pytest.raises(openai.NotFoundError):
-        client(stack).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+        stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
     stack.arena("POST", "reset")
     deadline = time.monotonic() + 15
     while CHAT not in {m.id for m in models.list()}:
@@ -191,9 +182,9 @@ def test_a_worker_that_stops_beating_is_gone_and_so_are_its_models(stack: Stack)
         time.sleep(0.2)
     assert "heal-1" not in states
     assert fleet["models"] == []
-    assert client(stack).models.list().data == []
+    assert stack.openai().models.list().data == []
     with pytest.raises(openai.APIStatusError) as refused:
-        client(stack).chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+        stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
     assert refused.value.status_code in (404, 503)
     # Leave the module's worker running for whoever comes next.
     stack.workers.pop("heal-2").wait(10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,8 +16,7 @@ import openai
 import pytest
 
 from tests.fakearena.png import image_for
-from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
@@ -54,28 +52,13 @@ def pictures() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("images")
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir)
-        try:
-            stack.start_gateway(LMB_ALLOW_PRIVATE_IMAGE_URLS="true")
-            stack.start_worker("img-1")
-            yield stack
-        finally:
-            stack.close()
+    with running(tmp_path_factory.mktemp("images"), "img-1", gateway_env={'LMB_ALLOW_PRIVATE_IMAGE_URLS': 'true'}) as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)
 def since(stack: Stack) -> int:
     return len(stack.arena_log()["requests"])
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
 
 
 def data_url(data: bytes) -> str:
@@ -109,10 +92,10 @@ def test_an_image_is_uploaded_through_the_pages_actions_and_attached(
     prompt = unique("what does this show?")
     messages = looking_at(prompt, data_url(PICTURE) if source == "data" else pictures)
     if stream:
-        chunks = client(stack).chat.completions.create(model=VISION, messages=messages, stream=True)
+        chunks = stack.openai().chat.completions.create(model=VISION, messages=messages, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
-        text = client(stack).chat.completions.create(model=VISION, messages=messages).choices[0].message.content
+        text = stack.openai().chat.completions.create(model=VISION, messages=messages).choices[0].message.content
     # The fake arena's answer names each attachment it received, with its size.
     assert text == f"Turn 1 of «{prompt}» ({VISION}) [image/png, {len(PICTURE)} bytes]: {prompt}"
 
@@ -132,7 +115,7 @@ def test_an_image_is_uploaded_through_the_pages_actions_and_attached(
 
 def test_an_image_for_a_model_without_image_input_is_a_400(stack: Stack, since: int) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client(stack).chat.completions.create(model=TEXT_ONLY, messages=looking_at("hi", data_url(PICTURE)))
+        stack.openai().chat.completions.create(model=TEXT_ONLY, messages=looking_at("hi", data_url(PICTURE)))
     assert "does not take image input" in caught.value.body["message"]
     assert requests_since(stack, since) == []
 
@@ -140,14 +123,14 @@ def test_an_image_for_a_model_without_image_input_is_a_400(stack: Stack, since: 
 def test_an_image_over_10_mb_is_a_413(stack: Stack, since: int) -> None:
     huge = data_url(b"\x89PNG\r\n\x1a\n" + bytes(10 * 1024 * 1024))
     with pytest.raises(openai.APIStatusError) as caught:
-        client(stack).chat.completions.create(model=VISION, messages=looking_at("hi", huge))
+        stack.openai().chat.completions.create(model=VISION, messages=looking_at("hi", huge))
     assert caught.value.status_code == 413 and "10 MB" in caught.value.body["message"]
     assert requests_since(stack, since) == []
 
 
 def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: Stack) -> None:
     prompt = unique("a red fox")
-    answer = client(stack).chat.completions.create(model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}])
+    answer = stack.openai().chat.completions.create(model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}])
     message = answer.choices[0].message
     (image,) = message.model_extra["images"]
     url = image["image_url"]["url"]
@@ -155,7 +138,7 @@ def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: 
     assert httpx.get(url).content == image_for(prompt)  # the arena's signed URL, still valid
 
     chunks = list(
-        client(stack).chat.completions.create(
+        stack.openai().chat.completions.create(
             model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}], stream=True
         )
     )
@@ -166,16 +149,16 @@ def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: 
 
 def test_image_generation_gives_urls_or_the_bytes(stack: Stack) -> None:
     prompt = unique("a lighthouse at dusk")
-    by_url = client(stack).images.generate(model=IMAGE_MODEL, prompt=prompt, n=2)
+    by_url = stack.openai().images.generate(model=IMAGE_MODEL, prompt=prompt, n=2)
     assert len(by_url.data) == 2
     assert all(httpx.get(image.url).content == image_for(prompt) for image in by_url.data)
 
-    as_bytes = client(stack).images.generate(model=IMAGE_MODEL, prompt=prompt, response_format="b64_json")
+    as_bytes = stack.openai().images.generate(model=IMAGE_MODEL, prompt=prompt, response_format="b64_json")
     (image,) = as_bytes.data
     assert base64.b64decode(image.b64_json) == image_for(prompt) and image.url is None
 
 
 def test_image_generation_refuses_a_model_that_makes_no_images(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client(stack).images.generate(model=VISION, prompt="a cat")
+        stack.openai().images.generate(model=VISION, prompt="a cat")
     assert caught.value.body["param"] == "model"

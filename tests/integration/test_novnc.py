@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import openai
 import psutil
 import pytest
 import websockets.sync.client
@@ -79,12 +78,8 @@ def clean_arena(stack: Stack) -> None:
     stack.arena("POST", "reset")
 
 
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
-
-
 def ask(stack: Stack, prompt: str) -> str:
-    chunks = client(stack).chat.completions.create(
+    chunks = stack.openai(timeout=120).chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
     )
     return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)

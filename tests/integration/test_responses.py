@@ -14,9 +14,7 @@ import pytest
 
 from tests.fakearena import png
 from tests.fakearena.replies import pieces
-from tests.integration.test_end_to_end import arena_streams, unique
-from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
@@ -28,51 +26,14 @@ SEARCH = "grok-4-fast-search"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A gateway and one worker of four slots, shared by every test here."""
-    workdir = tmp_path_factory.mktemp("responses")
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir / "stack", env={"LMB_WORKER_CAPACITY": "4"})
-        stack.workdir.mkdir()
-        try:
-            stack.start_gateway()
-            stack.start_worker("w1")
-            yield stack
-        finally:
-            stack.close()
-
-
-@pytest.fixture
-def fail_next(stack: Stack) -> Iterator[Callable[..., None]]:
-    """Makes the arena fail the next create-evaluation as given; no failures after the test.
-
-    (Tests find their arena session by a unique prompt, so the arena is never reset: a reset
-    would void the reCAPTCHA tokens the worker minted ahead.)
-    """
-
-    def fail(kind: str, **fields: object) -> None:
-        stack.arena(
-            "POST", "scenario", json={"failures": [{"kind": kind, "endpoint": "create", **fields}]}
-        )
-
-    yield fail
-    stack.arena("POST", "scenario", json={"failures": []})
-
-
-def arena_writes(stack: Stack) -> int:
-    """Stream requests the arena has received (the worker also mints tokens in the background)."""
-    return sum(r["path"].startswith("/nextjs-api/") for r in stack.arena_log()["requests"])
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    # No SDK retries: a test must see the first answer the bridge gives.
-    return openai.OpenAI(
-        base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60
-    )
+    with running(tmp_path_factory.mktemp("responses"), "w1", LMB_WORKER_CAPACITY="4") as stack:
+        yield stack
 
 
 def test_a_response_is_what_the_arena_answered(stack: Stack) -> None:
     prompt = unique("tell me a story")
-    answer = client(stack).responses.create(model=CHAT, input=prompt)
-    (streamed,) = arena_streams(stack, prompt)
+    answer = stack.openai().responses.create(model=CHAT, input=prompt)
+    (streamed,) = stack.arena_streams(prompt)
     assert answer.object == "response" and answer.status == "completed" and answer.model == CHAT
     assert answer.output_text == streamed["text"]["a"] and answer.output_text.endswith(prompt)
     assert [item.type for item in answer.output] == ["message"]
@@ -81,10 +42,10 @@ def test_a_response_is_what_the_arena_answered(stack: Stack) -> None:
 
 def test_a_streamed_response_through_the_sdks_stream_helper(stack: Stack) -> None:
     prompt = unique("stream to me")
-    with client(stack).responses.stream(model=CHAT, input=prompt) as stream:
+    with stack.openai().responses.stream(model=CHAT, input=prompt) as stream:
         events = list(stream)
         final = stream.get_final_response()
-    (streamed,) = arena_streams(stack, prompt)
+    (streamed,) = stack.arena_streams(prompt)
     text = streamed["text"]["a"]
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert "".join(deltas) == text and len(deltas) == len(pieces(text))
@@ -107,8 +68,8 @@ def test_a_streamed_response_through_the_sdks_stream_helper(stack: Stack) -> Non
 
 def test_reasoning_is_a_reasoning_item_before_the_message(stack: Stack) -> None:
     prompt = unique("think it over")
-    events = list(client(stack).responses.create(model=REASONING, input=prompt, stream=True))
-    (streamed,) = arena_streams(stack, prompt)
+    events = list(stack.openai().responses.create(model=REASONING, input=prompt, stream=True))
+    (streamed,) = stack.arena_streams(prompt)
     thought = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
     assert thought == streamed["reasoning"]["a"]
     final = events[-1].response
@@ -116,13 +77,13 @@ def test_reasoning_is_a_reasoning_item_before_the_message(stack: Stack) -> None:
     assert reasoning.type == "reasoning" and reasoning.summary[0].text == thought
     assert message.type == "message" and final.output_text == streamed["text"]["a"]
 
-    whole = client(stack).responses.create(model=REASONING, input=unique("once more"))
+    whole = stack.openai().responses.create(model=REASONING, input=unique("once more"))
     assert [item.type for item in whole.output] == ["reasoning", "message"]
 
 
 def test_instructions_and_input_items_reach_the_arena_as_a_transcript(stack: Stack) -> None:
     first = unique("Who are you?")
-    answer = client(stack).responses.create(
+    answer = stack.openai().responses.create(
         model=CHAT,
         instructions="You are terse.",
         input=[
@@ -141,8 +102,8 @@ def test_instructions_and_input_items_reach_the_arena_as_a_transcript(stack: Sta
 
 def test_search_sources_are_url_citations(stack: Stack) -> None:
     prompt = unique("search the news")
-    answer = client(stack).responses.create(model=SEARCH, input=prompt)
-    (streamed,) = arena_streams(stack, prompt)
+    answer = stack.openai().responses.create(model=SEARCH, input=prompt)
+    (streamed,) = stack.arena_streams(prompt)
     text = streamed["text"]["a"]
     words = pieces(text)
     first, second = len("".join(words[:2])), len("".join(words[:4]))
@@ -157,7 +118,7 @@ def test_an_input_image_is_uploaded_to_the_arena(stack: Stack) -> None:
     prompt = unique("what is in this picture?")
     image = png.image_for("a blue square")
     url = "data:image/png;base64," + base64.b64encode(image).decode()
-    answer = client(stack).responses.create(
+    answer = stack.openai().responses.create(
         model=CHAT,
         input=[
             {
@@ -173,22 +134,22 @@ def test_an_input_image_is_uploaded_to_the_arena(stack: Stack) -> None:
 
 
 def test_an_unknown_model_is_a_404_in_openai_shape(stack: Stack) -> None:
-    before = arena_writes(stack)
+    before = stack.arena_writes()
     with pytest.raises(openai.NotFoundError) as caught:
-        client(stack).responses.create(model="no-such-model", input="hi")
+        stack.openai().responses.create(model="no-such-model", input="hi")
     assert (
         caught.value.body["code"] == "model_not_found"
         and "no-such-model" in caught.value.body["message"]
     )
-    assert arena_writes(stack) == before
+    assert stack.arena_writes() == before
 
 
 def test_an_invalid_request_is_a_400_naming_the_parameter(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client(stack).responses.create(model=CHAT, input="hi", previous_response_id="resp_1")
+        stack.openai().responses.create(model=CHAT, input="hi", previous_response_id="resp_1")
     assert caught.value.body["param"] == "previous_response_id"
     with pytest.raises(openai.BadRequestError) as caught:
-        client(stack).responses.create(
+        stack.openai().responses.create(
             model=CHAT, input=[{"type": "function_call_output", "call_id": "c", "output": "x"}]
         )
     assert caught.value.body["param"] == "input[0]"
@@ -199,7 +160,7 @@ def test_a_rate_limit_before_the_first_token_is_a_429(
 ) -> None:
     fail_next("rate_limit_429", retry_after=2)
     with pytest.raises(openai.RateLimitError) as caught:
-        client(stack).responses.create(model=CHAT, input=unique("hi"), stream=True)
+        stack.openai().responses.create(model=CHAT, input=unique("hi"), stream=True)
     assert caught.value.body["code"] == "rate_limit_exceeded"
     assert 0 < int(caught.value.response.headers["retry-after"]) <= 2
     stack.wait_worker("w1", "ready", timeout=15)
@@ -209,7 +170,7 @@ def test_a_failure_after_the_first_token_is_an_error_then_a_failed_response(
     stack: Stack, fail_next: Callable[..., None]
 ) -> None:
     fail_next("error_line", message="It broke.")
-    events = list(client(stack).responses.create(model=CHAT, input=unique("go"), stream=True))
+    events = list(stack.openai().responses.create(model=CHAT, input=unique("go"), stream=True))
     assert "response.output_text.delta" in [e.type for e in events]
     error, failed = events[-2:]
     assert error.type == "error" and error.message == "It broke." and error.code == "server_error"

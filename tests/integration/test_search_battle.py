@@ -5,15 +5,13 @@ openai SDK → gateway → Redis/arq → browser worker → the fake arena, ever
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import openai
 import pytest
 
 from tests.fakearena.replies import Ask, answer_text, brief
-from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
@@ -23,23 +21,8 @@ LEFT, RIGHT = "gemini-2.5-pro", "gpt-5.1-high"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("search-battle")
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir)
-        try:
-            stack.start_gateway()
-            stack.start_worker("sb-1")
-            yield stack
-        finally:
-            stack.close()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
+    with running(tmp_path_factory.mktemp("search-battle"), "sb-1") as stack:
+        yield stack
 
 
 def expected_annotations(prompt: str) -> list[dict]:
@@ -63,7 +46,7 @@ def expected_annotations(prompt: str) -> list[dict]:
 
 def test_search_sources_are_url_citation_annotations_on_the_message(stack: Stack) -> None:
     prompt = unique("who won the match")
-    message = client(stack).chat.completions.create(
+    message = stack.openai().chat.completions.create(
         model=SEARCH, messages=[{"role": "user", "content": prompt}]
     ).choices[0].message
     assert [a.model_dump() for a in message.annotations] == expected_annotations(prompt)
@@ -75,7 +58,7 @@ def test_streamed_search_sources_arrive_with_the_finish_and_the_sdk_helper_parse
     stack: Stack,
 ) -> None:
     prompt = unique("latest news")
-    with client(stack).chat.completions.stream(
+    with stack.openai().chat.completions.stream(
         model=SEARCH, messages=[{"role": "user", "content": prompt}]
     ) as stream:
         final = stream.get_final_completion()
@@ -86,7 +69,7 @@ def test_streamed_search_sources_arrive_with_the_finish_and_the_sdk_helper_parse
 
 def test_a_battle_answers_with_two_hidden_models_as_two_choices(stack: Stack) -> None:
     prompt = unique("tell a joke")
-    answer = client(stack).chat.completions.create(model="battle", messages=[{"role": "user", "content": prompt}])
+    answer = stack.openai().chat.completions.create(model="battle", messages=[{"role": "user", "content": prompt}])
     assert [c.index for c in answer.choices] == [0, 1] and answer.model == "battle"
     assert all(c.model_extra["model"] is None for c in answer.choices)
     texts = [c.message.content for c in answer.choices]
@@ -105,7 +88,7 @@ def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(s
     texts = {0: "", 1: ""}
     names: dict[int, str] = {}
     finishes: dict[int, str] = {}
-    for chunk in client(stack).chat.completions.create(
+    for chunk in stack.openai().chat.completions.create(
         model=f"side-by-side:{LEFT},{RIGHT}", messages=[{"role": "user", "content": prompt}], stream=True
     ):
         for choice in chunk.choices:
@@ -123,8 +106,8 @@ def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(s
 
 def test_a_malformed_pair_is_a_400_and_an_unknown_model_in_it_a_404(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError):
-        client(stack).chat.completions.create(model="side-by-side:only-one", messages=[{"role": "user", "content": "x"}])
+        stack.openai().chat.completions.create(model="side-by-side:only-one", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.NotFoundError):
-        client(stack).chat.completions.create(
+        stack.openai().chat.completions.create(
             model=f"side-by-side:{LEFT},no-such-model", messages=[{"role": "user", "content": "x"}]
         )

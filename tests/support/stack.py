@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,15 +10,27 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import openai
 import redis
 
 from shared import keys
 from shared.workers import WorkerStatus
-from tests.support.procs import TEST_CHROMIUM_ARGS, TLS_CHROMIUM_ARGS, free_port, spawn, stop, wait_for_http
+from tests.support.procs import (
+    TEST_CHROMIUM_ARGS,
+    TLS_CHROMIUM_ARGS,
+    fake_arena,
+    free_port,
+    redis_server,
+    spawn,
+    stop,
+    wait_for_http,
+)
 
 
 @dataclass
@@ -127,6 +140,23 @@ class Stack:
     def arena_log(self) -> dict:
         return self.arena("GET", "log").json()
 
+    def arena_streams(self, prompt: str) -> list[dict]:
+        """What the fake arena streamed for the session whose first message is `prompt`."""
+        log = self.arena_log()
+        sessions = [s["id"] for s in log["sessions"] if s["turns"][0]["text"] == prompt]
+        assert len(sessions) == 1, f"expected one arena session for {prompt!r}, got {len(sessions)}"
+        return [s for s in log["streams"] if s["session_id"] == sessions[0]]
+
+    def arena_writes(self) -> int:
+        """Stream requests the arena has received (workers also mint tokens in the background)."""
+        return sum(r["path"].startswith("/nextjs-api/") for r in self.arena_log()["requests"])
+
+    def openai(self, timeout: float = 60) -> openai.OpenAI:
+        # No SDK retries: a test must see the first answer the bridge gives.
+        return openai.OpenAI(
+            base_url=f"{self.base_url}/v1", api_key="unused", max_retries=0, timeout=timeout
+        )
+
     def close(self) -> None:
         for name in list(self.workers):
             self.stop_worker(name)
@@ -135,3 +165,24 @@ class Stack:
         self.others.clear()
         self.stop_gateway()
         self.redis.close()
+
+
+@contextlib.contextmanager
+def running(
+    workdir: Path, *workers: str, gateway_env: dict[str, str] | None = None, **env: str
+) -> Iterator[Stack]:
+    """Redis, the fake arena, a gateway and the named workers, each its own process."""
+    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
+        stack = Stack(redis_url, arena_url, workdir, env=env)
+        try:
+            stack.start_gateway(**(gateway_env or {}))
+            for name in workers:
+                stack.start_worker(name)
+            yield stack
+        finally:
+            stack.close()
+
+
+def unique(text: str) -> str:
+    """`text` made unique, so that a test finds its own session in the arena's log."""
+    return f"{text} {uuid.uuid4().hex[:8]}"
