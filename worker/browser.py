@@ -64,7 +64,11 @@ def private_driver(settings: Settings, worker_id: str) -> Path:
     """A copy of chromedriver that undetected-chromedriver may rewrite without touching others."""
     target = settings.state_dir / "drivers" / worker_id / "chromedriver"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(settings.chromedriver_path, target)
+    # Copied aside, then renamed over: the previous browser's chromedriver may still be running
+    # from `target` (Linux refuses to write a running executable, but a rename is fine).
+    staged = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.copy2(settings.chromedriver_path, staged)
+    os.replace(staged, target)
     return target
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from shared.settings import Settings
@@ -44,3 +45,17 @@ def test_each_worker_gets_its_own_driver_copy_and_profile(tmp_path: Path) -> Non
 
     assert profile_dir(settings, "w-1") == tmp_path / "state" / "profiles" / "w-1"
     assert profile_dir(Settings(profile_dir=tmp_path / "p"), "w-1") == tmp_path / "p"
+
+
+def test_a_new_copy_replaces_one_whose_driver_is_still_running(tmp_path: Path) -> None:
+    # A restarted browser gets a fresh copy while the old chromedriver may still be exiting:
+    # Linux refuses to open a running executable for writing ("Text file busy").
+    settings = Settings(state_dir=tmp_path / "state", chromedriver_path="/bin/sleep")
+    running = subprocess.Popen([str(private_driver(settings, "w-1")), "30"])
+    try:
+        again = private_driver(settings, "w-1")
+        assert again.read_bytes() == Path("/bin/sleep").read_bytes() and os.access(again, os.X_OK)
+        assert list(again.parent.iterdir()) == [again]  # nothing staged left behind
+    finally:
+        running.kill()
+        running.wait()
