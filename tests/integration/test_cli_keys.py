@@ -6,19 +6,12 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from shared.apikeys import KeyStore, key_hash
-from tests.support.procs import ROOT, redis_server
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
+from tests.support.procs import ROOT
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -52,12 +52,6 @@ TEST_SETTINGS: dict[str, Any] = {
 # --- fixtures: a real Redis, the gateway in uvicorn, the worker's side of the protocol ---
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     """A clean Redis with the captured catalog published and one ready worker, `w1`."""
@@ -223,12 +217,13 @@ async def test_an_anonymous_model_is_not_listed_but_can_be_retrieved(
 
 
 async def test_without_a_catalog_models_is_empty_and_completions_are_unavailable(
-    redis: Redis, api: httpx.AsyncClient
+    redis: Redis, gateway: Callable[..., str]
 ) -> None:
     await redis.delete(keys.catalog(catalog.digest(MODELS)))
-    # A fresh gateway: the fixture's has not read the catalog yet, so nothing is cached.
-    assert (await api.get("/v1/models")).json() == {"object": "list", "data": []}
-    response = await api.post("/v1/chat/completions", json=CHAT)
+    # A gateway started after: it never saw the catalog (one it read stays, under its digest).
+    async with httpx.AsyncClient(base_url=gateway(), timeout=10) as api:
+        assert (await api.get("/v1/models")).json() == {"object": "list", "data": []}
+        response = await api.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 503
     assert response.json() == error_json(
         "The model catalog is not available yet: no worker has published it.",
@@ -448,7 +443,7 @@ async def test_client_keys_are_required_once_one_exists(
 @pytest.mark.parametrize("stream", [False, True])
 async def test_without_a_serving_worker_it_is_a_503_naming_the_states(
     redis: Redis,
-    api: httpx.AsyncClient,
+    gateway: Callable[..., str],
     states: dict[str, WorkerState],
     message: str,
     stream: bool,
@@ -456,7 +451,9 @@ async def test_without_a_serving_worker_it_is_a_503_naming_the_states(
     await redis.delete(keys.worker_heartbeat("w1"))
     for worker_id, state in states.items():
         await heartbeat(redis, worker_id, state)
-    response = await api.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    # A gateway started after: one that saw a serving worker trusts that for a second.
+    async with httpx.AsyncClient(base_url=gateway(), timeout=10) as api:
+        response = await api.post("/v1/chat/completions", json={**CHAT, "stream": stream})
     assert response.status_code == 503
     assert response.json() == error_json(message, "server_error", None, "no_worker")
     assert await nothing_queued(redis)

@@ -24,7 +24,6 @@ from tests.integration.test_gateway_api import (  # noqa: F401 - fixtures
     gateway,
     nothing_queued,
     redis,
-    redis_url,
     take_job,
 )
 

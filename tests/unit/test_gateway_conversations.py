@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -14,26 +13,9 @@ from gateway.transcript import Turn
 from shared import conversations, keys
 from shared.conversations import Thread
 from shared.workers import WorkerState, WorkerStatus
-from tests.support.procs import redis_server
 
 MODEL = "gemini-2.5-pro"
 SCOPE = conversations.scope(MODEL, None)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def user(text: str, *images: str) -> Turn:
