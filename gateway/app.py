@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from arq import create_pool
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -27,7 +28,7 @@ from gateway import (
 from gateway.auth import exposure_problem
 from gateway.catalog import CatalogCache
 from gateway.disconnect import ClientDisconnected
-from gateway.fleet import Fleet
+from gateway.fleet import Fleet, keep_fresh
 from gateway.limits import BodyLimit
 from gateway.metrics import HttpMetrics, Metrics
 from gateway.ratelimit import Limiter
@@ -62,20 +63,26 @@ def create_app(settings: Settings) -> FastAPI:
             job_deserializer=queue.deserialize,
             default_queue_name=keys.SHARED_QUEUE,
         )
+        catalog = CatalogCache(redis)
+        fleet = Fleet(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
             pool=pool,
-            catalog=CatalogCache(redis),
-            fleet=Fleet(redis),
+            catalog=catalog,
+            fleet=fleet,
             keys=KeyStore(redis),
             limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
             usage=UsageStore(redis, retention_days=settings.usage_retention_days),
             metrics=app_metrics,
         )
+        refreshing = asyncio.create_task(keep_fresh(fleet, catalog))
         try:
             yield
         finally:
+            refreshing.cancel()
+            with suppress(asyncio.CancelledError):
+                await refreshing
             await pool.aclose()
             await redis.aclose()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from gateway import errors
 from shared import keys
 from shared.arena.catalog import Model, served
-from shared.workers import read_fleet
+from shared.workers import WorkerStatus, read_fleet
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +61,11 @@ def union(catalogs: Iterable[Catalog]) -> Catalog | None:
 
 
 class CatalogCache:
-    """Reads the live workers' catalogs at most once per `ttl_s`, however many requests ask.
+    """The live workers' catalogs, read again once older than `ttl_s`, however many requests ask.
 
-    A catalog never changes under its digest: each is fetched and parsed once.
+    The gateway keeps it fresh in the background (`gateway.fleet.keep_fresh`) so that requests
+    do not wait for Redis; one that finds it stale reads it itself. A catalog never changes under
+    its digest: each is fetched and parsed once.
     """
 
     def __init__(self, redis: Redis, ttl_s: float = 1.0) -> None:
@@ -81,12 +83,16 @@ class CatalogCache:
         async with self._lock:
             # Whoever held the lock may have just refreshed it.
             if time.monotonic() - self._read_at >= self._ttl_s:
-                self._catalog = await self._read()
-                self._read_at = time.monotonic()
+                await self._read(await read_fleet(self._redis))
         return self._catalog
 
-    async def _read(self) -> Catalog | None:
-        named = list(dict.fromkeys(s.catalog for s in await read_fleet(self._redis) if s.catalog))
+    async def update(self, statuses: Sequence[WorkerStatus]) -> None:
+        """Refresh from heartbeats just read."""
+        async with self._lock:
+            await self._read(statuses)
+
+    async def _read(self, statuses: Sequence[WorkerStatus]) -> None:
+        named = list(dict.fromkeys(s.catalog for s in statuses if s.catalog))
         missing = [name for name in named if name not in self._parsed]
         if missing:
             raws = await self._redis.mget([keys.catalog(name) for name in missing])
@@ -95,4 +101,5 @@ class CatalogCache:
                     self._parsed[name] = parse_catalog(raw)
         # Keep only what live workers name: the cache never outgrows the fleet.
         self._parsed = {name: self._parsed[name] for name in named if name in self._parsed}
-        return union(self._parsed.values())
+        self._catalog = union(self._parsed.values())
+        self._read_at = time.monotonic()
