@@ -59,6 +59,6 @@ async def create_message(request: Request, svc: Services = Depends(services)) ->
 async def count_tokens(request: Request, svc: Services = Depends(services)) -> dict[str, int]:
     """The estimate a completion's usage gives for the same conversation as a new prompt."""
     body = parse_count_tokens_request(await request.body())
-    find_model(await completions.catalog(svc), body.model)
+    find_model(await completions.catalog(svc, body.model), body.model)
     prompt = render(body.turns(), merge_system=svc.settings.merge_system_messages)
     return {"input_tokens": estimate_tokens(len(prompt))}

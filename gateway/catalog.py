@@ -76,15 +76,25 @@ class CatalogCache:
         self._catalog: Catalog | None = None
         self._read_at = -float("inf")
 
-    async def get(self) -> Catalog | None:
-        """The union of the live workers' catalogs, or None while no live worker names one."""
-        if time.monotonic() - self._read_at < self._ttl_s:
+    async def get(self, wanting: str | None = None) -> Catalog | None:
+        """The union of the live workers' catalogs, or None while no live worker names one.
+
+        A view that has no catalog, or lacks the model `wanting`, is read again before it is
+        believed: a worker may have published in the half second since the last refresh.
+        """
+        asked_at = time.monotonic()
+        if asked_at - self._read_at < self._ttl_s and self._answers(wanting):
             return self._catalog
         async with self._lock:
-            # Whoever held the lock may have just refreshed it.
-            if time.monotonic() - self._read_at >= self._ttl_s:
+            # Whoever held the lock may have just read it for us.
+            if self._read_at < asked_at:
                 await self._read(await read_fleet(self._redis))
         return self._catalog
+
+    def _answers(self, wanting: str | None) -> bool:
+        if self._catalog is None:
+            return False
+        return wanting is None or wanting in self._catalog.models
 
     async def update(self, statuses: Sequence[WorkerStatus]) -> None:
         """Refresh from heartbeats just read."""

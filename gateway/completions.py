@@ -87,7 +87,7 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
     settings = svc.settings
     turns = body.turns
     require_user(turns, param=body.param)
-    lineup = battle.lineup(await catalog(svc), body.model)
+    lineup = battle.lineup(await catalog(svc, body.model), body.model)
     images = [(turn_index, image) for turn_index, t in enumerate(turns) for image in t.images]
     for model in lineup.models:
         if images and not model.accepts_images:
@@ -207,9 +207,12 @@ async def stream(request: Request, svc: Services, relay: Relay, frames: Frames) 
     )
 
 
-async def catalog(svc: Services) -> Catalog:
-    """The model catalog (the live workers'), or a 503 while there is none."""
-    found = await svc.catalog.get()
+async def catalog(svc: Services, wanting: str | None = None) -> Catalog:
+    """The model catalog (the live workers'), or a 503 while there is none.
+
+    `wanting`: the model the request names, so that a view without it is read again first.
+    """
+    found = await svc.catalog.get(wanting)
     if found is None:
         if not (fleet := await read_fleet(svc.redis)):
             raise errors.unavailable(describe_unready(fleet), code="no_worker")

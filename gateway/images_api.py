@@ -50,7 +50,7 @@ class ImageGenerationRequest(BaseModel):
 )
 async def generate(request: Request, svc: Services = Depends(services)) -> Response:
     body = _parse(await request.body())
-    model = _image_model(await completions.catalog(svc), body.model)
+    model = _image_model(await completions.catalog(svc, body.model), body.model)
     ask = CompletionRequest(
         model=model.public_name,
         turns=[Turn("user", body.prompt)],

@@ -39,7 +39,7 @@ async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/models/{name:path}")
 async def retrieve_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    catalog = await completions.catalog(svc)
+    catalog = await completions.catalog(svc, name)
     return _model_object(find_model(catalog, name), catalog)
 
 
