@@ -33,11 +33,11 @@ from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.workers import WorkerState, WorkerStatus
+from tests.fakearena.catalog import CAPTURED_CATALOG
 from tests.support.procs import free_port, redis_server, spawn, stop, wait_for_http
 from worker import catalog
 
-CAPTURE = Path("/work/shared/arena-protocol/captures/model-catalog-2025-12-01.json")
-MODELS = json.loads(CAPTURE.read_text())["initialModels"]
+MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
 CATALOG_TIME = 1_764_547_200.0
 CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
 #: Short waits, so that the paths behind them are exercised in well under a second.

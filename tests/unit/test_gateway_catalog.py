@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import time
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
-from gateway.catalog import parse_catalog
-
-CAPTURE = Path("/work/shared/arena-protocol/captures/model-catalog-2025-12-01.json")
+from gateway.catalog import CatalogCache, parse_catalog
+from shared import keys
+from shared.workers import WorkerState, WorkerStatus
+from tests.fakearena.catalog import CAPTURED_CATALOG as CAPTURE
+from worker import catalog as worker_catalog
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,28 @@ def test_a_model_is_found_by_its_public_name_with_its_arena_id(entries: list[dic
 def test_an_empty_catalog() -> None:
     catalog = parse_catalog(orjson.dumps({"updated_at": 5, "worker": "w", "models": []}))
     assert catalog.listed() == [] and catalog.find("x") is None
+
+
+async def test_a_view_without_a_catalog_or_the_model_asked_for_is_read_again(redis: Redis) -> None:
+    cache = CatalogCache(redis, ttl_s=60)  # a view that would otherwise be believed for a minute
+    assert await cache.get() is None
+    models = json.loads(CAPTURE.read_text())["initialModels"]
+    first, rest = models[:1], models[1:]
+    await publish(redis, "w1", first)
+    found = await cache.get()  # the first worker published since the last read
+    assert found is not None and list(found.models) == [first[0]["publicName"]]
+
+    await publish(redis, "w2", rest)
+    assert await cache.get() is found  # fresh, and nothing asked for that it lacks
+    wanted = rest[0]["publicName"]
+    assert wanted in (await cache.get(wanted)).models
+
+
+async def publish(redis: Redis, worker_id: str, entries: list[dict]) -> None:
+    await worker_catalog.publish_entries(redis, entries, now=time.time())
+    status = WorkerStatus(
+        id=worker_id, state=WorkerState.READY, queue=keys.worker_queue(worker_id), capacity=4,
+        catalog=worker_catalog.digest(entries), updated_at=time.time(),
+    )
+    await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
+    await redis.sadd(keys.WORKERS, worker_id)
