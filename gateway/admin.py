@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from gateway import admin_auth
 from gateway.admin_auth import AdminSession, authenticate, require_admin
-from gateway.catalog import Catalog
+from gateway.catalog import CatalogCache
 from gateway.services import Services, services
 from shared import keys
 from shared.workers import WorkerState, WorkerStatus, read_roster
@@ -99,8 +99,10 @@ class Overview:
         return {"workers": [asdict(row) for row in self.workers], "queued": self.queued, "models": self.models}
 
 
-async def overview(redis: Redis, catalog: Catalog | None) -> Overview:
+async def overview(redis: Redis, catalogs: CatalogCache) -> Overview:
     live, gone = await read_roster(redis)
+    # The models of exactly the workers shown, not of a view a moment older.
+    catalog = await catalogs.update(live)
     queues = [keys.SHARED_QUEUE, *(keys.worker_queue(s.id) for s in live), *map(keys.worker_queue, gone)]
     async with redis.pipeline(transaction=False) as pipe:
         for name in queues:
@@ -147,7 +149,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
     session = await authenticate(request)
     if session is None:
         return to_login(request)
-    view = await overview(svc.redis, await svc.catalog.get())
+    view = await overview(svc.redis, svc.catalog)
     return page(request, "admin.html", {"view": view, "csrf_token": session.csrf_token})
 
 
@@ -155,7 +157,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
 async def workers_api(
     _: AdminSession = Depends(require_admin), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return (await overview(svc.redis, await svc.catalog.get())).public()
+    return (await overview(svc.redis, svc.catalog)).public()
 
 
 @router.post("/workers/{worker_id}/forget")

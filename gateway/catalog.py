@@ -96,10 +96,11 @@ class CatalogCache:
             return False
         return wanting is None or wanting in self._catalog.models
 
-    async def update(self, statuses: Sequence[WorkerStatus]) -> None:
-        """Refresh from heartbeats just read."""
+    async def update(self, statuses: Sequence[WorkerStatus]) -> Catalog | None:
+        """Refresh from heartbeats just read; the catalog of exactly those workers."""
         async with self._lock:
             await self._read(statuses)
+            return self._catalog
 
     async def _read(self, statuses: Sequence[WorkerStatus]) -> None:
         named = list(dict.fromkeys(s.catalog for s in statuses if s.catalog))
