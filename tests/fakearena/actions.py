@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from tests.fakearena.ids import uuid7
+from shared.arena.ids import uuid7
 from tests.fakearena.pages import error_xml, rsc_action_answer
 from tests.fakearena.state import Arena
 from tests.fakearena.storage import StoredObject
@@ -34,7 +34,7 @@ def _generate_upload_url(arena: Arena, request: Request, args: list[Any]) -> dic
     if len(args) != 2 or not all(isinstance(arg, str) and arg for arg in args):
         return _FAILED
     now = time.time()
-    key = f"{uuid7(now)}/{int(now * 1000)}-{args[0]}"
+    key = f"{uuid7(int(now * 1000))}/{int(now * 1000)}-{args[0]}"
     url = arena.bucket.signed_url(
         origin_of(request), "PUT", key, arena.scenario.signed_url_seconds, now
     )

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from shared.arena.ids import uuid7
 from tests.fakearena import actions, challenge, evaluations, pages
 from tests.fakearena.identity import GUEST_COOKIE, auth_cookies, resolve
-from tests.fakearena.ids import uuid7
 from tests.fakearena.recording import Recorder
 from tests.fakearena.scenario import Scenario
 from tests.fakearena.state import SITE_KEY, Arena

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.fakearena.ids import uuid7
+from shared.arena.ids import uuid7
 
 STREAM = "/nextjs-api/stream"
 PAGE_HEADERS = {"content-type": "text/plain;charset=UTF-8"}

@@ -12,9 +12,9 @@ import httpx
 import orjson
 import pytest
 
+from shared.arena.ids import uuid7
 from tests.fakearena.catalog import CAPTURES, captured_models
 from tests.fakearena.client import ArenaClient, lines_of
-from tests.fakearena.ids import uuid7
 
 PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from shared.arena.ids import uuid7
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import STREAM, ArenaClient, evaluation_body, lines_of
-from tests.fakearena.ids import uuid7
 
 MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 CHAT = MODELS["gemini-2.5-pro"]
@@ -94,7 +94,7 @@ def test_unknown_session_and_message(client: ArenaClient) -> None:
 
 @pytest.mark.parametrize("age", [3700, -3700])
 def test_session_id_far_from_the_clock_seems_spoofed(client: ArenaClient, age: int) -> None:
-    body = evaluation_body(model_id=CHAT, content="hi", token=client.token(), session_id=uuid7(time.time() - age))
+    body = evaluation_body(model_id=CHAT, content="hi", token=client.token(), session_id=uuid7(int((time.time() - age) * 1000)))
     assert refused(client.send("POST", CREATE, body), 400, "Evaluation session ID seems spoofed")
 
 
@@ -106,7 +106,7 @@ def test_session_id_must_be_uuid7(client: ArenaClient) -> None:
 @pytest.mark.parametrize("field", ["userMessageId", "modelAMessageId"])
 def test_message_ids_far_from_the_clock_seem_spoofed(client: ArenaClient, field: str) -> None:
     body = evaluation_body(model_id=CHAT, content="hi", token=client.token())
-    body[field] = uuid7(time.time() - 7200)
+    body[field] = uuid7(int((time.time() - 7200) * 1000))
     assert refused(client.send("POST", CREATE, body), 400, "Message ID seems spoofed")
 
 

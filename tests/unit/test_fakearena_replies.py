@@ -11,9 +11,10 @@ import zlib
 import orjson
 import pytest
 
+from shared.arena.ids import uuid7
 from tests.fakearena import identity, pages, png, replies
 from tests.fakearena.catalog import CAPTURES, Catalog, captured_models, kind_of
-from tests.fakearena.ids import is_fresh_uuid7, uuid7
+from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.replies import Ask, Attachment
 
 CAPTURED_LINE = re.compile(r'^[ab][0-9a-z]:')
@@ -125,9 +126,9 @@ def test_uuid7_fresh_and_spoofed() -> None:
     now = time.time()
     assert is_fresh_uuid7(uuid7(), now)
     assert uuid.UUID(uuid7()).version == 7
-    assert not is_fresh_uuid7(uuid7(now - 3700), now)
-    assert not is_fresh_uuid7(uuid7(now + 3700), now)
-    assert is_fresh_uuid7(uuid7(now - 3500), now)
+    assert not is_fresh_uuid7(uuid7(int((now - 3700) * 1000)), now)
+    assert not is_fresh_uuid7(uuid7(int((now + 3700) * 1000)), now)
+    assert is_fresh_uuid7(uuid7(int((now - 3500) * 1000)), now)
     assert not is_fresh_uuid7(str(uuid.uuid4()), now)
     assert not is_fresh_uuid7("not-a-uuid", now)
     assert not is_fresh_uuid7(None, now)
