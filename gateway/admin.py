@@ -31,8 +31,7 @@ from shared.workers import WorkerState, WorkerStatus, read_roster
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
-#: States in which a worker waits for a person to act in its browser.
-NEEDS_PERSON = frozenset({WorkerState.CHALLENGE, WorkerState.LOGIN_REQUIRED})
+#: States in which a worker waits for a person to act in its browser, and what to do there.
 WHAT_TO_DO = {
     WorkerState.CHALLENGE: "pass the Cloudflare check in its browser",
     WorkerState.LOGIN_REQUIRED: "sign in to an arena account in its browser",

@@ -91,6 +91,7 @@ class ArenaPage:
         self._api = f"_{secrets.token_hex(6)}"
         self._ids = itertools.count(1)
         self._fetches: dict[int, PageFetch] = {}
+        # Held only so that the task is not garbage-collected mid-flight (asyncio keeps weak refs).
         self._rebinding: asyncio.Task[None] | None = None
         cdp.on("Runtime.bindingCalled", self._on_binding)
         cdp.on("Page.frameNavigated", self._on_navigated)
