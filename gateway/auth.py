@@ -57,9 +57,9 @@ def exposure_problem(settings: Settings) -> str | None:
 async def authenticate(request: Request, svc: Services) -> ApiKey | None:
     """The caller's key record; None on an open bridge; else a 401."""
     key = given_key(request.headers)
-    record = await svc.keys.find(key) if key else None
+    record, keys_made = await svc.keys.lookup(key)
     if record is None:
-        if is_loopback(svc.settings.host) and not await svc.keys.any():
+        if is_loopback(svc.settings.host) and not keys_made:
             return None
         if key is None:
             raise _unauthorized(

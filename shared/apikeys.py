@@ -117,16 +117,25 @@ class KeyStore:
 
     async def find(self, key: str) -> ApiKey | None:
         """The record of `key`, whatever its status; None if no such key was ever made."""
-        digest = key_hash(key)
-        raw = await self._redis.get(keys.api_key(digest))
-        if raw is None:
-            return None
-        record = ApiKey.model_validate_json(raw)
-        return record if hmac.compare_digest(record.hash, digest) else None
+        record, _ = await self.lookup(key)
+        return record
 
-    async def any(self) -> bool:
-        """Whether any key was ever made (revoked ones count: revoking never opens the API)."""
-        return bool(await self._redis.exists(keys.API_KEYS))
+    async def lookup(self, key: str | None) -> tuple[ApiKey | None, bool]:
+        """`key`'s record (None if it was never made, or none was given), and whether any key
+        was ever made (revoked ones count: revoking never opens the API).
+
+        Both in one round trip: every request asks both.
+        """
+        digest = key_hash(key) if key else None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.API_KEYS)
+            if digest is not None:
+                pipe.get(keys.api_key(digest))
+            made, *raw = await pipe.execute()
+        if digest is None or raw[0] is None:
+            return None, bool(made)
+        record = ApiKey.model_validate_json(raw[0])
+        return (record if hmac.compare_digest(record.hash, digest) else None), bool(made)
 
     async def get(self, key_id: str) -> ApiKey | None:
         digest = await self._redis.hget(keys.API_KEYS, key_id)
