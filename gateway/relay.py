@@ -108,13 +108,12 @@ class Relay:
             await queue.cancel(
                 self._pool, self.job.id, attempts=self._attempts, ttl_s=self._events_ttl_s
             )
-            wake = [keys.wake_channel(keys.SHARED_QUEUE)]
-            if self._worker is not None:
-                wake.append(keys.wake_channel(keys.worker_queue(self._worker)))
-            async with self._pool.pipeline(transaction=False) as pipe:
-                for channel in wake:
-                    pipe.publish(channel, b"1")
-                await pipe.execute()
+            # The worker that runs it, if known; else one on the shared queue, whose workers
+            # all read the abort set at every wake-up.
+            await queue.wake(
+                self._pool,
+                keys.SHARED_QUEUE if self._worker is None else keys.worker_queue(self._worker),
+            )
 
     async def _read(self, timeout_s: float) -> list[Event]:
         batch = await self._reader.read(timeout_s)

@@ -15,8 +15,9 @@ def worker_queue(worker_id: str) -> str:
     return f"{PREFIX}:queue:{worker_id}"
 
 
-def wake_channel(queue: str) -> str:
-    """Pub/sub channel a gateway publishes to right after enqueueing on `queue`."""
+def wake_list(queue: str) -> str:
+    """List of wake-up tokens for `queue`: one is pushed with every job queued on it (and every
+    abort meant for its workers), and one listening worker pops each."""
     return f"{queue}:wake"
 
 

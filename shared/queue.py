@@ -16,15 +16,20 @@ from shared.jobs import CompletionJob
 #: Name of the arq function a worker registers for completions.
 COMPLETE = "complete"
 
+#: Wake-up tokens kept per queue while no worker pops them; more would wake nobody new.
+WAKE_TOKENS_MAX = 64
+
 # arq's enqueue_job (WATCH the job key, check that neither the job nor its result exists, MULTI:
-# store the job, add it to the queue), then the wake-up publish: one round trip instead of four,
-# on the path of every request. A script runs atomically, so no WATCH is needed.
-# KEYS: job, result, queue. ARGV: job id, serialized job, score (ms), expiry (ms), wake channel.
+# store the job, add it to the queue), then a wake-up token: one round trip instead of four, on
+# the path of every request. A script runs atomically, so no WATCH is needed.
+# KEYS: job, result, queue, wake list. ARGV: job id, serialized job, score (ms), expiry (ms),
+# wake tokens kept.
 _ENQUEUE = b"""
 if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
-redis.call('publish', ARGV[5], '1')
+redis.call('lpush', KEYS[4], '1')
+redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
 return 1
 """
 
@@ -43,7 +48,7 @@ def deserialize(data: bytes) -> dict[str, Any]:
 
 
 async def enqueue(pool: ArqRedis, job: CompletionJob, queue: str, *, expires_s: float) -> bool:
-    """Put `job` on `queue` under a known id and wake the workers that listen on it.
+    """Put `job` on `queue` under a known id and wake one worker that listens on it.
 
     Stored exactly as arq's `enqueue_job` stores it; False if a job with that id exists already
     (nothing is queued then).
@@ -52,8 +57,8 @@ async def enqueue(pool: ArqRedis, job: CompletionJob, queue: str, *, expires_s: 
     now_ms = int(time.time() * 1000)
     data = serialize_job(COMPLETE, (job.model_dump(mode="json"),), {}, None, now_ms, serializer=serialize)
     queued = await pool.register_script(_ENQUEUE)(
-        keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue],
-        args=[job_id, data, now_ms, round(expires_s * 1000), keys.wake_channel(queue)],
+        keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue, keys.wake_list(queue)],
+        args=[job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX],
     )
     return bool(queued)
 
@@ -62,7 +67,7 @@ async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> N
     """Mark a job cancelled and ask arq to abort whichever attempt is running.
 
     The cancel key covers an attempt that has not started yet; arq's abort set covers the one
-    that has. Workers listen on the wake channel, so the abort is seen at once, not at next poll.
+    that has, and `wake` makes its worker see it at once rather than at its next poll.
     """
     now_ms = int(time.time() * 1000)
     async with pool.pipeline(transaction=False) as pipe:
@@ -70,4 +75,13 @@ async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> N
         pipe.zadd(
             abort_jobs_ss, {keys.arq_job_id(job_id, n): now_ms for n in range(attempts + 1)}
         )
+        await pipe.execute()
+
+
+async def wake(pool: ArqRedis, *queues: str) -> None:
+    """Wake one listening worker of each queue (to see an abort, say)."""
+    async with pool.pipeline(transaction=False) as pipe:
+        for name in queues:
+            pipe.lpush(keys.wake_list(name), b"1")
+            pipe.ltrim(keys.wake_list(name), 0, WAKE_TOKENS_MAX - 1)
         await pipe.execute()

@@ -1,9 +1,10 @@
 """arq workers that take jobs the moment they are enqueued.
 
-arq finds jobs by polling its queue. Here each iteration ends by waiting on an event that the
-gateway's wake-up publish sets (see `shared.queue.enqueue`), so a job starts within a Redis round
-trip of its enqueue; a slow fallback poll covers a missed message. The two workers of one browser
-(shared queue, own queue) share its capacity.
+arq finds jobs by polling its queue. Here each iteration ends by waiting on an event that a
+wake-up token sets: every enqueue pushes one to its queue's list (see `shared.queue.enqueue`),
+and each browser's listener pops them, so a job starts within a Redis round trip of its enqueue.
+One token wakes one worker, so a job does not wake the whole fleet; a slow fallback poll covers
+a lost token. The two workers of one browser (shared queue, own queue) share its capacity.
 
 The claim is arq's, done in one round trip: arq reads the queue, then spends four more round
 trips on each job id (WATCH its in-progress key, EXISTS, ZSCORE, MULTI/PSETEX) and one on its
@@ -17,21 +18,23 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
 from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import keys, queue
 
 logger = logging.getLogger(__name__)
 
-#: Poll anyway this often, in case a wake-up message was missed.
+#: Poll anyway this often, in case a wake-up token was lost.
 FALLBACK_POLL_S = 0.5
-_RESUBSCRIBE_S = 1.0
+#: With no slot free, the shared queue's tokens are left to other browsers; this often the
+#: listener looks again whether one has freed.
+_FULL_RECHECK_S = 0.1
+_RELISTEN_S = 1.0
 
 # Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
 # each marked in progress as it is taken; then the abort set, read and trimmed as arq does.
@@ -79,21 +82,34 @@ class SlotGroup:
         for member in self.members:
             member.wake()
 
-    async def listen(self, redis: Redis) -> None:
-        """Wake the member whose queue a publish names; runs until cancelled."""
-        by_channel = {keys.wake_channel(member.queue_name).encode(): member for member in self.members}
+    async def listen(self, redis: ArqRedis) -> None:
+        """Wake the member whose queue a token was pushed for; runs until cancelled.
+
+        The shared queue's tokens are popped only with a slot free, so that they go to a
+        browser that can take the job. The own queue's always are: its aborts come there.
+        """
+        by_list = {keys.wake_list(member.queue_name).encode(): member for member in self.members}
+        # Whatever was queued while nobody listened.
+        self.wake()
         while True:
+            free = self.free_slots() > 0
+            lists = [name for name, m in by_list.items() if free or m.queue_name != keys.SHARED_QUEUE]
             try:
-                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(*by_channel)
-                    # A missed wake-up costs at most one fallback poll, so wake once on (re)subscribe.
-                    self.wake()
-                    # Only that member: the other's iteration would hold the group's lock meanwhile.
-                    async for message in pubsub.listen():
-                        by_channel[message["channel"]].wake()
+                popped = await redis.blpop(lists, timeout=FALLBACK_POLL_S if free else _FULL_RECHECK_S)
             except (RedisError, OSError) as exc:
-                logger.warning("wake-up subscription lost (%s); subscribing again", exc)
-                await asyncio.sleep(_RESUBSCRIBE_S)
+                logger.warning("wake-up listener lost Redis (%s); listening again", exc)
+                await asyncio.sleep(_RELISTEN_S)
+                self.wake()
+                continue
+            if popped is None:
+                continue
+            member = by_list[popped[0]]
+            if member.queue_name == keys.SHARED_QUEUE and self.free_slots() == 0:
+                # Full (or not serving) since the wait began: pass the token on to a browser
+                # that can take the job; ours takes it anyway once a slot frees.
+                await queue.wake(redis, keys.SHARED_QUEUE)
+                continue
+            member.wake()
 
 
 class QueueWorker(Worker):
@@ -163,12 +179,17 @@ class QueueWorker(Worker):
         self.tasks[job_id] = task
 
     async def _abort(self, requested: list[bytes]) -> None:
-        """Cancel the running jobs whose abort was requested, as arq's _cancel_aborted_jobs."""
-        aborted = {job_id.decode() for job_id in requested} & self.job_tasks.keys()
-        for job_id in aborted:
-            self.job_tasks[job_id].cancel()
+        """Cancel the browser's running jobs whose abort was requested, as arq's
+        _cancel_aborted_jobs does, for every member: one wake-up is enough for any of them."""
+        requested_ids = {job_id.decode() for job_id in requested}
+        aborted = []
+        for member in self._group.members:
+            mine = requested_ids & member.job_tasks.keys()
+            for job_id in mine:
+                member.job_tasks[job_id].cancel()
+            member.aborting_tasks.update(mine)
+            aborted += mine
         if aborted:
-            self.aborting_tasks.update(aborted)
             await self.pool.zrem(abort_jobs_ss, *aborted)
 
     def _release_sem_dec_counter_on_complete(self) -> None:

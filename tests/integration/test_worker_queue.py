@@ -96,7 +96,7 @@ async def group_running(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_published_enqueue_wakes_the_worker_without_polling(
+async def test_an_enqueue_wakes_the_worker_without_polling(
     redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, pool = redis
@@ -187,7 +187,7 @@ async def test_a_job_some_worker_runs_already_is_left_to_it(
         assert jobs.started == ["free"]
         # The other worker gave it up (its claim expired): the next wake-up takes it.
         await pool.delete(running)
-        await pool.publish(keys.wake_channel(keys.SHARED_QUEUE), b"1")
+        await queue.wake(pool, keys.SHARED_QUEUE)
         await jobs.wait_started(2)
     assert jobs.started == ["free", "taken"]
 
@@ -203,7 +203,7 @@ async def test_a_cancelled_job_is_aborted_at_its_wake_up(
         await queue.enqueue(pool, job("b"), keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(2)
         await queue.cancel(pool, "a", attempts=0, ttl_s=30)
-        await pool.publish(keys.wake_channel(OWN), b"1")
+        await queue.wake(pool, OWN)
         await jobs.wait_for(lambda: jobs.cancelled == ["a"], timeout=2)
         # arq's bookkeeping: the job is gone from the queue and the abort set, its slot is free.
         async with asyncio.timeout(2):
@@ -213,3 +213,21 @@ async def test_a_cancelled_job_is_aborted_at_its_wake_up(
         await queue.enqueue(pool, job("c"), keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(3)
     assert jobs.cancelled == ["a"] and jobs.started == ["a", "b", "c"]
+
+
+async def test_a_full_browser_leaves_the_shared_queues_wake_up_to_a_free_one(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)  # only a wake-up can start a job now
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=1, own=keys.worker_queue("w-full")):
+        await queue.enqueue(pool, job("filler"), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(1)
+        async with group_running(url, pool, jobs, capacity=1, own=keys.worker_queue("w-free")):
+            # One token for one job: had the full browser popped it, nobody would start the job.
+            for n in range(3):
+                await queue.enqueue(pool, job(f"next{n}"), keys.SHARED_QUEUE, expires_s=30)
+                await jobs.wait_started(2 + n, timeout=2)
+                jobs.release[f"next{n}"].set()
+    assert jobs.started == ["filler", "next0", "next1", "next2"]

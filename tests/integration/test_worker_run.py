@@ -193,7 +193,7 @@ async def test_a_cancelled_job_stops_the_answer_and_the_worker_serves_the_next(m
             await asyncio.sleep(0.02)
 
     await queue.cancel(main.pool, job.id, attempts=0, ttl_s=60)
-    await main.pool.publish(keys.wake_channel(keys.SHARED_QUEUE), b"1")
+    await queue.wake(main.pool, keys.SHARED_QUEUE)
     found = await main.events(job.id, timeout=10)
     assert found[-2]["t"] == "error" and found[-2]["kind"] == "cancelled"
 
