@@ -2,7 +2,8 @@
 
 Minting takes about 170 ms and a token lives about 120 s and serves one request, so the pool
 keeps a few fresh ones: a request takes one at no cost and the pool mints its replacement in the
-background. When the pool is empty the request mints its own.
+background, shortly after, so that the mint does not run in the page just as the request is
+sent. When the pool is empty the request mints its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 Mint = Callable[[], Awaitable[str]]
 
+#: How long a replacement waits after a take while the pool still holds a token: the page's
+#: main thread then runs the request (and reads its first tokens), not the mint.
+SETTLE_S = 0.1
 _BACKOFF_FIRST_S = 1.0
 _BACKOFF_MAX_S = 30.0
 
@@ -38,6 +42,7 @@ class TokenPool:
         #: (minted at, token), oldest first.
         self._tokens: deque[tuple[float, str]] = deque()
         self._taken = asyncio.Event()
+        self._taken_at = float("-inf")
         self._filled = asyncio.Event()
         self._refiller: asyncio.Task[None] | None = None
 
@@ -63,6 +68,7 @@ class TokenPool:
         """A fresh token: a pooled one if there is any, else one minted now."""
         self._drop_stale()
         self._taken.set()
+        self._taken_at = self._clock()
         if self._tokens:
             return self._tokens.popleft()[1]
         logger.info("no reCAPTCHA token minted ahead: minting one for this request")
@@ -82,6 +88,10 @@ class TokenPool:
         while True:
             self._drop_stale()
             if len(self._tokens) < self._size:
+                settle = self._taken_at + SETTLE_S - self._clock()
+                if settle > 0 and self._tokens:
+                    await asyncio.sleep(settle)
+                    continue
                 started = self._clock()
                 try:
                     token = await self._mint()

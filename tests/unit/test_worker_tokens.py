@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from worker.tokens import TokenPool
+from worker.tokens import SETTLE_S, TokenPool
 
 
 class Minter:
@@ -37,14 +37,19 @@ async def settle() -> None:
 
 
 async def test_the_pool_fills_up_and_takes_come_from_it() -> None:
+    clock = Clock()
     mint = Minter()
-    pool = TokenPool(mint, size=2, max_age=100, clock=Clock())
+    pool = TokenPool(mint, size=2, max_age=100, clock=clock)
     pool.start()
     try:
         await asyncio.wait_for(pool.filled(), 1)
         assert len(pool) == 2
         assert await pool.take() == "t1"  # oldest first
         await settle()
+        # A token is left: the replacement waits while the request that took one is sent.
+        assert len(pool) == 1 and mint.minted == ["t1", "t2"]
+        clock.now += SETTLE_S
+        await asyncio.sleep(SETTLE_S + 0.05)  # the refill's wait is real time
         assert len(pool) == 2 and mint.minted == ["t1", "t2", "t3"]
     finally:
         await pool.close()
