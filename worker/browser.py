@@ -29,13 +29,18 @@ from worker.display import Display
 
 logger = logging.getLogger(__name__)
 
-#: Switches every worker's Chromium gets: no first-run UI, no background traffic of its own.
+#: Switches every worker's Chromium gets: no first-run UI, no background traffic of its own,
+#: and never throttled as a background tab: a worker's window is often hidden or minimized on
+#: its display, and throttled timers and a backgrounded renderer would slow every answer.
 BASE_ARGS = (
     "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
 )
 _VERSION = re.compile(r"(\d+)\.\d+\.\d+")
 _EXIT_WAIT_S = 5.0
