@@ -13,8 +13,12 @@ from shared import events, keys, queue
 from shared.events import Event
 from shared.jobs import CompletionJob
 
-#: Events that show the client something: the first one ends a streamed request's wait.
+#: Events that show the client something.
 CONTENT = frozenset({"text", "reasoning", "image", "finish"})
+#: Events after which a streamed answer is under way: content, or the arena having accepted
+#: the request (`session`). Failures before them get a real status; after, they come in the
+#: stream, as they do from OpenAI.
+_UNDER_WAY = CONTENT | {"session"}
 #: Entries taken per XREAD: a fast stream is relayed in batches, not one round trip per token.
 _BATCH = 256
 
@@ -73,13 +77,17 @@ class Relay:
         await queue.enqueue(self._pool, self.job, name, expires_s=self._timeout_s)
 
     async def first(self, wait_s: float) -> list[Event]:
-        """Events up to the first content or error, or what came within `wait_s` if none did."""
+        """Events until the answer is under way or failed, or what came within `wait_s`.
+
+        Committing to a 200 as soon as the arena accepted the request lets the client set up
+        its side of the stream while the model starts its answer.
+        """
         seen: list[Event] = []
         until = time.monotonic() + wait_s
         while not self.finished:
             batch = await self._read(until - time.monotonic())
             seen += batch
-            if not batch or any(e["t"] in CONTENT for e in batch):
+            if not batch or any(e["t"] in _UNDER_WAY for e in batch):
                 break
         return seen
 

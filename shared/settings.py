@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     first_event_wait_seconds: float = Field(
         default=3.0,
         ge=0,
-        description="Streamed requests wait this long for the first event before committing a 200,"
-        " so that early failures still get a real status.",
+        description="Streamed requests wait this long for the arena to accept the request (or the"
+        " first token) before committing a 200, so that early failures still get a real status.",
     )
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest request body.")
     job_timeout_seconds: float = Field(default=900.0, gt=0, description="Longest one answer may run.")

@@ -698,6 +698,40 @@ async def test_a_failure_after_the_first_token_is_an_error_frame(
     )
 
 
+async def test_once_the_arena_accepted_the_request_the_200_goes_out_before_any_token(
+    redis: Redis, gateway: Callable[..., str]
+) -> None:
+    base = gateway(first_event_wait_seconds=30)  # so only the arena's acceptance can commit it
+    async with httpx.AsyncClient(base_url=base) as client:
+        request = asyncio.create_task(
+            client.send(
+                client.build_request("POST", "/v1/chat/completions", json={**CHAT, "stream": True}),
+                stream=True,
+            )
+        )
+        job = await take_job(redis)
+        await emit(redis, job.id, events.accepted("w1", 0))
+        await asyncio.sleep(0.3)
+        assert not request.done()  # a worker took it, but the arena has not answered yet
+        session = events.session("w1", "create", "s", {"a": "m"})
+        await emit(redis, job.id, session)
+        response = await asyncio.wait_for(request, 2)
+        assert response.status_code == 200
+        # A failure now, with no token yet, comes in the stream.
+        failure = events.error("upstream", "The model failed.")
+        await emit(redis, job.id, failure, events.done())
+        body = await response.aread()
+        await response.aclose()
+    assert body == b"".join(
+        [
+            chunk(job, ROLE),
+            b'data: {"error":{"message":"The model failed.",'
+            b'"type":"server_error","param":null,"code":"upstream"}}\n\n',
+            DONE,
+        ]
+    )
+
+
 async def test_a_job_past_its_timeout_fails_and_is_cancelled(
     redis: Redis, gateway: Callable[..., str]
 ) -> None:
