@@ -34,6 +34,7 @@ from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.workers import WorkerState, WorkerStatus, read_fleet
 from worker.page import ArenaPage, FetchFailed, PageError, PageFetch
+from worker.queue_worker import clear
 from worker.state import StateMachine
 from worker.tokens import TokenPool
 from worker.uploads import UploadFailed, Uploads
@@ -239,19 +240,7 @@ class Completion:
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
         stream = JobStream(self._redis, job.id, self._settings.events_ttl_seconds)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.job_cancel(job.id))
-            pipe.xrange(keys.job_events(job.id))
-            cancelled, entries = await pipe.execute()
-        if cancelled:
-            await stream.close(events.error("cancelled", "the request was cancelled before it started"))
-            return
-        past = {events.decode(fields)["t"] for _, fields in entries}
-        if "done" in past:
-            return
-        if past & CONTENT:
-            # A worker died mid-answer and arq handed the job on: never stream an answer twice.
-            await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
+        if not clear(ctx) and not await self._may_start(job, stream):
             return
 
         if not self._machine.serving and await self._requeue(job, "this worker is not serving"):
@@ -280,6 +269,24 @@ class Completion:
             await stream.flush()  # handed to another worker, which writes the rest
         else:
             await stream.close(*last)
+
+    async def _may_start(self, job: CompletionJob, stream: JobStream) -> bool:
+        """False, with the stream ended as needed, if the job was cancelled or ran before."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.job_cancel(job.id))
+            pipe.xrange(keys.job_events(job.id))
+            cancelled, entries = await pipe.execute()
+        if cancelled:
+            await stream.close(events.error("cancelled", "the request was cancelled before it started"))
+            return False
+        past = {events.decode(fields)["t"] for _, fields in entries}
+        if "done" in past:
+            return False
+        if past & CONTENT:
+            # A worker died mid-answer and arq handed the job on: never stream an answer twice.
+            await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
+            return False
+        return True
 
     async def _serve(self, job: CompletionJob, stream: JobStream) -> list[Event] | None:
         """Run the request; returns the events that end the stream, or None once handed off."""

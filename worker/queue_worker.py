@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
@@ -37,11 +38,13 @@ _FULL_RECHECK_S = 0.1
 _RELISTEN_S = 1.0
 
 # Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
-# each marked in progress as it is taken; then the abort set, read and trimmed as arq does.
-# Running jobs stay in the queue until they end, so the scan passes over them.
-# In-progress keys are built here from the ids read: fine on a single Redis, as arq requires.
+# each marked in progress as it is taken, with whether it is clear: neither a cancel mark nor
+# events of its own (the job id is the arq id less its `:attempt`, see keys.arq_job_id); then
+# the abort set, read and trimmed as arq does. Running jobs stay in the queue until they end,
+# so the scan passes over them. Keys are built here from the ids read: fine on a single Redis,
+# as arq requires.
 # KEYS: queue, abort set. ARGV: now (ms), slots, read limit, in-progress key prefix,
-# in-progress timeout (ms), abort trim score.
+# in-progress timeout (ms), abort trim score, cancel key format, events key format.
 _CLAIM = b"""
 local claimed = {}
 local slots = tonumber(ARGV[2])
@@ -51,9 +54,12 @@ if slots > 0 then
     local running = ARGV[4] .. due[i]
     if redis.call('exists', running) == 0 then
       redis.call('psetex', running, ARGV[5], '1')
+      local job = string.match(due[i], '^(.+):%d+$') or due[i]
+      local marked = redis.call('exists', string.format(ARGV[7], job), string.format(ARGV[8], job))
       claimed[#claimed + 1] = due[i]
       claimed[#claimed + 1] = due[i + 1]
-      if #claimed == 2 * slots then break end
+      claimed[#claimed + 1] = marked == 0 and 1 or 0
+      if #claimed == 3 * slots then break end
     end
   end
 end
@@ -61,6 +67,18 @@ local aborted = redis.call('zrange', KEYS[2], 0, -1)
 redis.call('zremrangebyscore', KEYS[2], ARGV[6], '+inf')
 return {claimed, aborted}
 """
+_CLEAR = "clear"
+
+
+def clear(ctx: dict[str, Any]) -> bool:
+    """Whether the claim found this job clear (not cancelled, no events yet): then it has
+    nothing to check before it starts. Asked once per job, in the job function."""
+    cleared: set[str] = ctx.get(_CLEAR, set())
+    job_id = ctx.get("job_id")
+    if job_id not in cleared:
+        return False
+    cleared.discard(job_id)
+    return True
 
 
 class SlotGroup:
@@ -71,6 +89,8 @@ class SlotGroup:
         self._accepting = accepting
         self.lock = asyncio.Lock()
         self.members: list[QueueWorker] = []
+        #: arq ids of claimed jobs the claim found clear (see `clear`).
+        self.cleared: set[str] = set()
 
     def free_slots(self) -> int:
         """Slots not held by a job some member has claimed (arq counts them as it claims)."""
@@ -134,6 +154,7 @@ class QueueWorker(Worker):
             max_jobs=group.capacity,
             job_timeout=job_timeout_s,
             keep_result=0,
+            ctx={_CLEAR: group.cleared},
         )
         self._group = group
         self._wake = asyncio.Event()
@@ -156,10 +177,12 @@ class QueueWorker(Worker):
                     in_progress_key_prefix,
                     int(self.in_progress_timeout_s * 1000),
                     timestamp_ms() + abort_job_max_age,  # arq's own trim bound, kept as it is
+                    keys.job_cancel("%s"),
+                    keys.job_events("%s"),
                 ],
             )
-            for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
-                await self._start(job_id.decode(), int(float(score)))
+            for job_id, score, cleared in zip(claimed[::3], claimed[1::3], claimed[2::3], strict=True):
+                await self._start(job_id.decode(), int(float(score)), cleared=bool(cleared))
         await self._abort(aborted)
         for job_id, task in list(self.tasks.items()):
             if task.done():
@@ -170,12 +193,14 @@ class QueueWorker(Worker):
             async with asyncio.timeout(FALLBACK_POLL_S):
                 await self._wake.wait()
 
-    async def _start(self, job_id: str, score: int) -> None:
+    async def _start(self, job_id: str, score: int, *, cleared: bool) -> None:
         """Run a claimed job, counted as arq's start_jobs counts it."""
         await self.sem.acquire()  # never waits: claims stay within the group's free slots
         self.job_counter += 1
+        if cleared:
+            self._group.cleared.add(job_id)
         task = asyncio.create_task(self.run_job(job_id, score))
-        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        task.add_done_callback(lambda _: self._ended(job_id))
         self.tasks[job_id] = task
 
     async def _abort(self, requested: list[bytes]) -> None:
@@ -191,6 +216,10 @@ class QueueWorker(Worker):
             aborted += mine
         if aborted:
             await self.pool.zrem(abort_jobs_ss, *aborted)
+
+    def _ended(self, job_id: str) -> None:
+        self._group.cleared.discard(job_id)  # a job that never asked (its data had expired)
+        self._release_sem_dec_counter_on_complete()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

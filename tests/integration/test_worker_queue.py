@@ -27,12 +27,14 @@ class Jobs:
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.cleared: dict[str, bool] = {}
         self.cancelled: list[str] = []
         self.release: dict[str, asyncio.Event] = {}
         self.changed = asyncio.Event()
 
     async def __call__(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job_id = payload["id"]
+        self.cleared[job_id] = queue_worker.clear(ctx)
         self.release[job_id] = asyncio.Event()
         self.started.append(job_id)
         self.changed.set()
@@ -231,3 +233,17 @@ async def test_a_full_browser_leaves_the_shared_queues_wake_up_to_a_free_one(
                 await jobs.wait_started(2 + n, timeout=2)
                 jobs.release[f"next{n}"].set()
     assert jobs.started == ["filler", "next0", "next1", "next2"]
+
+
+async def test_the_claim_tells_which_jobs_have_nothing_to_check_before_they_start(
+    redis: tuple[str, ArqRedis],
+) -> None:
+    url, pool = redis
+    await pool.set(keys.job_cancel("cancelled"), b"1")
+    await pool.xadd(keys.job_events("ran-before"), {"t": "accepted"})
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=3):
+        for job_id in ("cancelled", "ran-before", "fresh"):
+            await queue.enqueue(pool, job(job_id), keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(3)
+    assert jobs.cleared == {"cancelled": False, "ran-before": False, "fresh": True}
