@@ -116,18 +116,18 @@ class SlotGroup:
             lists = [name for name, m in by_list.items() if free or m.queue_name != keys.SHARED_QUEUE]
             try:
                 popped = await redis.blpop(lists, timeout=FALLBACK_POLL_S if free else _FULL_RECHECK_S)
+                if popped is None:
+                    continue
+                member = by_list[popped[0]]
+                if member.queue_name == keys.SHARED_QUEUE and self.free_slots() == 0:
+                    # Full (or not serving) since the wait began: pass the token on to a browser
+                    # that can take the job; ours takes it anyway once a slot frees.
+                    await queue.wake(redis, keys.SHARED_QUEUE)
+                    continue
             except (RedisError, OSError) as exc:
                 logger.warning("wake-up listener lost Redis (%s); listening again", exc)
                 await asyncio.sleep(_RELISTEN_S)
                 self.wake()
-                continue
-            if popped is None:
-                continue
-            member = by_list[popped[0]]
-            if member.queue_name == keys.SHARED_QUEUE and self.free_slots() == 0:
-                # Full (or not serving) since the wait began: pass the token on to a browser
-                # that can take the job; ours takes it anyway once a slot frees.
-                await queue.wake(redis, keys.SHARED_QUEUE)
                 continue
             member.wake()
 
