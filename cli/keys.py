@@ -65,7 +65,9 @@ def create(
         typer.echo(f"Invalid key settings: {exc}", err=True)
         raise typer.Exit(2) from None
     key, record = _run(lambda store: store.create(spec))
-    typer.echo(f"Made key {record.id} ({record.name}). It is shown this once: keep it now.", err=True)
+    typer.echo(
+        f"Made key {record.id} ({record.name}). It is shown this once: keep it now.", err=True
+    )
     typer.echo(key)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,7 +92,10 @@ def embedded_redis(state_dir: Path) -> Iterator[str]:
 
 
 def _missing_browser(settings: Settings) -> str | None:
-    for what, path in (("Chromium", settings.chromium_path), ("chromedriver", settings.chromedriver_path)):
+    for what, path in (
+        ("Chromium", settings.chromium_path),
+        ("chromedriver", settings.chromedriver_path),
+    ):
         if not (shutil.which(path) or Path(path).is_file()):
             return (
                 f"{what} not found at {path}. On Debian: apt-get install chromium chromium-driver "
@@ -132,7 +135,11 @@ def _fleet(settings: Settings, redis_url: str, logs: Path, key: str) -> Fleet:
         Child(
             f"worker-{n}",
             [*command, "worker"],
-            {**env, "LMB_WORKER_ID": f"worker-{n}", **({"LMB_DISPLAY": display} if display else {})},
+            {
+                **env,
+                "LMB_WORKER_ID": f"worker-{n}",
+                **({"LMB_DISPLAY": display} if display else {}),
+            },
             logs / f"worker-{n}.log",
         )
         for n in range(1, settings.workers + 1)
@@ -142,7 +149,9 @@ def _fleet(settings: Settings, redis_url: str, logs: Path, key: str) -> Fleet:
 
 def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerStatus | None]:
     values = client.mget([keys.worker_heartbeat(name) for name in names])
-    return {name: WorkerStatus.load(v) if v else None for name, v in zip(names, values, strict=True)}
+    return {
+        name: WorkerStatus.load(v) if v else None for name, v in zip(names, values, strict=True)
+    }
 
 
 def _describe(status: WorkerStatus | None) -> str:

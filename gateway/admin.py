@@ -71,7 +71,9 @@ def worker_rows(
             capacity=s.capacity,
             last_error=s.last_error,
             heartbeat_age_s=max(0.0, now - s.updated_at),
-            rate_limited_for_s=max(0.0, s.until - now) if s.state is WorkerState.RATE_LIMITED and s.until else None,
+            rate_limited_for_s=max(0.0, s.until - now)
+            if s.state is WorkerState.RATE_LIMITED and s.until
+            else None,
             models=len(s.models),
             queued=queued.get(s.queue, 0),
             screen=bool(s.novnc_url and s.vnc_salt),
@@ -80,7 +82,12 @@ def worker_rows(
         for s in live
     ]
     rows += [
-        WorkerRow(id=worker_id, state="gone", gone=True, queued=queued.get(keys.worker_queue(worker_id), 0))
+        WorkerRow(
+            id=worker_id,
+            state="gone",
+            gone=True,
+            queued=queued.get(keys.worker_queue(worker_id), 0),
+        )
         for worker_id in gone
     ]
     return sorted(rows, key=lambda row: (row.needs is None, row.gone, row.id))
@@ -95,14 +102,22 @@ class Overview:
     models: list[str]
 
     def public(self) -> dict[str, Any]:
-        return {"workers": [asdict(row) for row in self.workers], "queued": self.queued, "models": self.models}
+        return {
+            "workers": [asdict(row) for row in self.workers],
+            "queued": self.queued,
+            "models": self.models,
+        }
 
 
 async def overview(redis: Redis, catalogs: CatalogCache) -> Overview:
     live, gone = await read_roster(redis)
     # The models of exactly the workers shown, not of a view a moment older.
     catalog = await catalogs.update(live)
-    queues = [keys.SHARED_QUEUE, *(keys.worker_queue(s.id) for s in live), *map(keys.worker_queue, gone)]
+    queues = [
+        keys.SHARED_QUEUE,
+        *(keys.worker_queue(s.id) for s in live),
+        *map(keys.worker_queue, gone),
+    ]
     async with redis.pipeline(transaction=False) as pipe:
         for name in queues:
             pipe.zcard(name)  # arq queues are sorted sets of job ids
@@ -111,10 +126,14 @@ async def overview(redis: Redis, catalogs: CatalogCache) -> Overview:
     return Overview(worker_rows(live, gone, depths, time.time()), depths[keys.SHARED_QUEUE], models)
 
 
-def page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
+def page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
     """An admin HTML page: never cached, never framed, scripts only with this answer's nonce."""
     nonce = secrets.token_urlsafe(16)
-    response = templates.TemplateResponse(request, template, {**context, "nonce": nonce}, status_code=status_code)
+    response = templates.TemplateResponse(
+        request, template, {**context, "nonce": nonce}, status_code=status_code
+    )
     response.headers.update(
         {
             "Cache-Control": "no-store",
@@ -133,12 +152,21 @@ def page(request: Request, template: str, context: dict[str, Any], status_code: 
 
 def to_login(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{admin_auth.LOGIN_PATH}?next={quote(target, safe='/')}", status_code=303)
+    return RedirectResponse(
+        f"{admin_auth.LOGIN_PATH}?next={quote(target, safe='/')}", status_code=303
+    )
 
 
 def disabled(request: Request) -> Response:
-    return page(request, "message.html", {"title": "Admin disabled", "message":
-                "The admin page is disabled: set LMB_ADMIN_KEY to enable it."}, status_code=403)
+    return page(
+        request,
+        "message.html",
+        {
+            "title": "Admin disabled",
+            "message": "The admin page is disabled: set LMB_ADMIN_KEY to enable it.",
+        },
+        status_code=403,
+    )
 
 
 @router.get("")
@@ -200,7 +228,9 @@ async def logout(request: Request, session: AdminSession = Depends(require_admin
     return response
 
 
-def _login_page(request: Request, target: str | None, *, error: str | None, status_code: int) -> Response:
+def _login_page(
+    request: Request, target: str | None, *, error: str | None, status_code: int
+) -> Response:
     # The form's token goes in the page and, signed, in a cookie: a forged form has only one.
     token, cookie = admin_auth.new_login_form(request)
     context = {"next": admin_auth.safe_next(target), "error": error, "login_token": token}

@@ -54,7 +54,9 @@ class AdminSession:
 
 def _serializer(admin_key: str, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
-        admin_key, salt=f"lmarena-bridge admin {purpose}", signer_kwargs={"digest_method": hashlib.sha256}
+        admin_key,
+        salt=f"lmarena-bridge admin {purpose}",
+        signer_kwargs={"digest_method": hashlib.sha256},
     )
 
 
@@ -105,7 +107,11 @@ def key_matches(given: str, configured: str) -> bool:
 
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: an admin page of this site, never elsewhere."""
-    if target and "\\" not in target and (target == COOKIE_PATH or target.startswith((f"{COOKIE_PATH}/", f"{COOKIE_PATH}?"))):
+    if (
+        target
+        and "\\" not in target
+        and (target == COOKIE_PATH or target.startswith((f"{COOKIE_PATH}/", f"{COOKIE_PATH}?")))
+    ):
         return target
     return COOKIE_PATH
 
@@ -125,7 +131,11 @@ async def authenticate(conn: HTTPConnection) -> AdminSession | None:
         return None
     authorization = conn.headers.get("authorization", "")
     if authorization.lower().startswith(_SCHEME):
-        return AdminSession() if key_matches(authorization[len(_SCHEME) :].strip(), admin_key) else None
+        return (
+            AdminSession()
+            if key_matches(authorization[len(_SCHEME) :].strip(), admin_key)
+            else None
+        )
     value = conn.cookies.get(SESSION_COOKIE)
     session = read_session(admin_key, value, time.time()) if value else None
     if session is None or session.id is None:
@@ -137,7 +147,9 @@ async def authenticate(conn: HTTPConnection) -> AdminSession | None:
 
 def _disabled() -> errors.ApiError:
     return errors.ApiError(
-        403, "The admin surfaces are disabled: set LMB_ADMIN_KEY to enable them.", code="admin_disabled"
+        403,
+        "The admin surfaces are disabled: set LMB_ADMIN_KEY to enable them.",
+        code="admin_disabled",
     )
 
 
@@ -170,7 +182,9 @@ async def check_csrf(request: Request, session: AdminSession) -> None:
         field = (await request.form()).get(CSRF_FIELD)
         given = field if isinstance(field, str) else None
     if given is None or not hmac.compare_digest(given.encode(), session.csrf_token.encode()):
-        raise errors.ApiError(403, "Missing or wrong CSRF token: reload the page and try again.", code="csrf")
+        raise errors.ApiError(
+            403, "Missing or wrong CSRF token: reload the page and try again.", code="csrf"
+        )
 
 
 def admin_enabled(conn: HTTPConnection) -> bool:
@@ -183,7 +197,9 @@ def key_is_admin(conn: HTTPConnection, given: str) -> bool:
     return admin_key is not None and key_matches(given, admin_key)
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int, path: str) -> None:
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, *, max_age: int, path: str
+) -> None:
     response.set_cookie(
         name,
         value,
@@ -211,7 +227,9 @@ async def end_session(request: Request, response: Response, session: AdminSessio
     """Sign out: the cookie is cleared here and refused everywhere until it would have expired."""
     if session.id is not None and session.expires_at is not None:
         remaining = max(1, int(session.expires_at - time.time()) + 1)
-        await request.app.state.services.redis.set(keys.admin_revoked(session.id), b"1", ex=remaining)
+        await request.app.state.services.redis.set(
+            keys.admin_revoked(session.id), b"1", ex=remaining
+        )
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
@@ -229,4 +247,6 @@ def set_login_cookie(request: Request, response: Response, cookie: str) -> None:
 
 def login_form_valid(request: Request, field: str | None) -> bool:
     admin_key = _admin_key(request)
-    return admin_key is not None and login_token_matches(admin_key, request.cookies.get(LOGIN_COOKIE), field)
+    return admin_key is not None and login_token_matches(
+        admin_key, request.cookies.get(LOGIN_COOKIE), field
+    )

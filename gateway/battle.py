@@ -45,14 +45,17 @@ def lineup(catalog: Catalog, name: str) -> Lineup:
     if name == BATTLE:
         candidates = [m for m in catalog.listed() if m.modality == "chat"]
         if len(candidates) < 2:
-            raise errors.unavailable("The catalog has fewer than two chat models to battle.", code="no_battle")
+            raise errors.unavailable(
+                "The catalog has fewer than two chat models to battle.", code="no_battle"
+            )
         a, b = _draw.sample(candidates, 2)
         return Lineup("battle", a, b)
     if name.startswith(SIDE_BY_SIDE):
         names = [n.strip() for n in name[len(SIDE_BY_SIDE) :].split(",")]
         if len(names) != 2 or not all(names):
             raise errors.invalid(
-                "Ask for two models side by side as `side-by-side:<model a>,<model b>`.", param="model"
+                "Ask for two models side by side as `side-by-side:<model a>,<model b>`.",
+                param="model",
             )
         a, b = (find_model(catalog, n) for n in names)
         if a.modality != b.modality:

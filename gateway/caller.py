@@ -58,11 +58,15 @@ class Caller:
         key = self.key
         if key is None:
             return
-        allowed = key.models is None or model in key.models or (uses and set(uses) <= set(key.models))
+        allowed = (
+            key.models is None or model in key.models or (uses and set(uses) <= set(key.models))
+        )
         if not allowed:
             raise ApiError(
-                403, f"This API key may not use the model `{model}`.",
-                param="model", code="model_not_allowed",
+                403,
+                f"This API key may not use the model `{model}`.",
+                param="model",
+                code="model_not_allowed",
             )
         quota = Quota(
             key.id,

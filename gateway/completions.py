@@ -23,8 +23,8 @@ from gateway.caller import caller
 from gateway.catalog import Catalog
 from gateway.conversations import Conversations, Plan
 from gateway.disconnect import unless_disconnected
-from gateway.fleet import describe_unready
 from gateway.errors import ApiError
+from gateway.fleet import describe_unready
 from gateway.images import ImageSource, ImageStore
 from gateway.relay import CONTENT, Relay
 from gateway.services import Services
@@ -104,7 +104,10 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Re
     if lineup.mode == "direct" and body.conversation:
         key_id = client.key.id if client.key is not None else None
         plan = await threads.plan(
-            conversations.scope(lineup.a.public_name, key_id), turns, model=lineup.a.public_name, job_id=job_id
+            conversations.scope(lineup.a.public_name, key_id),
+            turns,
+            model=lineup.a.public_name,
+            job_id=job_id,
         )
     else:  # a battle's two answers cannot both continue one thread; nor may n images
         plan = Plan("create", None, turns, remember=None)
@@ -183,7 +186,9 @@ async def complete(request: Request, svc: Services, relay: Relay) -> list[Event]
     return events
 
 
-async def stream(request: Request, svc: Services, relay: Relay, frames: Frames) -> StreamingResponse:
+async def stream(
+    request: Request, svc: Services, relay: Relay, frames: Frames
+) -> StreamingResponse:
     """The streamed answer as SSE, rendered by `frames`.
 
     The 200 is held back briefly, so that a failure before the first token gets a real status.

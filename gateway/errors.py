@@ -74,7 +74,10 @@ class ApiError(Exception):
 
     def anthropic_body(self) -> dict[str, Any]:
         """Anthropic's error body."""
-        return {"type": "error", "error": {"type": anthropic_type(self.status), "message": self.message}}
+        return {
+            "type": "error",
+            "error": {"type": anthropic_type(self.status), "message": self.message},
+        }
 
     def response(self, shape: Shape = "openai") -> Response:
         body = self.anthropic_body() if shape == "anthropic" else self.body()
@@ -200,8 +203,10 @@ def param_path(loc: Sequence[int | str], data: Any, *, missing: bool = False) ->
         if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             path += f"[{part}]"
             node = node[part]
-        elif isinstance(part, str) and isinstance(node, dict) and (
-            part in node or (missing and i == last)
+        elif (
+            isinstance(part, str)
+            and isinstance(node, dict)
+            and (part in node or (missing and i == last))
         ):
             path += f".{part}" if path else part
             node = node.get(part)

@@ -151,7 +151,9 @@ class ImageFetcher:
         url = httpx.URL(source.url)
         for _ in range(_MAX_REDIRECTS + 1):
             if url.scheme not in ("http", "https") or not url.host:
-                raise errors.invalid(f"Image URLs must be http(s) or data: URLs, not {source.shown}.")
+                raise errors.invalid(
+                    f"Image URLs must be http(s) or data: URLs, not {source.shown}."
+                )
             address = await self._address(source, url)
             # Connect to the checked address; Host and TLS name stay the URL's own.
             request = self._client.build_request(
@@ -174,7 +176,9 @@ class ImageFetcher:
 
     async def _address(self, source: ImageSource, url: httpx.URL) -> str:
         try:
-            addresses = await self._resolve(url.host, url.port or (443 if url.scheme == "https" else 80))
+            addresses = await self._resolve(
+                url.host, url.port or (443 if url.scheme == "https" else 80)
+            )
         except OSError as exc:
             raise _unreadable(source, f"cannot resolve {url.host}: {exc}") from None
         if not addresses:
@@ -222,7 +226,11 @@ class ImageStore:
                 pipe.expire(keys.image(source.digest), self._ttl_s)
             replies = await pipe.execute()
         known = [media.decode() if media else None for media in replies[::2]]
-        missing = {source.digest: source for (source, _), media in zip(sources, known) if media is None}
+        missing = {
+            source.digest: source
+            for (source, _), media in zip(sources, known, strict=True)
+            if media is None
+        }
         loaded = dict(zip(missing, await self._load(list(missing.values())), strict=True))
         if loaded:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -277,4 +285,6 @@ def _too_large() -> errors.ApiError:
 
 
 def _unreadable(source: ImageSource, reason: str) -> errors.ApiError:
-    return errors.invalid(f"Could not fetch the image at {source.shown}: {reason}.", code="image_fetch_failed")
+    return errors.invalid(
+        f"Could not fetch the image at {source.shown}: {reason}.", code="image_fetch_failed"
+    )

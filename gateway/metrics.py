@@ -144,14 +144,16 @@ class SnapshotCollector(Collector):
             workers.add_metric([state.value], snap.workers.get(state.value, 0))
         yield workers
         queues = GaugeMetricFamily(
-            "lmb_queue_depth", "Jobs waiting in a queue (the shared one, or a worker's own).",
+            "lmb_queue_depth",
+            "Jobs waiting in a queue (the shared one, or a worker's own).",
             labels=["queue"],
         )
         for name, depth in sorted(snap.queues.items()):
             queues.add_metric([name], depth)
         yield queues
         arena = CounterMetricFamily(
-            "lmb_arena_errors", "Requests the arena refused or failed, by kind (all workers).",
+            "lmb_arena_errors",
+            "Requests the arena refused or failed, by kind (all workers).",
             labels=["kind"],
         )
         for name, count in sorted(snap.counters.items()):

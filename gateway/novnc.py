@@ -12,6 +12,7 @@ ever exposed. Behind admin authentication the gateway serves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 
@@ -65,17 +66,25 @@ async def screen(request: Request, worker_id: str, svc: Services = Depends(servi
     password = _password(svc.settings, status) if status and status.novnc_url else None
     if status is None or password is None:
         reason = (
-            "is not running" if status is None
+            "is not running"
+            if status is None
             else "has no screen (it runs without a display, or without LMB_ADMIN_KEY)"
         )
-        return page(request, "message.html", {"title": f"{worker_id}: no screen", "message":
-                    f"Worker {worker_id} {reason}."}, status_code=404)
+        return page(
+            request,
+            "message.html",
+            {"title": f"{worker_id}: no screen", "message": f"Worker {worker_id} {reason}."},
+            status_code=404,
+        )
     return page(request, "screen.html", {"worker": status, "password": password})
 
 
 @router.get("/novnc/{path:path}")
 async def client_file(
-    worker_id: str, path: str, _: AdminSession = Depends(require_admin), svc: Services = Depends(services)
+    worker_id: str,
+    path: str,
+    _: AdminSession = Depends(require_admin),
+    svc: Services = Depends(services),
 ) -> Response:
     status = await _status(svc, worker_id)
     if not _CLIENT_FILE.fullmatch(path) or status is None or status.novnc_url is None:
@@ -115,7 +124,12 @@ async def websockify(websocket: WebSocket, worker_id: str) -> None:
     target = "ws" + status.novnc_url.removeprefix("http") + "/websockify"
     try:
         upstream = await websockets.connect(
-            target, subprotocols=offered or None, max_size=None, compression=None, proxy=None, open_timeout=10
+            target,
+            subprotocols=offered or None,
+            max_size=None,
+            compression=None,
+            proxy=None,
+            open_timeout=10,
         )
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         log.warning("noVNC of %s refused the screen's websocket: %s", worker_id, exc)
@@ -155,7 +169,6 @@ async def _relay(websocket: WebSocket, upstream: ClientConnection) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        try:
+        # Already closed by the browser, maybe.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, ConnectionClosed):
             await websocket.close()
-        except (RuntimeError, WebSocketDisconnect, ConnectionClosed):
-            pass  # already closed by the browser

@@ -255,7 +255,12 @@ class ChunkStream:
         return self._chunk(index, delta, finish_reason=answer.finish_reason)
 
     def _chunk(
-        self, index: int, delta: dict[str, Any], finish_reason: str | None = None, *, first: bool = False
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        *,
+        first: bool = False,
     ) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         if first:

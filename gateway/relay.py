@@ -102,7 +102,9 @@ class Relay:
             if batch:
                 yield batch
             elif time.monotonic() >= self._deadline:
-                yield self._seen([events.error("timeout", f"no answer within {self._timeout_s:g} s")])
+                yield self._seen(
+                    [events.error("timeout", f"no answer within {self._timeout_s:g} s")]
+                )
                 return
             else:
                 yield []

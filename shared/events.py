@@ -82,7 +82,13 @@ def error(
     retry_after: float | None = None,
     status: int | None = None,
 ) -> Event:
-    return {"t": "error", "kind": kind, "message": message, "retry_after": retry_after, "status": status}
+    return {
+        "t": "error",
+        "kind": kind,
+        "message": message,
+        "retry_after": retry_after,
+        "status": status,
+    }
 
 
 def done() -> Event:

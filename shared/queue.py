@@ -55,7 +55,9 @@ async def enqueue(pool: ArqRedis, job: CompletionJob, queue: str, *, expires_s: 
     """
     job_id = keys.arq_job_id(job.id, job.attempt)
     now_ms = int(time.time() * 1000)
-    data = serialize_job(COMPLETE, (job.model_dump(mode="json"),), {}, None, now_ms, serializer=serialize)
+    data = serialize_job(
+        COMPLETE, (job.model_dump(mode="json"),), {}, None, now_ms, serializer=serialize
+    )
     queued = await pool.register_script(_ENQUEUE)(
         keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue, keys.wake_list(queue)],
         args=[job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX],
@@ -72,9 +74,7 @@ async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> N
     now_ms = int(time.time() * 1000)
     async with pool.pipeline(transaction=False) as pipe:
         pipe.set(keys.job_cancel(job_id), b"1", ex=ttl_s)
-        pipe.zadd(
-            abort_jobs_ss, {keys.arq_job_id(job_id, n): now_ms for n in range(attempts + 1)}
-        )
+        pipe.zadd(abort_jobs_ss, {keys.arq_job_id(job_id, n): now_ms for n in range(attempts + 1)})
         await pipe.execute()
 
 

@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         default=2, ge=0, le=16, description="reCAPTCHA tokens a worker keeps minted ahead."
     )
     token_max_age_seconds: float = Field(
-        default=100.0, gt=0, description="Drop pre-minted tokens older than this (they live ~120 s)."
+        default=100.0,
+        gt=0,
+        description="Drop pre-minted tokens older than this (they live ~120 s).",
     )
     page_ready_timeout_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0, description="Worker heartbeat period.")
@@ -77,10 +79,14 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How often a worker checks that its browser answers."
     )
     browser_probe_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="A browser that does not answer a check this long is restarted."
+        default=30.0,
+        gt=0,
+        description="A browser that does not answer a check this long is restarted.",
     )
     catalog_refresh_seconds: float = Field(
-        default=300.0, gt=0, description="How often a worker reads the model catalog off the arena again."
+        default=300.0,
+        gt=0,
+        description="How often a worker reads the model catalog off the arena again.",
     )
 
     # Requests
@@ -97,7 +103,9 @@ class Settings(BaseSettings):
         " first token) before committing a 200, so that early failures still get a real status.",
     )
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest request body.")
-    job_timeout_seconds: float = Field(default=900.0, gt=0, description="Longest one answer may run.")
+    job_timeout_seconds: float = Field(
+        default=900.0, gt=0, description="Longest one answer may run."
+    )
     events_ttl_seconds: int = Field(
         default=3600, gt=0, description="How long a finished job's event stream is kept."
     )

@@ -21,5 +21,7 @@ def new_salt() -> str:
 
 
 def password(admin_key: str, worker_id: str, salt: str) -> str:
-    digest = hmac.new(admin_key.encode(), f"vnc\0{worker_id}\0{salt}".encode(), hashlib.sha256).digest()
+    digest = hmac.new(
+        admin_key.encode(), f"vnc\0{worker_id}\0{salt}".encode(), hashlib.sha256
+    ).digest()
     return base64.urlsafe_b64encode(digest).decode()[:_LENGTH]

@@ -118,7 +118,9 @@ class Browser:
     target_id: str
 
     @classmethod
-    async def launch(cls, settings: Settings, worker_id: str, display: Display | None = None) -> Browser:
+    async def launch(
+        cls, settings: Settings, worker_id: str, display: Display | None = None
+    ) -> Browser:
         """Chromium on the worker's profile: headed on `display` when there is one."""
         return await asyncio.to_thread(cls._launch, settings, worker_id, display)
 
@@ -131,7 +133,13 @@ class Browser:
             options.add_argument(arg)
         profile = profile_dir(settings, worker_id)
         profile.mkdir(parents=True, exist_ok=True)
-        where = f"headed on display :{display.number}" if display else "headless" if headless else "headed"
+        where = (
+            f"headed on display :{display.number}"
+            if display
+            else "headless"
+            if headless
+            else "headed"
+        )
         logger.info("starting Chromium for %s (%s)", worker_id, where)
         driver = uc.Chrome(
             options=options,

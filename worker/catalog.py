@@ -35,7 +35,9 @@ def digest(entries: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256(orjson.dumps(entries, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-async def publish_entries(redis: Redis, entries: Sequence[dict[str, Any]], *, now: float) -> Published:
+async def publish_entries(
+    redis: Redis, entries: Sequence[dict[str, Any]], *, now: float
+) -> Published:
     """Store `entries` (kept with the time they were first seen) and return how to name them."""
     name = digest(entries)
     key = keys.catalog(name)

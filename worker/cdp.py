@@ -63,7 +63,9 @@ class CDPConnection:
         future: asyncio.Future[Params] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
         try:
-            await self._ws.send(orjson.dumps({"id": command_id, "method": method, "params": params or {}}).decode())
+            await self._ws.send(
+                orjson.dumps({"id": command_id, "method": method, "params": params or {}}).decode()
+            )
             reply = await future
         finally:
             self._pending.pop(command_id, None)

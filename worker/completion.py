@@ -196,13 +196,17 @@ class JobStream:
             writing, self._writing = self._writing, None
             await writing
 
-    async def _write_after(self, previous: asyncio.Task[None] | None, batch: Sequence[Event]) -> None:
+    async def _write_after(
+        self, previous: asyncio.Task[None] | None, batch: Sequence[Event]
+    ) -> None:
         if previous is not None:
             await previous
         await self._write(batch)
 
     async def _write(self, batch: Sequence[Event], *, expire: bool = False) -> None:
-        if len(batch) == 1 and not expire:  # most chunks: a plain command costs less than a pipeline
+        if (
+            len(batch) == 1 and not expire
+        ):  # most chunks: a plain command costs less than a pipeline
             await self._redis.xadd(self._key, events.encode(batch[0]))
             return
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -262,7 +266,9 @@ class Completion:
             raise
         except (ConnectionError, FetchFailed) as exc:  # the browser died or left the page
             last = await self._lost(job, stream, exc)
-        except Exception as exc:  # the browser or Redis failed under us: the client still gets an end
+        except (
+            Exception
+        ) as exc:  # the browser or Redis failed under us: the client still gets an end
             logger.exception("job %s failed", job.id)
             last = [events.error("internal", f"the worker failed: {type(exc).__name__}: {exc}")]
         if last is None:
@@ -277,14 +283,18 @@ class Completion:
             pipe.xrange(keys.job_events(job.id))
             cancelled, entries = await pipe.execute()
         if cancelled:
-            await stream.close(events.error("cancelled", "the request was cancelled before it started"))
+            await stream.close(
+                events.error("cancelled", "the request was cancelled before it started")
+            )
             return False
         past = {events.decode(fields)["t"] for _, fields in entries}
         if "done" in past:
             return False
         if past & CONTENT:
             # A worker died mid-answer and arq handed the job on: never stream an answer twice.
-            await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
+            await stream.close(
+                events.error("worker_lost", "the worker serving this request stopped")
+            )
             return False
         return True
 
@@ -296,14 +306,21 @@ class Completion:
         outcome = await self._request(page, job, stream)
         if isinstance(outcome, ArenaError) and job.action != "create" and thread_gone(outcome):
             # Never an error for the client: the conversation goes on in a new session.
-            logger.info("job %s: the arena refused the %s (%s); starting a new session", job.id, job.action, outcome.message)
+            logger.info(
+                "job %s: the arena refused the %s (%s); starting a new session",
+                job.id,
+                job.action,
+                outcome.message,
+            )
             job = job.as_new_session()
             outcome = await self._request(page, job, stream)
         if isinstance(outcome, ArenaError):
             return await self._failed(job, outcome)
         return outcome
 
-    async def _request(self, page: ArenaPage, job: CompletionJob, stream: JobStream) -> list[Event] | ArenaError:
+    async def _request(
+        self, page: ArenaPage, job: CompletionJob, stream: JobStream
+    ) -> list[Event] | ArenaError:
         """The job's request, with its images uploaded; once more with a new token if refused."""
         try:
             attachments = await self._uploads.attachments(page, job.sent_images())
@@ -344,7 +361,9 @@ class Completion:
             await self._stop(page, ids)
             raise
 
-    async def _relay(self, page: ArenaPage, job: CompletionJob, fetch: PageFetch, stream: JobStream) -> Relayed:
+    async def _relay(
+        self, page: ArenaPage, job: CompletionJob, fetch: PageFetch, stream: JobStream
+    ) -> Relayed:
         parser = LineParser()
         relayed = Relayed()
         try:
@@ -356,13 +375,18 @@ class Completion:
                     relayed.add(batch)
                     await stream.add(batch)
         except FetchFailed as exc:
-            relayed.tail = [*events_of(parser.close()), events.error("upstream", f"the arena stream broke off: {exc}")]
+            relayed.tail = [
+                *events_of(parser.close()),
+                events.error("upstream", f"the arena stream broke off: {exc}"),
+            ]
             relayed.failed = True
             return relayed
         relayed.tail = events_of(parser.close())
         relayed.add(relayed.tail)
         if not relayed.ended:
-            relayed.tail.append(events.error("upstream", "the arena ended the answer without finishing it"))
+            relayed.tail.append(
+                events.error("upstream", "the arena ended the answer without finishing it")
+            )
             relayed.failed = True
         return relayed
 
@@ -376,7 +400,9 @@ class Completion:
                 except PageError as exc:  # the storage refused the page (CORS, network)
                     status, media_type, data = 0, "", str(exc)
                 if status == 200:
-                    event = events.image(event["side"], event["url"], event["mime_type"] or media_type, data)
+                    event = events.image(
+                        event["side"], event["url"], event["mime_type"] or media_type, data
+                    )
                 else:  # the event goes on without bytes; the API says what it lacks
                     logger.warning("could not read a generated image: %s", status or data)
             out.append(event)
@@ -399,7 +425,10 @@ class Completion:
                 for key, value in remembered(remember, thread, text).items():
                     pipe.set(key, value, ex=remember.ttl_s)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:  # the answer is out; the next turn starts a new session
+        except (
+            RedisError,
+            OSError,
+        ) as exc:  # the answer is out; the next turn starts a new session
             logger.warning("job %s: could not remember its arena thread: %s", job.id, exc)
 
     async def _failed(self, job: CompletionJob, error: ArenaError) -> list[Event] | None:
@@ -415,7 +444,9 @@ class Completion:
                 return None
         return [error.to_event()]
 
-    async def _lost(self, job: CompletionJob, stream: JobStream, exc: Exception) -> list[Event] | None:
+    async def _lost(
+        self, job: CompletionJob, stream: JobStream, exc: Exception
+    ) -> list[Event] | None:
         """The browser went away under the job: start it over unless the client saw part of it."""
         seen = {event["t"] for event in await stream.past()}
         if not seen & CONTENT and await self._requeue(job, f"the browser failed: {exc}"):
@@ -436,17 +467,27 @@ class Completion:
         """Rest until the limit is over; pass the job to a worker that can serve it now, if any."""
         delay = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_S
         until = time.time() + delay
-        self._machine.rate_limited(until, reason=f"the arena answered 429 (retry after {delay:.0f}s)")
-        asyncio.get_running_loop().call_later(delay, lambda: self._machine.lift_rate_limit(time.time()))
+        self._machine.rate_limited(
+            until, reason=f"the arena answered 429 (retry after {delay:.0f}s)"
+        )
+        asyncio.get_running_loop().call_later(
+            delay, lambda: self._machine.lift_rate_limit(time.time())
+        )
         peer = pick_peer(await read_fleet(self._redis), excluded=[self._id, *job.excluded_workers])
         if peer is None:
             return False
         # A peer's account cannot continue this account's session: it starts a new one.
         moved = job.as_new_session().model_copy(
-            update={"attempt": job.attempt + 1, "excluded_workers": [*job.excluded_workers, self._id]}
+            update={
+                "attempt": job.attempt + 1,
+                "excluded_workers": [*job.excluded_workers, self._id],
+            }
         )
         await queue.enqueue(
-            self._redis, moved, keys.worker_queue(peer.id), expires_s=self._settings.worker_wait_seconds
+            self._redis,
+            moved,
+            keys.worker_queue(peer.id),
+            expires_s=self._settings.worker_wait_seconds,
         )
         logger.info("job %s: rate limited here; handed to %s", job.id, peer.id)
         return True
@@ -468,4 +509,6 @@ class Completion:
         # The worker is shutting down. Before any content the job stays queued for another
         # worker (arq runs it again); after some, it cannot be resumed.
         if {event["t"] for event in await stream.past()} & CONTENT:
-            await stream.close(events.error("worker_lost", "the worker serving this request stopped"))
+            await stream.close(
+                events.error("worker_lost", "the worker serving this request stopped")
+            )

@@ -64,7 +64,9 @@ def wanted(mode: Literal["auto", "on", "off"], headless: bool | None, missing: l
         if headless:
             raise ValueError("LMB_DISPLAY=on runs Chromium headed: leave LMB_HEADLESS unset")
         if missing:
-            raise RuntimeError(f"LMB_DISPLAY=on needs {', '.join(missing)} (apt-get install xvfb x11vnc novnc)")
+            raise RuntimeError(
+                f"LMB_DISPLAY=on needs {', '.join(missing)} (apt-get install xvfb x11vnc novnc)"
+            )
         return True
     return not headless and not missing
 
@@ -93,7 +95,8 @@ class Display:
         logs = settings.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         processes: dict[str, subprocess.Popen] = {}
-        with open(logs / f"{worker_id}-display.log", "ab") as log:
+        # A local append-only log opens at once: no thread needed.
+        with open(logs / f"{worker_id}-display.log", "ab") as log:  # noqa: ASYNC230
             try:
                 number = await _start_xvfb(processes, log)
                 salt, password = _password(settings, worker_id)
@@ -106,12 +109,21 @@ class Display:
                 raise
         url_host = f"[{host}]" if ":" in host else host
         display = cls(number, f"http://{url_host}:{port}", salt, processes, private)
-        logger.info("display :%d for %s; noVNC at %s (through the admin page)", number, worker_id, display.novnc_url)
+        logger.info(
+            "display :%d for %s; noVNC at %s (through the admin page)",
+            number,
+            worker_id,
+            display.novnc_url,
+        )
         return display
 
     def chromium_args(self) -> list[str]:
         width, height = SCREEN
-        return [f"--display=:{self.number}", "--window-position=0,0", f"--window-size={width},{height}"]
+        return [
+            f"--display=:{self.number}",
+            "--window-position=0,0",
+            f"--window-size={width},{height}",
+        ]
 
     def exited(self) -> str | None:
         """The first of its processes that is no longer running, if any."""
@@ -138,7 +150,9 @@ def _password(settings: Settings, worker_id: str) -> tuple[str | None, str]:
     return salt, vnc.password(settings.admin_key.get_secret_value(), worker_id, salt)
 
 
-def _spawn(processes: dict[str, subprocess.Popen], log: IO[bytes], args: list[str], **kwargs) -> subprocess.Popen:
+def _spawn(
+    processes: dict[str, subprocess.Popen], log: IO[bytes], args: list[str], **kwargs
+) -> subprocess.Popen:
     # Called on the event loop's thread: the parent-death signal follows the thread that forks.
     process = subprocess.Popen(
         ["setpriv", "--pdeathsig", "TERM", "--", *args],
@@ -160,7 +174,16 @@ async def _start_xvfb(processes: dict[str, subprocess.Popen], log: IO[bytes]) ->
         process = _spawn(
             processes,
             log,
-            ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+            [
+                "Xvfb",
+                "-displayfd",
+                str(write_end),
+                "-screen",
+                "0",
+                f"{width}x{height}x24",
+                "-nolisten",
+                "tcp",
+            ],
             pass_fds=(write_end,),
         )
         os.close(write_end)
@@ -188,7 +211,11 @@ def _read_display(read_end: int, process: subprocess.Popen) -> int:
 
 
 async def _start_x11vnc(
-    processes: dict[str, subprocess.Popen], log: IO[bytes], number: int, private: Path, password: str
+    processes: dict[str, subprocess.Popen],
+    log: IO[bytes],
+    number: int,
+    private: Path,
+    password: str,
 ) -> Path:
     socket_path = private / "vnc.sock"
     password_file = private / "passwd"
@@ -201,10 +228,14 @@ async def _start_x11vnc(
         log,
         [
             "x11vnc",
-            "-display", f":{number}",
-            "-rfbport", "0",  # no TCP at all: the unix socket only
-            "-unixsock", str(socket_path),
-            "-passwdfile", f"rm:{password_file}",
+            "-display",
+            f":{number}",
+            "-rfbport",
+            "0",  # no TCP at all: the unix socket only
+            "-unixsock",
+            str(socket_path),
+            "-passwdfile",
+            f"rm:{password_file}",
             "-forever",
             "-shared",
             "-noxdamage",

@@ -113,7 +113,9 @@ class BrowserWorker:
         self._redis = redis = await create_pool(
             redis_settings, job_serializer=queue.serialize, job_deserializer=queue.deserialize
         )
-        self._heartbeat = heartbeat = Heartbeat(redis, self.status, period=settings.heartbeat_seconds)
+        self._heartbeat = heartbeat = Heartbeat(
+            redis, self.status, period=settings.heartbeat_seconds
+        )
         self.machine.on_change(heartbeat.changed)
         group = SlotGroup(settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
@@ -145,7 +147,10 @@ class BrowserWorker:
             background += [
                 asyncio.create_task(group.listen(redis), name="wake-listener"),
                 asyncio.create_task(self._refresh_catalog(), name="catalog"),
-                *(asyncio.create_task(worker.async_run(), name=worker.queue_name) for worker in workers),
+                *(
+                    asyncio.create_task(worker.async_run(), name=worker.queue_name)
+                    for worker in workers
+                ),
             ]
             await self._until_stopped(stopping, background)
         finally:
@@ -164,7 +169,9 @@ class BrowserWorker:
                 self.session = await ArenaSession.start(self.settings, self.id, self.display)
                 life = asyncio.create_task(self._live(self.session), name="browser")
                 try:
-                    done, _ = await asyncio.wait({stop, life, *background}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {stop, life, *background}, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     life.cancel()
                     await asyncio.wait({life})
@@ -183,7 +190,11 @@ class BrowserWorker:
         health = asyncio.create_task(self._health(session), name="health")
         try:
             await asyncio.wait({opening, health}, return_when=asyncio.FIRST_COMPLETED)
-            if opening.done() and not opening.cancelled() and (failed := opening.exception()) is not None:
+            if (
+                opening.done()
+                and not opening.cancelled()
+                and (failed := opening.exception()) is not None
+            ):
                 if health.done():
                     return health.result()
                 logger.error("could not open the arena: %s: %s", type(failed).__name__, failed)
@@ -205,7 +216,9 @@ class BrowserWorker:
             if not await session.responsive(settings.browser_probe_timeout_seconds):
                 if session.cdp.closed:
                     return "the browser went away"
-                return f"the browser did not answer for {settings.browser_probe_timeout_seconds:g} s"
+                return (
+                    f"the browser did not answer for {settings.browser_probe_timeout_seconds:g} s"
+                )
 
     async def _open(self, session: ArenaSession) -> None:
         """Open the arena, wait until it is usable (and any person done), then serve."""
@@ -220,7 +233,10 @@ class BrowserWorker:
             if self.account is not None or not self._sign_in_needed:
                 break
             if self.machine.state is not S.LOGIN_REQUIRED:
-                self.machine.to(S.LOGIN_REQUIRED, reason="the arena wants a signed-in account: sign in through noVNC")
+                self.machine.to(
+                    S.LOGIN_REQUIRED,
+                    reason="the arena wants a signed-in account: sign in through noVNC",
+                )
             await asyncio.sleep(ATTEND_EVERY_S)
         self._sign_in_needed = False
         await self._publish(html)
@@ -236,10 +252,16 @@ class BrowserWorker:
     def _on_blocked(self, error: ArenaError) -> None:
         """The arena answered a request with a check or a sign-in gate: stop serving, call a person."""
         if isinstance(error, Challenge):
-            state, reason = S.CHALLENGE, "the arena answered with a Cloudflare check: pass it through noVNC"
+            state, reason = (
+                S.CHALLENGE,
+                "the arena answered with a Cloudflare check: pass it through noVNC",
+            )
         elif isinstance(error, AuthRequired) and error.login_gate:
             self._sign_in_needed = True
-            state, reason = S.LOGIN_REQUIRED, "the arena wants a signed-in account: sign in through noVNC"
+            state, reason = (
+                S.LOGIN_REQUIRED,
+                "the arena wants a signed-in account: sign in through noVNC",
+            )
         else:
             return
         self.machine.last_error = f"{error.kind}: {error.message}"
@@ -249,7 +271,9 @@ class BrowserWorker:
             return  # restarting or stopping: the new browser is checked anyway
         logger.warning("worker %s needs a person: %s", self.id, reason)
         self.machine.to(state, reason=reason)
-        self._attending = asyncio.create_task(self._reattend(self.session, reload=state is S.CHALLENGE))
+        self._attending = asyncio.create_task(
+            self._reattend(self.session, reload=state is S.CHALLENGE)
+        )
 
     async def _reattend(self, session: ArenaSession, *, reload: bool) -> None:
         try:

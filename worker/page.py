@@ -100,7 +100,9 @@ class ArenaPage:
     @classmethod
     async def attach(cls, cdp: CDPConnection) -> ArenaPage:
         page = cls(cdp)
-        source = f"{SCRIPT}({orjson.dumps(page._binding).decode()}, {orjson.dumps(page._api).decode()});"
+        source = (
+            f"{SCRIPT}({orjson.dumps(page._binding).decode()}, {orjson.dumps(page._api).decode()});"
+        )
         await page._bind()
         await cdp.send("Page.enable")
         await cdp.send("Page.addScriptToEvaluateOnNewDocument", {"source": source})
@@ -132,7 +134,9 @@ class ArenaPage:
 
     async def call(self, request: ArenaRequest) -> tuple[int, str]:
         """Send a small request from the page and return its status and body."""
-        answer = await self._invoke("call", request.method, request.path, request.body, await_promise=True)
+        answer = await self._invoke(
+            "call", request.method, request.path, request.body, await_promise=True
+        )
         return answer["status"], answer["text"]
 
     async def action(self, action_id: str, args: list[Any]) -> tuple[int, str]:
@@ -171,7 +175,9 @@ class ArenaPage:
 
     async def _invoke(self, name: str, *args: Any, await_promise: bool = False) -> Any:
         arguments = ", ".join(orjson.dumps(arg).decode() for arg in args)
-        return await self.evaluate(f"window.{self._api}.{name}({arguments})", await_promise=await_promise)
+        return await self.evaluate(
+            f"window.{self._api}.{name}({arguments})", await_promise=await_promise
+        )
 
     async def _bind(self) -> None:
         with contextlib.suppress(ConnectionError, CDPError):

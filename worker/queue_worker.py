@@ -113,9 +113,13 @@ class SlotGroup:
         self.wake()
         while True:
             free = self.free_slots() > 0
-            lists = [name for name, m in by_list.items() if free or m.queue_name != keys.SHARED_QUEUE]
+            lists = [
+                name for name, m in by_list.items() if free or m.queue_name != keys.SHARED_QUEUE
+            ]
             try:
-                popped = await redis.blpop(lists, timeout=FALLBACK_POLL_S if free else _FULL_RECHECK_S)
+                popped = await redis.blpop(
+                    lists, timeout=FALLBACK_POLL_S if free else _FULL_RECHECK_S
+                )
                 if popped is None:
                     continue
                 member = by_list[popped[0]]
@@ -181,7 +185,9 @@ class QueueWorker(Worker):
                     keys.job_events("%s"),
                 ],
             )
-            for job_id, score, cleared in zip(claimed[::3], claimed[1::3], claimed[2::3], strict=True):
+            for job_id, score, cleared in zip(
+                claimed[::3], claimed[1::3], claimed[2::3], strict=True
+            ):
                 await self._start(job_id.decode(), int(float(score)), cleared=bool(cleared))
         await self._abort(aborted)
         for job_id, task in list(self.tasks.items()):

@@ -33,7 +33,9 @@ _FETCH_PAGE = (
 
 
 class ArenaSession:
-    def __init__(self, settings: Settings, browser: Browser, cdp: CDPConnection, page: ArenaPage) -> None:
+    def __init__(
+        self, settings: Settings, browser: Browser, cdp: CDPConnection, page: ArenaPage
+    ) -> None:
         self._settings = settings
         self.browser = browser
         self.cdp = cdp
@@ -45,16 +47,21 @@ class ArenaSession:
         )
 
     @classmethod
-    async def start(cls, settings: Settings, worker_id: str, display: Display | None = None) -> ArenaSession:
+    async def start(
+        cls, settings: Settings, worker_id: str, display: Display | None = None
+    ) -> ArenaSession:
         browser = await Browser.launch(settings, worker_id, display)
         try:
-            cdp = await CDPConnection.connect(await target_url(browser.debugger_address, browser.target_id))
+            cdp = await CDPConnection.connect(
+                await target_url(browser.debugger_address, browser.target_id)
+            )
             page = await ArenaPage.attach(cdp)
             if display is None and is_headless(settings.headless, os.environ):
                 # The one thing headless Chromium says about itself in every request.
                 agent = await page.evaluate("navigator.userAgent")
                 await cdp.send(
-                    "Emulation.setUserAgentOverride", {"userAgent": agent.replace("HeadlessChrome", "Chrome")}
+                    "Emulation.setUserAgentOverride",
+                    {"userAgent": agent.replace("HeadlessChrome", "Chrome")},
                 )
         except BaseException:
             await browser.close()
@@ -100,8 +107,12 @@ class ArenaSession:
 
     async def account(self) -> str | None:
         """The arena account the browser is signed in to, from its auth cookie; None: a guest."""
-        reply = await self.cdp.send("Network.getCookies", {"urls": [self._settings.arena_origin + "/"]})
-        return account_label({cookie["name"]: cookie["value"] for cookie in reply.get("cookies", [])})
+        reply = await self.cdp.send(
+            "Network.getCookies", {"urls": [self._settings.arena_origin + "/"]}
+        )
+        return account_label(
+            {cookie["name"]: cookie["value"] for cookie in reply.get("cookies", [])}
+        )
 
     async def responsive(self, timeout_s: float) -> bool:
         """Whether the page's renderer answers within `timeout_s` (a hung one never does)."""

@@ -18,8 +18,12 @@ S = WorkerState
 #: Where each state may go. A rate limit may be extended while in force.
 TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     S.STARTING: frozenset({S.READY, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
-    S.READY: frozenset({S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
-    S.BUSY: frozenset({S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.READY: frozenset(
+        {S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
+    ),
+    S.BUSY: frozenset(
+        {S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
+    ),
     S.RATE_LIMITED: frozenset(
         {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
     ),

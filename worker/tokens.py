@@ -96,7 +96,11 @@ class TokenPool:
                 try:
                     token = await self._mint()
                 except Exception as exc:  # the page may be reloading; requests still mint their own
-                    logger.warning("could not mint a reCAPTCHA token ahead (%s); retrying in %.0fs", exc, backoff)
+                    logger.warning(
+                        "could not mint a reCAPTCHA token ahead (%s); retrying in %.0fs",
+                        exc,
+                        backoff,
+                    )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
                     continue

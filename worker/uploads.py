@@ -61,7 +61,9 @@ class Uploads:
         self._page: ArenaPage | None = None
         self._ids: dict[str, str] = {}
 
-    async def attachments(self, page: ArenaPage, images: Sequence[ImageRef]) -> list[dict[str, str]]:
+    async def attachments(
+        self, page: ArenaPage, images: Sequence[ImageRef]
+    ) -> list[dict[str, str]]:
         try:
             return [await self._upload(page, image) for image in images]
         except PageError as exc:  # a request the page could not make (network, CORS)
@@ -71,7 +73,9 @@ class Uploads:
         data = await self._redis.hget(keys.image(image.digest), "d")
         if data is None:
             raise UploadFailed("the image is no longer stored; send the request again")
-        created = await self._action(page, GENERATE_UPLOAD_URL, [file_name(image), image.media_type])
+        created = await self._action(
+            page, GENERATE_UPLOAD_URL, [file_name(image), image.media_type]
+        )
         upload_url, key = created.get("uploadUrl"), created.get("key")
         if not isinstance(upload_url, str) or not isinstance(key, str):
             raise UploadFailed(f"{GENERATE_UPLOAD_URL} gave no upload URL and key")

@@ -62,8 +62,18 @@ async def baseline_app(scope: Scope, receive: Receive, send: Send) -> None:
 def baseline_server(workdir: Path) -> Iterator[str]:
     port = free_port()
     proc = spawn(
-        [sys.executable, "-m", "uvicorn", "tests.bench.fakearena:baseline_app", "--port", str(port),
-         "--log-level", "warning", "--lifespan", "off"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.bench.fakearena:baseline_app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ],
         log=workdir / "baseline.log",
     )
     try:
@@ -102,8 +112,9 @@ def baseline_rate(origin: str, lines: int) -> tuple[float, int]:
         return best_rate(lambda: count_lines(http, f"/?lines={lines}", b"{}"))
 
 
-async def concurrently(count: int, one: Callable[[httpx.AsyncClient, int], Awaitable[bool]],
-                       http: httpx.AsyncClient) -> tuple[float, int]:
+async def concurrently(
+    count: int, one: Callable[[httpx.AsyncClient, int], Awaitable[bool]], http: httpx.AsyncClient
+) -> tuple[float, int]:
     """(seconds until all `count` streams ended, how many were right)."""
     started = time.perf_counter()
     results = await asyncio.wait_for(
@@ -119,7 +130,10 @@ def async_client(origin: str, cookies: httpx.Cookies | None = None) -> httpx.Asy
 
 def fake_concurrency(client: ArenaClient, count: int) -> tuple[float, int]:
     client.scenario(line_delay_seconds=PACING)
-    bodies = [evaluation_body(model_id=MODEL, content=SMALL_PROMPT, token=client.token()) for _ in range(count)]
+    bodies = [
+        evaluation_body(model_id=MODEL, content=SMALL_PROMPT, token=client.token())
+        for _ in range(count)
+    ]
     expected = answer_text(SMALL_ASK)
 
     async def one(http: httpx.AsyncClient, n: int) -> bool:
@@ -150,28 +164,42 @@ def baseline_concurrency(origin: str, count: int, lines: int) -> tuple[float, in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.fakearena", description=__doc__)
-    parser.add_argument("--streams", type=int, default=1000, help="concurrent streams (default 1000)")
+    parser.add_argument(
+        "--streams", type=int, default=1000, help="concurrent streams (default 1000)"
+    )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, fake_arena(Path(tmp)) as fake, \
-            baseline_server(Path(tmp)) as baseline, ArenaClient(fake) as client:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fake_arena(Path(tmp)) as fake,
+        baseline_server(Path(tmp)) as baseline,
+        ArenaClient(fake) as client,
+    ):
         client.visit()
-        print(f"fake arena benchmark ({os.cpu_count()} cores; server and client in separate processes)")
+        print(
+            f"fake arena benchmark ({os.cpu_count()} cores; server and client in separate processes)"
+        )
 
         rate, lines = fake_rate(client)
         floor, _ = baseline_rate(baseline, lines)
-        print(f"lines/s to one client:  fake {rate:>9,.0f}   baseline {floor:>9,.0f}   "
-              f"ratio {rate / floor:.2f}   ({lines:,} lines, best of 5)")
+        print(
+            f"lines/s to one client:  fake {rate:>9,.0f}   baseline {floor:>9,.0f}   "
+            f"ratio {rate / floor:.2f}   ({lines:,} lines, best of 5)"
+        )
 
         small_lines = len(replies.lines("a", SMALL_ASK))
         took, right = fake_concurrency(client, args.streams)
         floor_took, floor_right = baseline_concurrency(baseline, args.streams, small_lines)
-        print(f"{args.streams:,} concurrent streams: fake {took:>6.2f} s   baseline {floor_took:>6.2f} s   "
-              f"ratio {took / floor_took:.2f}   ({small_lines} lines each, {PACING * 1000:.0f} ms apart; "
-              f"{right:,} fake and {floor_right:,} baseline answers right)")
+        print(
+            f"{args.streams:,} concurrent streams: fake {took:>6.2f} s   baseline {floor_took:>6.2f} s   "
+            f"ratio {took / floor_took:.2f}   ({small_lines} lines each, {PACING * 1000:.0f} ms apart; "
+            f"{right:,} fake and {floor_right:,} baseline answers right)"
+        )
 
     met = rate >= LINES_PER_SECOND_TARGET and right == args.streams
-    print(f"targets (>= {LINES_PER_SECOND_TARGET:,} lines/s; all {args.streams:,} streams right "
-          f"within {BOUND_SECONDS:.0f} s): {'met' if met else 'MISSED'}")
+    print(
+        f"targets (>= {LINES_PER_SECOND_TARGET:,} lines/s; all {args.streams:,} streams right "
+        f"within {BOUND_SECONDS:.0f} s): {'met' if met else 'MISSED'}"
+    )
     return 0 if met else 1
 
 

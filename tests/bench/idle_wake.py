@@ -40,7 +40,9 @@ async def measure(url: str, samples: int) -> None:
                 times.append((time.perf_counter() - started) * 1e6)
             p50 = statistics.median(times)
             baseline = baseline or p50
-            print(f"  after {pause * 1000:5.0f} ms idle   PING p50 {p50:6.0f} µs   {p50 / baseline:4.1f}× back-to-back")
+            print(
+                f"  after {pause * 1000:5.0f} ms idle   PING p50 {p50:6.0f} µs   {p50 / baseline:4.1f}× back-to-back"
+            )
     finally:
         await redis.aclose()
 

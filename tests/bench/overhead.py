@@ -82,16 +82,25 @@ def prompt_of(words: int) -> str:
 
 
 async def floor_once(arena: httpx.AsyncClient, words: int) -> Run:
-    token = (await arena.post("/__fake/recaptcha-token", json={"action": "chat_submit"})).json()["token"]
+    token = (await arena.post("/__fake/recaptcha-token", json={"action": "chat_submit"})).json()[
+        "token"
+    ]
     run = Run(prompt_of(words), 0.0)
     request = payloads.create_evaluation(
-        session_id=uuid7(), model_a_id=MODEL_ID, user_message_id=uuid7(),
-        model_a_message_id=uuid7(), content=run.prompt, modality="chat", token=token,
+        session_id=uuid7(),
+        model_a_id=MODEL_ID,
+        user_message_id=uuid7(),
+        model_a_message_id=uuid7(),
+        content=run.prompt,
+        modality="chat",
+        token=token,
     )
     parser = LineParser()
     run.started = time.time()
     async with arena.stream(
-        request.method, request.path, json=request.body,
+        request.method,
+        request.path,
+        json=request.body,
         headers={"content-type": "text/plain;charset=UTF-8"},
     ) as response:
         async for chunk in response.aiter_raw():
@@ -139,7 +148,11 @@ def arena_sides(runs: list[Run], log: dict) -> list[ArenaSide]:
     for run in runs:
         session = by_prompt[run.prompt]
         stream = streams[session]
-        text_sent = [t for line, t in zip(stream["lines"], stream["sent_at"]) if line.startswith("a0:")]
+        text_sent = [
+            t
+            for line, t in zip(stream["lines"], stream["sent_at"], strict=True)
+            if line.startswith("a0:")
+        ]
         assert len(text_sent) == len(run.received), "every token sent arrived, once"
         sides.append(ArenaSide(received[session], text_sent))
     return sides
@@ -171,7 +184,11 @@ Stages = dict[str, list[float]]
 
 
 def floor_stages(runs: list[Run], sides: list[ArenaSide]) -> Stages:
-    stages: Stages = {"client → arena has the request": [], "arena: request → first line": [], "first line → client": []}
+    stages: Stages = {
+        "client → arena has the request": [],
+        "arena: request → first line": [],
+        "first line → client": [],
+    }
     for run, side in zip(runs, sides, strict=True):
         stages["client → arena has the request"].append(side.received_at - run.started)
         stages["arena: request → first line"].append(side.text_sent[0] - side.received_at)
@@ -215,7 +232,9 @@ def summary(name: str, values: list[float]) -> str:
 
 
 async def measure(stack: Stack, args: argparse.Namespace) -> bool:
-    arena = httpx.AsyncClient(base_url=stack.arena_url, timeout=60, http2=True, verify=stack.arena_verify)
+    arena = httpx.AsyncClient(
+        base_url=stack.arena_url, timeout=60, http2=True, verify=stack.arena_verify
+    )
     await arena.get("/")  # a guest identity, as a browser has
     client = openai.AsyncOpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
     await arena.post("/__fake/scenario", json={"line_delay_seconds": args.line_delay})
@@ -253,7 +272,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
 
     f_ttft = [r.ttft_ms for r in floor]
     b_ttft = [r.ttft_ms for r in bridge]
-    print(f"\n{args.requests} requests each, {args.words + 1} words, {args.line_delay * 1000:.0f} ms between lines\n")
+    print(
+        f"\n{args.requests} requests each, {args.words + 1} words, {args.line_delay * 1000:.0f} ms between lines\n"
+    )
     print("(a) floor: plain HTTP client straight to the fake arena")
     print(summary("  time to first token", f_ttft))
     print(summary("  total", [r.total_ms for r in floor]))
@@ -267,8 +288,12 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
     chunk50 = pct(bridge_chunks, 50) - pct(floor_chunks, 50)
     print("added by the bridge")
     print(f"  time to first token        p50 {ttft50:+8.2f} ms   p99 {ttft99:+8.2f} ms")
-    print(f"  total                      p50 {pct([r.total_ms for r in bridge], 50) - pct([r.total_ms for r in floor], 50):+8.2f} ms")
-    print(f"  per-chunk latency          p50 {chunk50:+8.2f} ms   p99 {pct(bridge_chunks, 99) - pct(floor_chunks, 99):+8.2f} ms")
+    print(
+        f"  total                      p50 {pct([r.total_ms for r in bridge], 50) - pct([r.total_ms for r in floor], 50):+8.2f} ms"
+    )
+    print(
+        f"  per-chunk latency          p50 {chunk50:+8.2f} ms   p99 {pct(bridge_chunks, 99) - pct(floor_chunks, 99):+8.2f} ms"
+    )
     print("(c) concurrency through the bridge (two workers)")
     print(f"  1 stream alone             {alone * 1000:8.1f} ms")
     print(f"  8 concurrent               {c8 * 1000:8.1f} ms   {c8 / alone:5.2f}× one")
@@ -284,7 +309,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
     for name, ok in checks:
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
 
-    print("\nWhere the time goes (stream entry times are whole milliseconds, taken at their middle)")
+    print(
+        "\nWhere the time goes (stream entry times are whole milliseconds, taken at their middle)"
+    )
     print_stages("(a) floor, first token", floor_stages(floor, floor_sides))
     first, later = bridge_stages(stack.redis, bridge, bridge_sides)
     print_stages("(b) bridge, first token", first)
@@ -295,7 +322,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--line-delay", type=float, default=0.01, help="seconds between arena lines")
+    parser.add_argument(
+        "--line-delay", type=float, default=0.01, help="seconds between arena lines"
+    )
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--capacity", type=int, default=16, help="streams per worker")
     args = parser.parse_args()
@@ -304,7 +333,10 @@ def main() -> int:
         # Over HTTPS and HTTP/2, as the real site: HTTP/1.1 would cap a browser at 6 streams.
         with redis_server(workdir) as redis_url, fake_arena(workdir, tls=True) as arena_url:
             stack = Stack(
-                redis_url, arena_url, workdir, arena_verify=arena_tls(workdir),
+                redis_url,
+                arena_url,
+                workdir,
+                arena_verify=arena_tls(workdir),
                 env={"LMB_WORKER_CAPACITY": str(args.capacity), "LMB_LOG_LEVEL": "WARNING"},
             )
             try:

@@ -45,8 +45,13 @@ Timing = tuple[float, float, str]
 
 def create_request(token: str) -> payloads.ArenaRequest:
     return payloads.create_evaluation(
-        session_id=uuid7(), model_a_id=MODEL_ID, user_message_id=uuid7(), model_a_message_id=uuid7(),
-        content=f"{' '.join(['word'] * 40)} {uuid7()}", modality="chat", token=token,
+        session_id=uuid7(),
+        model_a_id=MODEL_ID,
+        user_message_id=uuid7(),
+        model_a_message_id=uuid7(),
+        content=f"{' '.join(['word'] * 40)} {uuid7()}",
+        modality="chat",
+        token=token,
     )
 
 
@@ -55,7 +60,10 @@ async def by_httpx(arena: httpx.AsyncClient, token: str) -> Timing:
     parser = LineParser()
     sent = time.time()
     async with arena.stream(
-        request.method, request.path, json=request.body, headers={"content-type": "text/plain;charset=UTF-8"}
+        request.method,
+        request.path,
+        json=request.body,
+        headers={"content-type": "text/plain;charset=UTF-8"},
     ) as response:
         async for chunk in response.aiter_raw():
             if any(part.code == "0" for part in parser.feed(chunk)):
@@ -63,7 +71,9 @@ async def by_httpx(arena: httpx.AsyncClient, token: str) -> Timing:
     raise AssertionError("no text came")
 
 
-async def by_page(page: ArenaPage, token: str, meanwhile: Callable[[], Awaitable[object]] | None) -> Timing:
+async def by_page(
+    page: ArenaPage, token: str, meanwhile: Callable[[], Awaitable[object]] | None
+) -> Timing:
     request = create_request(token)
     parser = LineParser()
     # Scheduled now, it runs once the fetch's command has left: the order of the worker's pool.
@@ -84,10 +94,14 @@ async def by_page(page: ArenaPage, token: str, meanwhile: Callable[[], Awaitable
 
 def legs(timings: list[Timing], log: dict) -> tuple[list[float], list[float]]:
     received = {
-        r["body"]["id"]: r["received_at"] for r in log["requests"] if r["path"].endswith("/create-evaluation")
+        r["body"]["id"]: r["received_at"]
+        for r in log["requests"]
+        if r["path"].endswith("/create-evaluation")
     }
     first_line = {
-        s["session_id"]: next(t for line, t in zip(s["lines"], s["sent_at"]) if line.startswith("a0:"))
+        s["session_id"]: next(
+            t for line, t in zip(s["lines"], s["sent_at"], strict=True) if line.startswith("a0:")
+        )
         for s in log["streams"]
     }
     request = [(received[i] - sent) * 1000 for sent, _, i in timings]
@@ -101,7 +115,9 @@ def row(name: str, values: list[float]) -> str:
 
 async def measure(workdir: Path, arena_url: str, requests: int) -> None:
     settings = Settings(
-        state_dir=workdir / "state", headless=True, chromium_args=TEST_CHROMIUM_ARGS + TLS_CHROMIUM_ARGS
+        state_dir=workdir / "state",
+        headless=True,
+        chromium_args=TEST_CHROMIUM_ARGS + TLS_CHROMIUM_ARGS,
     )
     browser = await Browser.launch(settings, "bench-page")
     arena = httpx.AsyncClient(base_url=arena_url, http2=True, verify=arena_tls(workdir), timeout=30)
@@ -117,7 +133,9 @@ async def measure(workdir: Path, arena_url: str, requests: int) -> None:
             return await page.mint_token(site_key, "chat_submit")
 
         async def token() -> str:
-            return (await arena.post("/__fake/recaptcha-token", json={"action": "chat_submit"})).json()["token"]
+            return (
+                await arena.post("/__fake/recaptcha-token", json={"action": "chat_submit"})
+            ).json()["token"]
 
         runs: dict[str, list[Timing]] = {"httpx": [], "page": [], "page, minting meanwhile": []}
         for n in range(requests + 3):
@@ -139,7 +157,7 @@ async def measure(workdir: Path, arena_url: str, requests: int) -> None:
     baseline = None
     for name, timings in runs.items():
         request, response = legs(timings, log)
-        total = [r + s for r, s in zip(request, response)]
+        total = [r + s for r, s in zip(request, response, strict=True)]
         print(name)
         print(row("request leg (send → arena)", request))
         print(row("response leg (line → client)", response))
@@ -147,7 +165,9 @@ async def measure(workdir: Path, arena_url: str, requests: int) -> None:
         if baseline is None:
             baseline = statistics.median(total)
         else:
-            print(f"  {'over httpx, both legs':<30} p50 {statistics.median(total) - baseline:+6.2f} ms")
+            print(
+                f"  {'over httpx, both legs':<30} p50 {statistics.median(total) - baseline:+6.2f} ms"
+            )
 
 
 def main() -> int:

@@ -77,7 +77,9 @@ class ArenaClient:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         return self.http.request(method, path, content=content, headers=PAGE_HEADERS)
 
-    def create(self, model_id: str, content: str, **fields: Any) -> tuple[dict[str, Any], httpx.Response]:
+    def create(
+        self, model_id: str, content: str, **fields: Any
+    ) -> tuple[dict[str, Any], httpx.Response]:
         fields.setdefault("token", self.token())
         body = evaluation_body(model_id=model_id, content=content, **fields)
         return body, self.send("POST", f"{STREAM}/create-evaluation", body)

@@ -181,7 +181,9 @@ def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> T
     )
 
 
-def _stream_headers(arena: Arena, identity: Identity, endpoint: Endpoint) -> list[tuple[bytes, bytes]]:
+def _stream_headers(
+    arena: Arena, identity: Identity, endpoint: Endpoint
+) -> list[tuple[bytes, bytes]]:
     """The captured headers, in order; the rate limit counts this caller's streams."""
     used = arena.count_stream(identity.key)
     next_hour = (int(time.time()) // 3600 + 1) * 3600
@@ -199,12 +201,16 @@ def _stream_headers(arena: Arena, identity: Identity, endpoint: Endpoint) -> lis
     return [(name.encode(), value.encode()) for name, value in headers]
 
 
-def _image_url(arena: Arena, request: Request, session: Session, message_id: str, prompt: str) -> str:
+def _image_url(
+    arena: Arena, request: Request, session: Session, message_id: str, prompt: str
+) -> str:
     """Store the generated picture and sign a GET for it, as the site does on R2."""
     now = time.time()
     key = f"{session.owner_id}/{int(now * 1000)}-{message_id}.png"
     arena.bucket.objects[key] = StoredObject(png.image_for(prompt), "image/png")
-    return arena.bucket.signed_url(origin_of(request), "GET", key, arena.scenario.signed_url_seconds, now)
+    return arena.bucket.signed_url(
+        origin_of(request), "GET", key, arena.scenario.signed_url_seconds, now
+    )
 
 
 def _answer(
@@ -303,7 +309,9 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
     session.turns.append(turn)
     arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
     index = len(session.turns) - 1
-    return _answer(arena, request, identity, "post", session, index, tuple(turn.message_ids), failure)
+    return _answer(
+        arena, request, identity, "post", session, index, tuple(turn.message_ids), failure
+    )
 
 
 async def retry_message(request: Request) -> Response | LineStream:
@@ -344,4 +352,3 @@ async def stop_message(request: Request) -> Response:
     if record is not None:
         record.interrupt("stopped")
     return json_answer({"success": True})
-

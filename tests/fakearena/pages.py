@@ -16,7 +16,13 @@ _CATALOG_ROW_HEAD = (
     '"data-sentry-component":"LayoutWithSidebar","data-sentry-source-file":"layout.tsx",'
     '"children":["$","$L16",null,{"initialModels":'
 )
-_HTML_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_HTML_SAFE = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def script_string(text: str) -> str:
@@ -39,9 +45,11 @@ def rsc_rows(catalog: Catalog, build_id: str) -> list[str]:
 def rsc_scripts(rows: Sequence[str], chunk_chars: int) -> str:
     """`self.__next_f.push([1,"…"])` scripts: one per row, or the text cut every `chunk_chars`."""
     text = "".join(rows)
-    pieces = rows if chunk_chars == 0 else [
-        text[start : start + chunk_chars] for start in range(0, len(text), chunk_chars)
-    ]
+    pieces = (
+        rows
+        if chunk_chars == 0
+        else [text[start : start + chunk_chars] for start in range(0, len(text), chunk_chars)]
+    )
     pushes = "".join(
         f"<script>self.__next_f.push([1,{script_string(piece)}])</script>" for piece in pieces
     )
@@ -79,7 +87,7 @@ def chat_page(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>LMArena</title>'
         f'<script src="/recaptcha/enterprise.js?render={site_key}" async></script>{chunks}'
         f'</head><body><main id="arena" data-sitekey="{site_key}">'
-        f'<header><b>LMArena</b> (fake) · {who}</header>'
+        f"<header><b>LMArena</b> (fake) · {who}</header>"
         f'<section id="thread">{turns}</section>'
         f'<select name="model">{_options(catalog)}</select>'
         '<textarea name="message" placeholder="Ask anything…" rows="4" cols="80"></textarea>'
@@ -254,6 +262,4 @@ def error_xml(code: str, message: str) -> str:
 
 def rsc_action_answer(build_id: str, result: Any) -> bytes:
     """A server action's `text/x-component` answer: row 0 points at row 1, which holds the result."""
-    return (
-        f'0:{{"a":"$@1","f":"","b":"{build_id}"}}\n1:'.encode() + orjson.dumps(result) + b"\n"
-    )
+    return f'0:{{"a":"$@1","f":"","b":"{build_id}"}}\n1:'.encode() + orjson.dumps(result) + b"\n"

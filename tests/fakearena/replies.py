@@ -136,7 +136,7 @@ def shaped(plan: list[str], failure: FailureKind | None, message: str) -> list[s
     if failure == "cut_stream":
         return body[: max(1, len(body) // 2)]
     if failure == "error_line":
-        return body[: len(body) // 2] + [line("a", "3", message)]
+        return [*body[: len(body) // 2], line("a", "3", message)]
     if failure == "empty_200":
         return []
     return plan
@@ -145,4 +145,6 @@ def shaped(plan: list[str], failure: FailureKind | None, message: str) -> list[s
 def text_of(streamed: Iterable[str], side: Side, code: str = "0") -> str:
     """The text one side's `code` lines carry, joined (what a client should have received)."""
     prefix = f"{side}{code}:"
-    return "".join(orjson.loads(entry[len(prefix) :]) for entry in streamed if entry.startswith(prefix))
+    return "".join(
+        orjson.loads(entry[len(prefix) :]) for entry in streamed if entry.startswith(prefix)
+    )

@@ -58,7 +58,9 @@ class Scenario(BaseModel):
         default=None, description="initialModels to serve instead of the captured catalog."
     )
     rsc_chunk_chars: int = Field(
-        default=0, ge=0, description="Split the page's RSC text into pushes of this size (0: per row)."
+        default=0,
+        ge=0,
+        description="Split the page's RSC text into pushes of this size (0: per row).",
     )
     failures: list[Failure] = Field(default_factory=list)
 

@@ -16,7 +16,12 @@ from tests.fakearena.storage import Bucket
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
 #: Server actions the page's JS chunk references, with the id prefix the site's ids had.
 _TOKENS_BEFORE_PRUNING = 10_000
-ACTIONS = {"updateTouConsent": "40", "generateUploadUrl": "70", "getSignedUrl": "60", "getHistory": "70"}
+ACTIONS = {
+    "updateTouConsent": "40",
+    "generateUploadUrl": "70",
+    "getSignedUrl": "60",
+    "getHistory": "70",
+}
 
 
 @dataclass
@@ -161,7 +166,9 @@ class Arena:
 
     def _apply(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.catalog = Catalog(scenario.catalog if scenario.catalog is not None else captured_models())
+        self.catalog = Catalog(
+            scenario.catalog if scenario.catalog is not None else captured_models()
+        )
         # [requests seen, requests failed] per failure, counted from now
         self.failure_counts = [[0, 0] for _ in scenario.failures]
 

@@ -57,7 +57,9 @@ def csrf_of(page: str) -> str:
 def sign_in(client: httpx.Client, key: str = ADMIN_KEY, next_: str = "/admin") -> httpx.Response:
     form = client.get("/admin/login", params={"next": next_})
     assert form.status_code == 200
-    return client.post("/admin/login", data={"key": key, "login_token": login_token(form.text), "next": next_})
+    return client.post(
+        "/admin/login", data={"key": key, "login_token": login_token(form.text), "next": next_}
+    )
 
 
 def signed_in(client: httpx.Client) -> str:
@@ -79,7 +81,10 @@ def test_the_page_sends_whoever_is_not_signed_in_to_the_login_form(browser: http
     assert response.status_code == 303
     assert response.headers["location"] == "/admin/login?next=/admin"
     screen = browser.get("/admin/workers/w1/screen")
-    assert (screen.status_code, screen.headers["location"]) == (303, "/admin/login?next=/admin/workers/w1/screen")
+    assert (screen.status_code, screen.headers["location"]) == (
+        303,
+        "/admin/login?next=/admin/workers/w1/screen",
+    )
 
 
 def test_the_api_wants_the_key_and_refuses_a_wrong_one(browser: httpx.Client) -> None:
@@ -103,7 +108,9 @@ def test_a_login_form_without_its_token_is_refused(browser: httpx.Client) -> Non
     assert response.status_code == 403 and "lmb_admin" not in browser.cookies
 
 
-def test_the_session_cookie_is_signed_httponly_strict_and_scoped_to_admin(browser: httpx.Client) -> None:
+def test_the_session_cookie_is_signed_httponly_strict_and_scoped_to_admin(
+    browser: httpx.Client,
+) -> None:
     response = sign_in(browser)
     assert (response.status_code, response.headers["location"]) == (303, "/admin")
     [cookie] = [c for c in response.headers.get_list("set-cookie") if c.startswith("lmb_admin=")]
@@ -125,7 +132,9 @@ def test_a_tampered_cookie_is_no_session(browser: httpx.Client) -> None:
     assert sign_in(browser).status_code == 303
     value = browser.cookies["lmb_admin"]
     browser.cookies.clear()
-    browser.cookies.set("lmb_admin", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"), path="/admin")
+    browser.cookies.set(
+        "lmb_admin", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"), path="/admin"
+    )
     assert browser.get("/admin").status_code == 303
 
 
@@ -150,14 +159,21 @@ def test_the_csrf_token_of_another_session_does_not_do(browser: httpx.Client, st
     assert browser.post("/admin/logout", data={"csrf_token": other_csrf}).status_code == 403
 
 
-def test_the_api_takes_the_csrf_token_in_a_header_and_a_bearer_needs_none(stack: Stack, browser: httpx.Client) -> None:
+def test_the_api_takes_the_csrf_token_in_a_header_and_a_bearer_needs_none(
+    stack: Stack, browser: httpx.Client
+) -> None:
     csrf = signed_in(browser)
     gone_worker(stack, "w-api")
     assert browser.post("/admin/workers/w-api/forget").status_code == 403
-    assert browser.post("/admin/workers/w-api/forget", headers={"X-CSRF-Token": csrf}).status_code == 303
+    assert (
+        browser.post("/admin/workers/w-api/forget", headers={"X-CSRF-Token": csrf}).status_code
+        == 303
+    )
     gone_worker(stack, "w-api")
     with httpx.Client(base_url=stack.base_url, timeout=10) as tool:
-        response = tool.post("/admin/workers/w-api/forget", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        response = tool.post(
+            "/admin/workers/w-api/forget", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
     assert response.status_code == 303 and not stack.redis.sismember(keys.WORKERS, "w-api")
 
 
@@ -180,10 +196,15 @@ def test_after_signing_in_only_admin_pages_are_a_destination(browser: httpx.Clie
         response = sign_in(browser, next_=target)
         assert (response.status_code, response.headers["location"]) == (303, "/admin")
     browser.cookies.clear()
-    assert sign_in(browser, next_="/admin/workers/w1/screen").headers["location"] == "/admin/workers/w1/screen"
+    assert (
+        sign_in(browser, next_="/admin/workers/w1/screen").headers["location"]
+        == "/admin/workers/w1/screen"
+    )
 
 
-def test_a_screens_websocket_needs_a_session_and_our_own_origin(stack: Stack, browser: httpx.Client) -> None:
+def test_a_screens_websocket_needs_a_session_and_our_own_origin(
+    stack: Stack, browser: httpx.Client
+) -> None:
     url = f"ws://127.0.0.1:{stack.gateway_port}/admin/workers/w1/websockify"
 
     async def refused(headers: dict[str, str]) -> int:
@@ -206,8 +227,14 @@ def test_a_screens_websocket_needs_a_session_and_our_own_origin(stack: Stack, br
 
 def test_the_page_shows_live_and_gone_workers(stack: Stack, browser: httpx.Client) -> None:
     status = WorkerStatus(
-        id="w-live", state=WorkerState.CHALLENGE, queue=keys.worker_queue("w-live"), capacity=4,
-        busy=1, account="alice", last_error="challenge: Just a moment...", updated_at=time.time(),
+        id="w-live",
+        state=WorkerState.CHALLENGE,
+        queue=keys.worker_queue("w-live"),
+        capacity=4,
+        busy=1,
+        account="alice",
+        last_error="challenge: Just a moment...",
+        updated_at=time.time(),
     )
     stack.redis.set(keys.worker_heartbeat("w-live"), status.dump(), ex=30)
     stack.redis.sadd(keys.WORKERS, "w-live")

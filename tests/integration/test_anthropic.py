@@ -317,12 +317,14 @@ def test_a_failure_after_the_first_token_is_an_error_event_the_sdk_raises(
 ) -> None:
     fail_next("error_line", message="It broke.")
     received = []
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with client(stack).messages.stream(
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client(stack).messages.stream(
             model=CHAT, max_tokens=64, messages=ask(unique("go"))
-        ) as stream:
-            for event in stream:
-                received.append(event.type)
+        ) as stream,
+    ):
+        for event in stream:
+            received.append(event.type)
     assert received[0] == "message_start" and "content_block_delta" in received
     assert caught.value.body["type"] == "error"
     assert caught.value.body["error"]["message"] == "It broke."

@@ -33,8 +33,22 @@ async def find(url: str, key: str):
 def test_create_prints_the_key_once_and_list_never_shows_it(redis_url: str) -> None:
     env = {"LMB_REDIS_URL": redis_url}
     made = cli(
-        "keys", "create", "alice", "--rpm", "5", "--concurrent", "2", "--daily", "100",
-        "--model", "gemini-3-pro", "--model", "gpt-5", "--expires", "2030-01-01", env=env,
+        "keys",
+        "create",
+        "alice",
+        "--rpm",
+        "5",
+        "--concurrent",
+        "2",
+        "--daily",
+        "100",
+        "--model",
+        "gemini-3-pro",
+        "--model",
+        "gpt-5",
+        "--expires",
+        "2030-01-01",
+        env=env,
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
@@ -42,9 +56,16 @@ def test_create_prints_the_key_once_and_list_never_shows_it(redis_url: str) -> N
     assert key not in made.stderr and "shown this once" in made.stderr
     record = asyncio.run(find(redis_url, key))
     assert record is not None and record.name == "alice"
-    assert (record.requests_per_minute, record.concurrent_streams, record.daily_requests) == (5, 2, 100)
+    assert (record.requests_per_minute, record.concurrent_streams, record.daily_requests) == (
+        5,
+        2,
+        100,
+    )
     assert record.models == ["gemini-3-pro", "gpt-5"]
-    assert record.expires_at is not None and record.expires_at.isoformat() == "2030-01-01T00:00:00+00:00"
+    assert (
+        record.expires_at is not None
+        and record.expires_at.isoformat() == "2030-01-01T00:00:00+00:00"
+    )
     assert record.id in made.stderr
 
     table = cli("keys", "list", env=env)
@@ -79,6 +100,8 @@ def test_keys_need_the_redis_url() -> None:
 def test_the_bridge_will_not_listen_beyond_loopback_without_an_admin_key(
     redis_url: str, command: str
 ) -> None:
-    refused = cli(command, env={"LMB_REDIS_URL": redis_url, "LMB_HOST": "0.0.0.0", "LMB_WORKERS": "0"})
+    refused = cli(
+        command, env={"LMB_REDIS_URL": redis_url, "LMB_HOST": "0.0.0.0", "LMB_WORKERS": "0"}
+    )
     assert refused.returncode == 2
     assert "LMB_ADMIN_KEY" in refused.stderr and "0.0.0.0" in refused.stderr

@@ -58,8 +58,12 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
     }
     env.pop("LMB_REDIS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "cli", "up"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         banner = read_until(up, "Point your client at", timeout=60)
@@ -71,7 +75,9 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         redis_url = re.search(r"Redis: embedded \((unix://\S+)\)", banner).group(1)
         assert redis.Redis.from_url(redis_url).ping()
 
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+        )
         answer = client.chat.completions.create(
             model="gemini-2.5-pro", messages=[{"role": "user", "content": "hello up"}]
         )
@@ -80,7 +86,7 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
         assert "Stopped." in up.stderr.read()
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == []
         with pytest.raises(redis.ConnectionError):
             redis.Redis.from_url(redis_url).ping()

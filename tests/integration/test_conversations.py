@@ -38,11 +38,18 @@ def ask(stack: Stack, messages: list[dict], *, stream: bool = False) -> str:
     if stream:
         chunks = stack.openai().chat.completions.create(model=CHAT, messages=messages, stream=True)
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    return stack.openai().chat.completions.create(model=CHAT, messages=messages).choices[0].message.content
+    return (
+        stack.openai()
+        .chat.completions.create(model=CHAT, messages=messages)
+        .choices[0]
+        .message.content
+    )
 
 
 def expected(turn: int, first: str, prompt: str, retry: int = 0) -> str:
-    return answer_text(Ask(model=CHAT, kind="chat", turn=turn, first=first, prompt=prompt, retry=retry))
+    return answer_text(
+        Ask(model=CHAT, kind="chat", turn=turn, first=first, prompt=prompt, retry=retry)
+    )
 
 
 def stream_requests(stack: Stack, since: int) -> list[dict]:
@@ -62,7 +69,8 @@ def endpoint(request: dict) -> str:
 
 
 def test_five_turns_are_one_create_then_four_posts_from_one_worker_across_a_gateway_restart(
-    stack: Stack, since: int,
+    stack: Stack,
+    since: int,
 ) -> None:
     first = unique("Tell me about otters")
     messages: list[dict] = [{"role": "user", "content": first}]
@@ -78,9 +86,7 @@ def test_five_turns_are_one_create_then_four_posts_from_one_worker_across_a_gate
         messages.append({"role": "user", "content": prompts[-1]})
 
     requests = stream_requests(stack, since)
-    assert [endpoint(r) for r in requests] == [
-        "create-evaluation", *["post-to-evaluation"] * 4
-    ]
+    assert [endpoint(r) for r in requests] == ["create-evaluation", *["post-to-evaluation"] * 4]
     assert all(r["status"] == 200 for r in requests)
     session = requests[0]["body"]["id"]
     assert all(r["body"]["id"] == session for r in requests)
@@ -89,7 +95,9 @@ def test_five_turns_are_one_create_then_four_posts_from_one_worker_across_a_gate
     assert [r["body"]["userMessage"]["content"] for r in requests] == prompts[:5]
 
 
-def test_an_edited_history_starts_a_new_session_carrying_the_transcript(stack: Stack, since: int) -> None:
+def test_an_edited_history_starts_a_new_session_carrying_the_transcript(
+    stack: Stack, since: int
+) -> None:
     first, second = unique("Name a colour"), unique("And a fruit?")
     answer = ask(stack, [{"role": "user", "content": first}])
     edited = first + " please"
@@ -111,18 +119,28 @@ def test_an_edited_history_starts_a_new_session_carrying_the_transcript(stack: S
 
 
 def test_a_regenerate_retries_the_answer_and_the_conversation_goes_on_from_the_new_one(
-    stack: Stack, since: int,
+    stack: Stack,
+    since: int,
 ) -> None:
     first, second = unique("Pick a number"), unique("Double it")
     history = [{"role": "user", "content": first}]
     ask(stack, history)
     regenerated = ask(stack, history, stream=True)
     assert regenerated == expected(1, first, first, retry=1)
-    ask(stack, [*history, {"role": "assistant", "content": regenerated}, {"role": "user", "content": second}])
+    ask(
+        stack,
+        [
+            *history,
+            {"role": "assistant", "content": regenerated},
+            {"role": "user", "content": second},
+        ],
+    )
 
     requests = stream_requests(stack, since)
     assert [endpoint(r) for r in requests] == [
-        "create-evaluation", "retry-evaluation-session-message", "post-to-evaluation"
+        "create-evaluation",
+        "retry-evaluation-session-message",
+        "post-to-evaluation",
     ]
     created = requests[0]["body"]
     assert requests[1]["method"] == "PUT"
@@ -144,18 +162,24 @@ def test_a_thread_the_arena_no_longer_has_goes_on_in_a_new_session(stack: Stack)
     assert followed == expected(1, transcript, transcript)  # never an error for the client
     requests = stream_requests(stack, 0)
     assert [(endpoint(r), r["status"]) for r in requests] == [
-        ("post-to-evaluation", 404), ("create-evaluation", 200)
+        ("post-to-evaluation", 404),
+        ("create-evaluation", 200),
     ]
 
 
 def test_an_anthropic_conversation_continues_its_thread_and_regenerates_with_retry(
     stack: Stack, since: int
 ) -> None:
-    anthropic_client = anthropic.Anthropic(base_url=stack.base_url, api_key="unused", max_retries=0, timeout=60)
+    anthropic_client = anthropic.Anthropic(
+        base_url=stack.base_url, api_key="unused", max_retries=0, timeout=60
+    )
     first, second = unique("Describe a heron"), unique("Where does it live?")
     messages: list[dict] = [{"role": "user", "content": first}]
     reply = anthropic_client.messages.create(model=CHAT, max_tokens=512, messages=messages)
-    messages += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": second}]
+    messages += [
+        {"role": "assistant", "content": reply.content},
+        {"role": "user", "content": second},
+    ]
     with anthropic_client.messages.stream(model=CHAT, max_tokens=512, messages=messages) as stream:
         streamed = stream.get_final_text()
     assert streamed == expected(2, first, second)
@@ -164,6 +188,8 @@ def test_an_anthropic_conversation_continues_its_thread_and_regenerates_with_ret
 
     requests = stream_requests(stack, since)
     assert [endpoint(r) for r in requests] == [
-        "create-evaluation", "post-to-evaluation", "retry-evaluation-session-message"
+        "create-evaluation",
+        "post-to-evaluation",
+        "retry-evaluation-session-message",
     ]
     assert len({r["identity"] for r in requests}) == 1

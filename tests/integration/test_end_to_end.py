@@ -7,6 +7,7 @@ Every process is real and separate: redis-server, the fake arena, `lmarena-bridg
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +67,9 @@ def clean_arena(services: tuple[str, str, Path]) -> None:
 
 
 def session_owner(stack: Stack, prompt: str) -> str:
-    (owner,) = [s["owner"] for s in stack.arena_log()["sessions"] if s["turns"][0]["text"] == prompt]
+    (owner,) = [
+        s["owner"] for s in stack.arena_log()["sessions"] if s["turns"][0]["text"] == prompt
+    ]
     return owner
 
 
@@ -83,7 +86,9 @@ def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
     prompt = unique("tell me a story")
     chunks = list(
         pair.openai().chat.completions.create(
-            model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True,
+            model=CHAT,
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
@@ -92,7 +97,9 @@ def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
     assert streamed["status"] == "finished"
     assert text == streamed["text"]["a"] and text.endswith(prompt)
     assert chunks[0].choices[0].delta.role == "assistant"
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
     assert len({c.id for c in chunks}) == 1
@@ -127,7 +134,10 @@ def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair:
     (streamed,) = pair.arena_streams(prompt)
     assert reasoning == streamed["reasoning"]["a"] and reasoning.startswith("Thinking about")
     assert content == streamed["text"]["a"]
-    assert kinds.index("content") > kinds.index("reasoning") and "reasoning" not in kinds[kinds.index("content"):]
+    assert (
+        kinds.index("content") > kinds.index("reasoning")
+        and "reasoning" not in kinds[kinds.index("content") :]
+    )
 
 
 def test_non_streamed_reasoning(pair: Stack) -> None:
@@ -177,7 +187,7 @@ def test_a_client_that_disconnects_stops_the_arena_and_frees_the_worker(fresh: S
     with fresh.openai().chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}], stream=True
     ) as stream:
-        received = [chunk for _, chunk in zip(range(4), stream)]
+        received = list(itertools.islice(stream, 4))
     assert len(received) == 4
 
     def stopped() -> dict | None:
@@ -192,7 +202,9 @@ def test_a_client_that_disconnects_stops_the_arena_and_frees_the_worker(fresh: S
 
     fresh.arena("POST", "scenario", json={"line_delay_seconds": 0})
     follow = unique("and now")
-    answer = fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": follow}])
+    answer = fresh.openai().chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": follow}]
+    )
     assert answer.choices[0].message.content == fresh.arena_streams(follow)[0]["text"]["a"]
     assert fresh.wait_worker("solo", "ready").busy == 0
 
@@ -204,7 +216,8 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
     fresh.start_worker("rl-1")
     fresh.start_worker("rl-2")
     fresh.arena(
-        "POST", "scenario",
+        "POST",
+        "scenario",
         json={
             "failures": [
                 {"kind": "rate_limit_429", "endpoint": "create", "retry_after": 30},
@@ -213,7 +226,9 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
         },
     )
     prompt = unique("first")
-    answer = fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
+    answer = fresh.openai().chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": prompt}]
+    )
     assert answer.choices[0].message.content == fresh.arena_streams(prompt)[0]["text"]["a"]
     creates = [r for r in fresh.arena_log()["requests"] if r["path"].endswith("/create-evaluation")]
     assert [r["status"] for r in creates] == [429, 200]
@@ -224,7 +239,9 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
 
     # The other worker meets the second 429 and nobody else is ready: the client gets it.
     with pytest.raises(openai.RateLimitError) as caught:
-        fresh.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": unique("second")}])
+        fresh.openai().chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": unique("second")}]
+        )
     assert caught.value.status_code == 429
     assert 0 < int(caught.value.response.headers["retry-after"]) <= 30
     assert caught.value.body["code"] == "rate_limit_exceeded"  # OpenAI's own code and type

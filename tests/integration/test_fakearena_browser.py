@@ -103,9 +103,16 @@ def test_page_mints_a_token_and_streams_create_evaluation(
     browser.get(f"{origin}/?mode=direct")
     wait_for(browser, "textarea[name=message]")
     body = evaluation_body(model_id=CHAT, content="Hello from «Chromium» 👋", token="")
-    result = browser.execute_async_script(STREAM_FROM_PAGE, "/nextjs-api/stream/create-evaluation", body)
-    ask = Ask(model="gemini-2.5-pro", kind="chat", turn=1, first=body["userMessage"]["content"],
-              prompt=body["userMessage"]["content"])
+    result = browser.execute_async_script(
+        STREAM_FROM_PAGE, "/nextjs-api/stream/create-evaluation", body
+    )
+    ask = Ask(
+        model="gemini-2.5-pro",
+        kind="chat",
+        turn=1,
+        first=body["userMessage"]["content"],
+        prompt=body["userMessage"]["content"],
+    )
     assert result.get("error") is None
     assert (result["status"], result["contentType"]) == (200, "text/event-stream")
     assert result["text"] == "".join(f"{line}\n" for line in lines("a", ask))
@@ -116,7 +123,9 @@ def test_page_mints_a_token_and_streams_create_evaluation(
     assert control.log()["streams"][-1]["text"]["a"] == answer_text(ask)
 
 
-def test_page_ui_chats_and_continues(browser: webdriver.Chrome, control: ArenaClient, origin: str) -> None:
+def test_page_ui_chats_and_continues(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
     browser.get(origin)
     textarea = wait_for(browser, "textarea[name=message]")
     textarea.send_keys("first question")
@@ -126,17 +135,23 @@ def test_page_ui_chats_and_continues(browser: webdriver.Chrome, control: ArenaCl
     textarea.clear()
     textarea.send_keys("second question")
     browser.find_element(By.ID, "send").click()
-    WebDriverWait(browser, 10).until(lambda driver: "Turn 2" in driver.find_element(By.ID, "answer").text)
+    WebDriverWait(browser, 10).until(
+        lambda driver: "Turn 2" in driver.find_element(By.ID, "answer").text
+    )
     session = control.log()["sessions"][-1]
     assert browser.current_url.endswith(f"/c/{session['id']}")
     assert [turn["text"] for turn in session["turns"]] == ["first question", "second question"]
 
 
-def test_generated_image_loads_in_the_page(browser: webdriver.Chrome, control: ArenaClient, origin: str) -> None:
+def test_generated_image_loads_in_the_page(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
     browser.get(origin)
     wait_for(browser, "textarea[name=message]")
     body = evaluation_body(model_id=IMAGE, content="a cat", token="", modality="image")
-    result = browser.execute_async_script(STREAM_FROM_PAGE, "/nextjs-api/stream/create-evaluation", body)
+    result = browser.execute_async_script(
+        STREAM_FROM_PAGE, "/nextjs-api/stream/create-evaluation", body
+    )
     url = result["text"].split('"image":"')[1].split('"')[0]
     width = browser.execute_async_script(
         "const [url, done] = arguments; const img = new Image();"
@@ -146,7 +161,9 @@ def test_generated_image_loads_in_the_page(browser: webdriver.Chrome, control: A
     assert width == 64
 
 
-def test_sign_in_through_the_form(browser: webdriver.Chrome, control: ArenaClient, origin: str) -> None:
+def test_sign_in_through_the_form(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
     browser.get(f"{origin}/login")
     browser.find_element(By.NAME, "username").send_keys("erin")
     browser.find_element(By.NAME, "password").send_keys("hunter2")
@@ -156,11 +173,15 @@ def test_sign_in_through_the_form(browser: webdriver.Chrome, control: ArenaClien
     assert {"arena-auth-prod-v1.0", "arena-auth-prod-v1.1", "provisional_user_id"} <= names
 
 
-def test_cloudflare_passes_only_a_trusted_click(browser: webdriver.Chrome, control: ArenaClient, origin: str) -> None:
+def test_cloudflare_passes_only_a_trusted_click(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
     control.scenario(cloudflare=True)
     browser.get(origin)
     assert browser.title == "Just a moment..."
-    browser.execute_script("document.getElementById('cf-checkbox').dispatchEvent(new MouseEvent('click'))")
+    browser.execute_script(
+        "document.getElementById('cf-checkbox').dispatchEvent(new MouseEvent('click'))"
+    )
     time.sleep(0.5)  # give an (ignored) untrusted click time to post, were it accepted
     assert "cf_clearance" not in {cookie["name"] for cookie in browser.get_cookies()}
     assert browser.title == "Just a moment..."

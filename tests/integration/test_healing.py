@@ -81,11 +81,17 @@ def states_seen(stack: Stack, name: str, until: str, timeout: float = 60) -> lis
 def transitions(stack: Stack, name: str) -> list[str]:
     """Every state change the worker logged, in order ("ready → busy (why)")."""
     log = (stack.workdir / f"{name}.log").read_text()
-    return [line.split(f"worker {name}: ", 1)[1] for line in log.splitlines() if f"worker {name}: " in line and " → " in line]
+    return [
+        line.split(f"worker {name}: ", 1)[1]
+        for line in log.splitlines()
+        if f"worker {name}: " in line and " → " in line
+    ]
 
 
 def answer(stack: Stack, prompt: str) -> str:
-    reply = stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": prompt}])
+    reply = stack.openai().chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": prompt}]
+    )
     return reply.choices[0].message.content
 
 
@@ -117,7 +123,10 @@ def test_a_hung_browser_is_replaced_and_serves_again(stack: Stack) -> None:
     finally:
         if browser.is_running():
             os.kill(browser.pid, signal.SIGCONT)
-    assert transitions(stack, "heal-1")[-3] == "ready → restarting (the browser did not answer for 2 s)"
+    assert (
+        transitions(stack, "heal-1")[-3]
+        == "ready → restarting (the browser did not answer for 2 s)"
+    )
     assert not browser.is_running() or browser.status() == psutil.STATUS_ZOMBIE
     prompt = unique("after a hang")
     assert answer(stack, prompt) == streamed(stack, prompt)["text"]["a"]
@@ -161,7 +170,9 @@ def test_the_model_list_follows_the_arenas_catalog_within_a_refresh(stack: Stack
         assert time.monotonic() < deadline, "the catalog did not follow"
         time.sleep(0.2)
     with pytest.raises(openai.NotFoundError):
-        stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+        stack.openai().chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "hi"}]
+        )
     stack.arena("POST", "reset")
     deadline = time.monotonic() + 15
     while CHAT not in {m.id for m in models.list()}:
@@ -186,7 +197,9 @@ def test_a_worker_that_stops_beating_is_gone_and_so_are_its_models(stack: Stack)
     assert fleet["models"] == []
     assert stack.openai().models.list().data == []
     with pytest.raises(openai.APIStatusError) as refused:
-        stack.openai().chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+        stack.openai().chat.completions.create(
+            model=CHAT, messages=[{"role": "user", "content": "hi"}]
+        )
     assert refused.value.status_code in (404, 503)
     # Leave the module's worker running for whoever comes next.
     stack.workers.pop("heal-2").wait(10)

@@ -52,7 +52,11 @@ def pictures() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running(tmp_path_factory.mktemp("images"), "img-1", gateway_env={'LMB_ALLOW_PRIVATE_IMAGE_URLS': 'true'}) as stack:
+    with running(
+        tmp_path_factory.mktemp("images"),
+        "img-1",
+        gateway_env={"LMB_ALLOW_PRIVATE_IMAGE_URLS": "true"},
+    ) as stack:
         yield stack
 
 
@@ -69,7 +73,10 @@ def looking_at(prompt: str, url: str) -> list[dict]:
     return [
         {
             "role": "user",
-            "content": [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}],
+            "content": [
+                {"type": "text", "text": prompt},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
         }
     ]
 
@@ -92,30 +99,43 @@ def test_an_image_is_uploaded_through_the_pages_actions_and_attached(
     prompt = unique("what does this show?")
     messages = looking_at(prompt, data_url(PICTURE) if source == "data" else pictures)
     if stream:
-        chunks = stack.openai().chat.completions.create(model=VISION, messages=messages, stream=True)
+        chunks = stack.openai().chat.completions.create(
+            model=VISION, messages=messages, stream=True
+        )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
-        text = stack.openai().chat.completions.create(model=VISION, messages=messages).choices[0].message.content
+        text = (
+            stack.openai()
+            .chat.completions.create(model=VISION, messages=messages)
+            .choices[0]
+            .message.content
+        )
     # The fake arena's answer names each attachment it received, with its size.
     assert text == f"Turn 1 of «{prompt}» ({VISION}) [image/png, {len(PICTURE)} bytes]: {prompt}"
 
     requests = requests_since(stack, since)
-    actions = {name: action_id for name, action_id in stack.arena("GET", "info").json()["actions"].items()}
+    actions = dict(stack.arena("GET", "info").json()["actions"])
     steps = [
-        next(k for k, v in actions.items() if v == r["next_action"]) if r["next_action"] else r["method"]
+        next(k for k, v in actions.items() if v == r["next_action"])
+        if r["next_action"]
+        else r["method"]
         for r in requests
         if r["next_action"] or r["path"].startswith("/r2/")
     ]
     assert steps == ["generateUploadUrl", "PUT", "getSignedUrl"]
     (create,) = [r for r in requests if r["path"].endswith("/create-evaluation")]
     (attachment,) = create["body"]["userMessage"]["experimental_attachments"]
-    assert attachment["contentType"] == "image/png" and attachment["url"].startswith(stack.arena_url)
+    assert attachment["contentType"] == "image/png" and attachment["url"].startswith(
+        stack.arena_url
+    )
     assert create["body"]["userMessage"]["content"] == prompt
 
 
 def test_an_image_for_a_model_without_image_input_is_a_400(stack: Stack, since: int) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        stack.openai().chat.completions.create(model=TEXT_ONLY, messages=looking_at("hi", data_url(PICTURE)))
+        stack.openai().chat.completions.create(
+            model=TEXT_ONLY, messages=looking_at("hi", data_url(PICTURE))
+        )
     assert "does not take image input" in caught.value.body["message"]
     assert requests_since(stack, since) == []
 
@@ -130,7 +150,9 @@ def test_an_image_over_10_mb_is_a_413(stack: Stack, since: int) -> None:
 
 def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: Stack) -> None:
     prompt = unique("a red fox")
-    answer = stack.openai().chat.completions.create(model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}])
+    answer = stack.openai().chat.completions.create(
+        model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}]
+    )
     message = answer.choices[0].message
     (image,) = message.model_extra["images"]
     url = image["image_url"]["url"]
@@ -142,7 +164,12 @@ def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: 
             model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}], stream=True
         )
     )
-    streamed = [i for c in chunks if c.choices for i in (c.choices[0].delta.model_extra or {}).get("images", [])]
+    streamed = [
+        i
+        for c in chunks
+        if c.choices
+        for i in (c.choices[0].delta.model_extra or {}).get("images", [])
+    ]
     assert [i["index"] for i in streamed] == [0]
     assert httpx.get(streamed[0]["image_url"]["url"]).content == image_for(prompt)
 
@@ -153,7 +180,9 @@ def test_image_generation_gives_urls_or_the_bytes(stack: Stack) -> None:
     assert len(by_url.data) == 2
     assert all(httpx.get(image.url).content == image_for(prompt) for image in by_url.data)
 
-    as_bytes = stack.openai().images.generate(model=IMAGE_MODEL, prompt=prompt, response_format="b64_json")
+    as_bytes = stack.openai().images.generate(
+        model=IMAGE_MODEL, prompt=prompt, response_format="b64_json"
+    )
     (image,) = as_bytes.data
     assert base64.b64decode(image.b64_json) == image_for(prompt) and image.url is None
 

@@ -87,7 +87,10 @@ async def test_concurrent_streams_hold_until_released(clients: list[Redis]) -> N
     assert await a.admit(quota, "s1") is None
     assert await b.admit(quota, "s2") is None
     refusal = await a.admit(quota, "s3")
-    assert refusal is not None and (refusal.limit, refusal.retry_after_s) == ("concurrent_streams", 1)
+    assert refusal is not None and (refusal.limit, refusal.retry_after_s) == (
+        "concurrent_streams",
+        1,
+    )
     lease = b.hold(quota, "s2")
     assert lease is not None
     await lease.release()

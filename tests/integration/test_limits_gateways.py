@@ -106,7 +106,7 @@ def metrics(url: str) -> dict[tuple[str, frozenset], float]:
 
 
 def test_five_requests_a_minute_means_five_across_both_gateways(bridge) -> None:
-    stack, urls = bridge
+    _, urls = bridge
     key = make_key(urls["g1"], requests_per_minute=5)
     gateways = [urls["g1"], urls["g2"]] * 6
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
@@ -131,11 +131,15 @@ def _try(call):
         return exc
 
 
-def test_two_concurrent_streams_hold_across_gateways_and_free_on_disconnect_and_death(bridge) -> None:
+def test_two_concurrent_streams_hold_across_gateways_and_free_on_disconnect_and_death(
+    bridge,
+) -> None:
     stack, urls = bridge
     key = make_key(urls["g1"], concurrent_streams=2)
     # Every answer stops after its first line for a minute: streams stay open until ended.
-    stack.arena("POST", "scenario", json={"failures": [{"kind": "pause", "times": None, "seconds": 60}]})
+    stack.arena(
+        "POST", "scenario", json={"failures": [{"kind": "pause", "times": None, "seconds": 60}]}
+    )
     first = open_stream(urls["g1"], key)
     second = open_stream(urls["g2"], key)
     for url in urls.values():
@@ -171,17 +175,26 @@ def _admitted_within(seconds: float, attempt):
 
 
 def test_a_revoked_key_is_refused_by_both_gateways_within_a_second(bridge) -> None:
-    stack, urls = bridge
+    _, urls = bridge
     key = make_key(urls["g1"])
     for url in urls.values():
-        assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert (
+            httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+            == 200
+        )
     key_id = next(
-        k["id"] for k in httpx.get(
+        k["id"]
+        for k in httpx.get(
             f"{urls['g1']}/admin/api/keys", headers={"Authorization": f"Bearer {ADMIN}"}
-        ).json()["data"] if key.startswith(k["shown"]) and k["status"] == "active" and k["requests_per_minute"] is None
+        ).json()["data"]
+        if key.startswith(k["shown"])
+        and k["status"] == "active"
+        and k["requests_per_minute"] is None
         and k["concurrent_streams"] is None
     )
-    revoked = httpx.delete(f"{urls['g2']}/admin/api/keys/{key_id}", headers={"Authorization": f"Bearer {ADMIN}"})
+    revoked = httpx.delete(
+        f"{urls['g2']}/admin/api/keys/{key_id}", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
     assert revoked.status_code == 200
     started = time.monotonic()
     with pytest.raises(openai.AuthenticationError):
@@ -199,10 +212,16 @@ def test_metrics_show_requests_latency_tokens_fleet_and_arena_errors(bridge) -> 
     key = make_key(urls["g1"])
     assert ask(urls["g1"], key, "measure me")
     # One arena failure, and two refused reCAPTCHA tokens (the worker tries a second one).
-    stack.arena("POST", "scenario", json={"failures": [{"kind": "server_500", "endpoint": "create"}]})
+    stack.arena(
+        "POST", "scenario", json={"failures": [{"kind": "server_500", "endpoint": "create"}]}
+    )
     with pytest.raises(openai.APIStatusError):
         ask(urls["g1"], key, "fail once")
-    stack.arena("POST", "scenario", json={"failures": [{"kind": "recaptcha_403", "endpoint": "create", "times": 2}]})
+    stack.arena(
+        "POST",
+        "scenario",
+        json={"failures": [{"kind": "recaptcha_403", "endpoint": "create", "times": 2}]},
+    )
     with pytest.raises(openai.APIStatusError):
         ask(urls["g1"], key, "refused token")
 
@@ -237,8 +256,11 @@ def test_the_logs_hold_request_ids_and_no_key_or_prompt(bridge) -> None:
         for line in (stack.workdir / f"{name}.log").read_text().splitlines():
             if line.startswith("{"):
                 gateway_lines.append(json.loads(line))
-    assert any(l["request_id"] != "-" and "job" in l["message"] for l in gateway_lines)
-    assert all({"time", "level", "logger", "request_id", "message"} <= l.keys() for l in gateway_lines)
+    assert any(entry["request_id"] != "-" and "job" in entry["message"] for entry in gateway_lines)
+    assert all(
+        {"time", "level", "logger", "request_id", "message"} <= entry.keys()
+        for entry in gateway_lines
+    )
     for name in ("gateway", "g2", "w1"):
         text = (stack.workdir / f"{name}.log").read_text()
         leaked = [secret for secret in SECRETS if secret in text]

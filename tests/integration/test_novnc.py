@@ -89,7 +89,9 @@ def streamed_text(stack: Stack, prompt: str) -> tuple[str, str]:
     """What the fake arena streamed for `prompt`, and to whom."""
     log = stack.arena_log()
     [session] = [s for s in log["sessions"] if s["turns"][0]["text"] == prompt]
-    [stream] = [s for s in log["streams"] if s["session_id"] == session["id"] and s["status"] == "finished"]
+    [stream] = [
+        s for s in log["streams"] if s["session_id"] == session["id"] and s["status"] == "finished"
+    ]
     return stream["text"]["a"], session["owner"]
 
 
@@ -111,7 +113,9 @@ def open_screen(person: webdriver.Chrome, worker: str, shots: Path) -> WebElemen
     WebDriverWait(person, 20).until(
         lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "connected"
     )
-    canvas = WebDriverWait(person, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "#screen canvas"))
+    canvas = WebDriverWait(person, 10).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#screen canvas")
+    )
     WebDriverWait(person, 10).until(lambda d: canvas.size["width"] >= 1280)
     time.sleep(1.0)  # the first full frame
     return canvas
@@ -127,23 +131,39 @@ def worker_browser(stack: Stack, name: str) -> psutil.Process:
 
 def where_on_screen(stack: Stack, name: str, selector: str) -> tuple[float, float]:
     """The centre of `selector` in the worker's page, in X screen pixels, read through DevTools."""
-    [port] = [a.split("=", 1)[1] for a in worker_browser(stack, name).cmdline() if a.startswith("--remote-debugging-port=")]
+    [port] = [
+        a.split("=", 1)[1]
+        for a in worker_browser(stack, name).cmdline()
+        if a.startswith("--remote-debugging-port=")
+    ]
     targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
     [page] = [t for t in targets if t["type"] == "page"]
     expression = (
-        "(() => { const r = document.querySelector(%s).getBoundingClientRect();"
+        f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
         " return JSON.stringify({x: screenX + (outerWidth - innerWidth) / 2 + r.left + r.width / 2,"
-        " y: screenY + outerHeight - innerHeight + r.top + r.height / 2}); })()" % json.dumps(selector)
+        " y: screenY + outerHeight - innerHeight + r.top + r.height / 2}); })()"
     )
-    with websockets.sync.client.connect(page["webSocketDebuggerUrl"], max_size=None, proxy=None) as cdp:
-        cdp.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}}))
+    with websockets.sync.client.connect(
+        page["webSocketDebuggerUrl"], max_size=None, proxy=None
+    ) as cdp:
+        cdp.send(
+            json.dumps(
+                {
+                    "id": 1,
+                    "method": "Runtime.evaluate",
+                    "params": {"expression": expression, "returnByValue": True},
+                }
+            )
+        )
         while (reply := json.loads(cdp.recv()))["id"] != 1:
             pass
     point = json.loads(reply["result"]["result"]["value"])
     return point["x"], point["y"]
 
 
-def wait_for_selector(stack: Stack, name: str, selector: str, timeout: float = 20) -> tuple[float, float]:
+def wait_for_selector(
+    stack: Stack, name: str, selector: str, timeout: float = 20
+) -> tuple[float, float]:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -154,11 +174,15 @@ def wait_for_selector(stack: Stack, name: str, selector: str, timeout: float = 2
             time.sleep(0.3)
 
 
-def click_on_screen(person: webdriver.Chrome, canvas: WebElement, point: tuple[float, float]) -> None:
+def click_on_screen(
+    person: webdriver.Chrome, canvas: WebElement, point: tuple[float, float]
+) -> None:
     """A real click on the noVNC canvas at a point of the worker's screen (one pixel per pixel)."""
     width, height = canvas.size["width"], canvas.size["height"]
     x, y = point
-    ActionChains(person).move_to_element_with_offset(canvas, int(x - width / 2), int(y - height / 2)).click().perform()
+    ActionChains(person).move_to_element_with_offset(
+        canvas, int(x - width / 2), int(y - height / 2)
+    ).click().perform()
 
 
 def test_a_person_passes_the_cloudflare_check_and_the_waiting_request_completes(
@@ -186,7 +210,10 @@ def test_a_person_passes_the_cloudflare_check_and_the_waiting_request_completes(
 
     person.get(f"{stack.base_url}/admin")
     WebDriverWait(person, 10).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-worker="cf-1"]').get_attribute("data-state") == "ready"
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, 'tr[data-worker="cf-1"]').get_attribute("data-state")
+            == "ready"
+        )
     )
     person.save_screenshot(str(tmp_path / "admin-after.png"))
     stack.stop_worker("cf-1")
@@ -205,10 +232,16 @@ def test_signing_in_through_the_screen_makes_the_worker_ready_and_survives_a_res
 
         admin_sign_in(person, stack, tmp_path)
         canvas = open_screen(person, "gate-1", tmp_path)
-        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'a[data-testid="login"]'))
-        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'input[name="username"]'))
+        click_on_screen(
+            person, canvas, wait_for_selector(stack, "gate-1", 'a[data-testid="login"]')
+        )
+        click_on_screen(
+            person, canvas, wait_for_selector(stack, "gate-1", 'input[name="username"]')
+        )
         ActionChains(person).send_keys("alice").perform()
-        click_on_screen(person, canvas, wait_for_selector(stack, "gate-1", 'input[name="password"]'))
+        click_on_screen(
+            person, canvas, wait_for_selector(stack, "gate-1", 'input[name="password"]')
+        )
         ActionChains(person).send_keys("s3cret", Keys.ENTER).perform()
 
         status = stack.wait_worker("gate-1", "ready", timeout=30)

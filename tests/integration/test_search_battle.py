@@ -46,9 +46,12 @@ def expected_annotations(prompt: str) -> list[dict]:
 
 def test_search_sources_are_url_citation_annotations_on_the_message(stack: Stack) -> None:
     prompt = unique("who won the match")
-    message = stack.openai().chat.completions.create(
-        model=SEARCH, messages=[{"role": "user", "content": prompt}]
-    ).choices[0].message
+    message = (
+        stack.openai()
+        .chat.completions.create(model=SEARCH, messages=[{"role": "user", "content": prompt}])
+        .choices[0]
+        .message
+    )
     assert [a.model_dump() for a in message.annotations] == expected_annotations(prompt)
     first = message.annotations[0].url_citation
     assert message.content[first.start_index : first.end_index] == "Turn 1 "
@@ -69,27 +72,38 @@ def test_streamed_search_sources_arrive_with_the_finish_and_the_sdk_helper_parse
 
 def test_a_battle_answers_with_two_hidden_models_as_two_choices(stack: Stack) -> None:
     prompt = unique("tell a joke")
-    answer = stack.openai().chat.completions.create(model="battle", messages=[{"role": "user", "content": prompt}])
+    answer = stack.openai().chat.completions.create(
+        model="battle", messages=[{"role": "user", "content": prompt}]
+    )
     assert [c.index for c in answer.choices] == [0, 1] and answer.model == "battle"
     assert all(c.model_extra["model"] is None for c in answer.choices)
     texts = [c.message.content for c in answer.choices]
     assert all(t.startswith(f"Turn 1 of «{prompt}» (") and t.endswith(prompt) for t in texts)
     assert texts[0] != texts[1]  # two different models (the fake names its model in the text)
     (created,) = [
-        r for r in stack.arena_log()["requests"]
-        if r["path"].endswith("/create-evaluation") and r["status"] == 200
+        r
+        for r in stack.arena_log()["requests"]
+        if r["path"].endswith("/create-evaluation")
+        and r["status"] == 200
         and r["body"]["userMessage"]["content"] == prompt
     ]
-    assert created["body"]["mode"] == "battle" and created["body"]["modelAId"] != created["body"]["modelBId"]
+    assert (
+        created["body"]["mode"] == "battle"
+        and created["body"]["modelAId"] != created["body"]["modelBId"]
+    )
 
 
-def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(stack: Stack) -> None:
+def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(
+    stack: Stack,
+) -> None:
     prompt = unique("compare notes")
     texts = {0: "", 1: ""}
     names: dict[int, str] = {}
     finishes: dict[int, str] = {}
     for chunk in stack.openai().chat.completions.create(
-        model=f"side-by-side:{LEFT},{RIGHT}", messages=[{"role": "user", "content": prompt}], stream=True
+        model=f"side-by-side:{LEFT},{RIGHT}",
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
     ):
         for choice in chunk.choices:
             texts[choice.index] += choice.delta.content or ""
@@ -106,7 +120,9 @@ def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(s
 
 def test_a_malformed_pair_is_a_400_and_an_unknown_model_in_it_a_404(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError):
-        stack.openai().chat.completions.create(model="side-by-side:only-one", messages=[{"role": "user", "content": "x"}])
+        stack.openai().chat.completions.create(
+            model="side-by-side:only-one", messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(openai.NotFoundError):
         stack.openai().chat.completions.create(
             model=f"side-by-side:{LEFT},no-such-model", messages=[{"role": "user", "content": "x"}]

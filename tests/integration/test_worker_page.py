@@ -74,7 +74,10 @@ def handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/gated":
                 # Each chunk waits for the test's go-ahead: a chunk can only be seen before the
                 # next is sent if it was pushed, not gathered at the end.
-                self.stream([b'a0:"one"\n', b'a0:"t\xc3', b'\xa9"\n', b'ad:{"finishReason":"stop"}\n'], gated=True)
+                self.stream(
+                    [b'a0:"one"\n', b'a0:"t\xc3', b'\xa9"\n', b'ad:{"finishReason":"stop"}\n'],
+                    gated=True,
+                )
             elif self.path == "/endless":
                 self.stream((b'a0:"x"\n' for _ in range(500)), pause=0.02)
 
@@ -142,7 +145,9 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
 @pytest.fixture
 async def site(browser: Browser) -> AsyncIterator[tuple[ArenaPage, Site, Browser, str]]:
     with tiny_site() as (origin, site):
-        cdp = await CDPConnection.connect(await target_url(browser.debugger_address, browser.target_id))
+        cdp = await CDPConnection.connect(
+            await target_url(browser.debugger_address, browser.target_id)
+        )
         page = await ArenaPage.attach(cdp)
         await browser.open(origin + "/")
         try:
@@ -158,7 +163,9 @@ def test_the_driver_copy_is_private_and_patched(browser: Browser) -> None:
     assert b"undetected chromedriver" not in Path("/usr/bin/chromedriver").read_bytes()
 
 
-async def test_chunks_are_pushed_in_order_as_they_arrive(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_chunks_are_pushed_in_order_as_they_arrive(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, server, _, _ = site
     received: list[str] = []
     async with page.fetch(ArenaRequest("POST", "/gated", {"q": "é", "n": [1, 2]})) as fetch:
@@ -179,7 +186,9 @@ async def test_chunks_are_pushed_in_order_as_they_arrive(site: tuple[ArenaPage, 
     assert sent["cookie"] == "sid=s3cret"  # credentials: 'include', as the site sends them
 
 
-async def test_a_refusal_comes_with_its_status_and_body(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_a_refusal_comes_with_its_status_and_body(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, _, _, _ = site
     async with page.fetch(ArenaRequest("POST", "/refused", {})) as fetch:
         head = await fetch.head()
@@ -187,7 +196,9 @@ async def test_a_refusal_comes_with_its_status_and_body(site: tuple[ArenaPage, S
         assert await fetch.text() == "Too many requests"
 
 
-async def test_leaving_the_block_early_aborts_the_fetch_in_the_page(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_leaving_the_block_early_aborts_the_fetch_in_the_page(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, server, _, _ = site
     async with page.fetch(ArenaRequest("POST", "/endless", {})) as fetch:
         await fetch.head()
@@ -195,7 +206,9 @@ async def test_leaving_the_block_early_aborts_the_fetch_in_the_page(site: tuple[
     assert await asyncio.to_thread(server.disconnected.wait, 5)
 
 
-async def test_a_navigation_fails_the_fetches_of_the_old_document(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_a_navigation_fails_the_fetches_of_the_old_document(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, _, browser, origin = site
     async with page.fetch(ArenaRequest("POST", "/endless", {})) as fetch:
         await fetch.head()
@@ -208,7 +221,9 @@ async def test_a_navigation_fails_the_fetches_of_the_old_document(site: tuple[Ar
         assert (await fetch.head()).status == 429
 
 
-async def test_small_calls_and_token_minting_run_in_the_page(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_small_calls_and_token_minting_run_in_the_page(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, server, _, _ = site
     assert await page.call(ArenaRequest("POST", "/stop", {})) == (200, "stopped")
     assert server.requests.get(timeout=1)["path"] == "/stop"
@@ -216,7 +231,9 @@ async def test_small_calls_and_token_minting_run_in_the_page(site: tuple[ArenaPa
     assert "tiny arena" in await page.html()
 
 
-async def test_many_concurrent_fetches_keep_their_own_chunks(site: tuple[ArenaPage, Site, Browser, str]) -> None:
+async def test_many_concurrent_fetches_keep_their_own_chunks(
+    site: tuple[ArenaPage, Site, Browser, str],
+) -> None:
     page, _, _, _ = site
 
     async def refused() -> tuple[int, str]:

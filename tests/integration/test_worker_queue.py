@@ -63,7 +63,9 @@ def job(job_id: str) -> CompletionJob:
 async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
     with redis_server(tmp_path) as url:
         pool = await create_pool(
-            queue.redis_settings(url), job_serializer=queue.serialize, job_deserializer=queue.deserialize
+            queue.redis_settings(url),
+            job_serializer=queue.serialize,
+            job_deserializer=queue.deserialize,
         )
         try:
             yield url, pool
@@ -81,10 +83,15 @@ async def group_running(
         await jobs(ctx, payload)
 
     workers = [
-        QueueWorker(group, run, queue_name=name, redis_settings=queue.redis_settings(url), job_timeout_s=30)
+        QueueWorker(
+            group, run, queue_name=name, redis_settings=queue.redis_settings(url), job_timeout_s=30
+        )
         for name in (keys.SHARED_QUEUE, own)
     ]
-    tasks = [asyncio.create_task(group.listen(pool)), *(asyncio.create_task(w.async_run()) for w in workers)]
+    tasks = [
+        asyncio.create_task(group.listen(pool)),
+        *(asyncio.create_task(w.async_run()) for w in workers),
+    ]
     await asyncio.sleep(0.3)  # subscribed and past the first fallback poll
     try:
         yield group
@@ -119,7 +126,12 @@ async def test_both_queues_share_one_capacity_and_a_freed_slot_takes_the_next_jo
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=2):
-        for job_id, name in [("a", keys.SHARED_QUEUE), ("b", OWN), ("c", keys.SHARED_QUEUE), ("d", OWN)]:
+        for job_id, name in [
+            ("a", keys.SHARED_QUEUE),
+            ("b", OWN),
+            ("c", keys.SHARED_QUEUE),
+            ("d", OWN),
+        ]:
             await queue.enqueue(pool, job(job_id), name, expires_s=30)
         await jobs.wait_started(2)
         await asyncio.sleep(0.3)
@@ -141,7 +153,12 @@ async def test_a_job_is_stored_as_arq_stores_it_and_only_once(redis: tuple[str, 
     assert await queue.enqueue(pool, first, keys.SHARED_QUEUE, expires_s=30)
     assert not await queue.enqueue(pool, job("a"), keys.SHARED_QUEUE, expires_s=30)
 
-    arq_job = Job(keys.arq_job_id("a", 0), pool, _queue_name=keys.SHARED_QUEUE, _deserializer=queue.deserialize)
+    arq_job = Job(
+        keys.arq_job_id("a", 0),
+        pool,
+        _queue_name=keys.SHARED_QUEUE,
+        _deserializer=queue.deserialize,
+    )
     assert await arq_job.status() is JobStatus.queued
     info = await arq_job.info()
     assert info is not None and info.function == queue.COMPLETE and info.kwargs == {}

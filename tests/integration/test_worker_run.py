@@ -50,7 +50,9 @@ class Stack:
     async def scenario(self, **knobs: Any) -> None:
         (await self.control.post("/__fake/reset")).raise_for_status()
         if knobs:
-            (await self.control.post("/__fake/scenario", content=orjson.dumps(knobs))).raise_for_status()
+            (
+                await self.control.post("/__fake/scenario", content=orjson.dumps(knobs))
+            ).raise_for_status()
 
     async def log(self) -> dict[str, Any]:
         return (await self.control.get("/__fake/log")).json()
@@ -59,7 +61,9 @@ class Stack:
         beat = await self.pool.get(keys.worker_heartbeat(worker_id))
         return WorkerStatus.load(beat) if beat else None
 
-    async def wait_state(self, worker_id: str, state: WorkerState, timeout: float = 60) -> WorkerStatus:
+    async def wait_state(
+        self, worker_id: str, state: WorkerState, timeout: float = 60
+    ) -> WorkerStatus:
         async with asyncio.timeout(timeout):
             while True:
                 status = await self.status(worker_id)
@@ -130,7 +134,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     tmp = tmp_path_factory.mktemp("worker-run")
     with servers(tmp) as (redis_url, arena):
         pool = await create_pool(
-            queue.redis_settings(redis_url), job_serializer=queue.serialize, job_deserializer=queue.deserialize
+            queue.redis_settings(redis_url),
+            job_serializer=queue.serialize,
+            job_deserializer=queue.deserialize,
         )
         stack = Stack(redis_url, arena, tmp / "state", pool)
         try:
@@ -204,7 +210,10 @@ async def test_a_cancelled_job_stops_the_answer_and_the_worker_serves_the_next(m
     assert len(streamed["lines"]) < 10
     stops = [request for request in log["requests"] if "/stream/stop/" in request["path"]]
     assert [(stop["path"], stop["status"]) for stop in stops] == [
-        (f"/nextjs-api/stream/stop/{streamed['session_id']}/messages/{streamed['message_ids']['a']}", 200)
+        (
+            f"/nextjs-api/stream/stop/{streamed['session_id']}/messages/{streamed['message_ids']['a']}",
+            200,
+        )
     ]
 
     await main.scenario()
@@ -221,7 +230,9 @@ async def test_a_refused_recaptcha_token_is_retried_once_with_a_new_one(main: St
     await main.submit(job)
     found = await main.events(job.id)
 
-    creates = [r for r in (await main.log())["requests"] if r["path"].endswith("/create-evaluation")]
+    creates = [
+        r for r in (await main.log())["requests"] if r["path"].endswith("/create-evaluation")
+    ]
     assert [r["status"] for r in creates] == [403, 200]
     first, second = (r["body"] for r in creates)
     assert first["recaptchaV3Token"] != second["recaptchaV3Token"]
@@ -245,7 +256,12 @@ async def test_a_429_with_no_other_worker_is_a_rate_limited_error(main: Stack) -
     await main.submit(job)
     found = await main.events(job.id)
     error = found[-2]
-    assert (error["t"], error["kind"], error["retry_after"], error["status"]) == ("error", "rate_limited", 2.0, 429)
+    assert (error["t"], error["kind"], error["retry_after"], error["status"]) == (
+        "error",
+        "rate_limited",
+        2.0,
+        429,
+    )
 
     status = await main.status(MAIN)
     assert status is not None and status.state is WorkerState.RATE_LIMITED
@@ -268,7 +284,10 @@ async def test_a_job_cancelled_before_it_starts_never_reaches_the_arena(main: St
     await main.pool.set(keys.job_cancel(job.id), b"1", ex=60)
     await main.submit(job)
     found = await main.events(job.id)
-    assert [(event["t"], event.get("kind")) for event in found] == [("error", "cancelled"), ("done", None)]
+    assert [(event["t"], event.get("kind")) for event in found] == [
+        ("error", "cancelled"),
+        ("done", None),
+    ]
     assert (await main.log())["streams"] == []
 
 

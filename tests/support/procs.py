@@ -86,7 +86,9 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(5)
 
 
-def spawn(args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+def spawn(
+    args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
         args,
@@ -105,11 +107,16 @@ def redis_server(workdir: Path) -> Iterator[str]:
     proc = spawn(
         [
             redis_server_binary(),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
         ],
         log=workdir / "redis.log",
     )

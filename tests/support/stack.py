@@ -60,7 +60,8 @@ class Stack:
             "LMB_STATE_DIR": str(self.workdir / "state"),
             "LMB_HEADLESS": "true",
             "LMB_CHROMIUM_ARGS": json.dumps(
-                TEST_CHROMIUM_ARGS + (TLS_CHROMIUM_ARGS if self.arena_url.startswith("https:") else [])
+                TEST_CHROMIUM_ARGS
+                + (TLS_CHROMIUM_ARGS if self.arena_url.startswith("https:") else [])
             ),
             "LMB_HEARTBEAT_SECONDS": "0.5",
             **self.env,
@@ -122,7 +123,9 @@ class Stack:
         while time.monotonic() < deadline:
             proc = self.workers.get(name)
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.workdir}/{name}.log")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see {self.workdir}/{name}.log"
+                )
             status = self.worker_status(name)
             if status is not None and status.state.value == state:
                 return status
@@ -132,7 +135,11 @@ class Stack:
     def arena(self, method: str, path: str, **kwargs) -> httpx.Response:
         """Call the fake arena's control API."""
         response = httpx.request(
-            method, f"{self.arena_url}/__fake/{path}", timeout=10, verify=self.arena_verify, **kwargs
+            method,
+            f"{self.arena_url}/__fake/{path}",
+            timeout=10,
+            verify=self.arena_verify,
+            **kwargs,
         )
         response.raise_for_status()
         return response

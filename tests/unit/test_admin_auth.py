@@ -60,12 +60,27 @@ def test_only_admin_pages_are_destinations_after_signing_in() -> None:
     assert safe_next("/admin") == "/admin"
     assert safe_next("/admin/workers/w1/screen") == "/admin/workers/w1/screen"
     assert safe_next("/admin?x=1") == "/admin?x=1"
-    for elsewhere in (None, "", "//evil.example", "https://evil.example/admin", "/administrator", "/v1/models", "/admin\\..\\x"):
+    for elsewhere in (
+        None,
+        "",
+        "//evil.example",
+        "https://evil.example/admin",
+        "/administrator",
+        "/v1/models",
+        "/admin\\..\\x",
+    ):
         assert safe_next(elsewhere) == "/admin"
 
 
 def status(worker_id: str, state: WorkerState, **fields) -> WorkerStatus:
-    return WorkerStatus(id=worker_id, state=state, queue=keys.worker_queue(worker_id), capacity=2, updated_at=100.0, **fields)
+    return WorkerStatus(
+        id=worker_id,
+        state=state,
+        queue=keys.worker_queue(worker_id),
+        capacity=2,
+        updated_at=100.0,
+        **fields,
+    )
 
 
 def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
@@ -75,7 +90,12 @@ def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
         status("c", WorkerState.RATE_LIMITED, until=130.0),
     ]
     rows = worker_rows(live, ["z"], {keys.worker_queue("z"): 2}, now=110.0)
-    assert [(row.id, row.state) for row in rows] == [("b", "login_required"), ("a", "ready"), ("c", "rate_limited"), ("z", "gone")]
+    assert [(row.id, row.state) for row in rows] == [
+        ("b", "login_required"),
+        ("a", "ready"),
+        ("c", "rate_limited"),
+        ("z", "gone"),
+    ]
     assert rows[0].needs == "sign in to an arena account in its browser" and rows[0].screen
     assert not rows[1].screen  # no display
     assert rows[2].rate_limited_for_s == 20.0 and rows[1].heartbeat_age_s == 10.0
@@ -86,7 +106,11 @@ def test_the_vnc_password_derives_from_key_worker_and_salt() -> None:
     password = vnc.password(KEY, "w1", "salt")
     assert len(password) == 8  # VNC authentication reads eight characters
     assert password == vnc.password(KEY, "w1", "salt")
-    assert password not in (vnc.password(KEY, "w2", "salt"), vnc.password(KEY, "w1", "salt2"), vnc.password("k2", "w1", "salt"))
+    assert password not in (
+        vnc.password(KEY, "w2", "salt"),
+        vnc.password(KEY, "w1", "salt2"),
+        vnc.password("k2", "w1", "salt"),
+    )
     assert vnc.new_salt() != vnc.new_salt()
 
 

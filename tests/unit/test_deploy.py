@@ -47,7 +47,9 @@ def test_compose_services_build_from_our_dockerfiles(compose: dict) -> None:
 
 
 def test_compose_exposes_only_the_load_balancer_on_loopback(compose: dict) -> None:
-    published = {name: s.get("ports", []) for name, s in compose["services"].items() if s.get("ports")}
+    published = {
+        name: s.get("ports", []) for name, s in compose["services"].items() if s.get("ports")
+    }
     assert list(published) == ["nginx"]
     assert all(str(port).startswith("127.0.0.1:") for port in published["nginx"])
 
@@ -57,7 +59,10 @@ def test_compose_workers_each_keep_their_own_profile(compose: dict) -> None:
     volumes = [services[w]["volumes"][0].split(":")[0] for w in ("worker-1", "worker-2")]
     ids = [services[w]["environment"]["LMB_WORKER_ID"] for w in ("worker-1", "worker-2")]
     assert len(set(volumes)) == 2 and len(set(ids)) == 2
-    assert all(services[w]["environment"]["LMB_REDIS_URL"].startswith("redis://redis:") for w in ("worker-1", "worker-2"))
+    assert all(
+        services[w]["environment"]["LMB_REDIS_URL"].startswith("redis://redis:")
+        for w in ("worker-1", "worker-2")
+    )
 
 
 def test_nginx_does_not_buffer_streams() -> None:

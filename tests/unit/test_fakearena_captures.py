@@ -46,12 +46,19 @@ def header_names(pairs: list[list[str]]) -> list[str]:
 def assert_like_capture(response: httpx.Response, captured: dict[str, Any]) -> None:
     expected = captured["response"]
     assert response.status_code == expected["status"]
-    served = [name for name in response.headers if name not in ("date", "server", "transfer-encoding")]
+    served = [
+        name for name in response.headers if name not in ("date", "server", "transfer-encoding")
+    ]
     names = header_names(expected["headers"])
     # the captured headers, in the captured order (later captures carry the extra ratelimit-*)
     assert [name for name in served if name in names] == names
     for name, value in expected["headers"]:
-        if name in ("content-type", "access-control-allow-origin", "cache-control", "x-matched-path"):
+        if name in (
+            "content-type",
+            "access-control-allow-origin",
+            "cache-control",
+            "x-matched-path",
+        ):
             assert response.headers[name] == value
 
 
@@ -124,7 +131,9 @@ def test_upload_actions_capture(client: ArenaClient) -> None:
         client.action(actions["generateUploadUrl"], ["Whisk.jpeg", "image/jpeg"], page),
     ]
     uploaded = result_of(answers[1])["data"]
-    stored = client.http.put(uploaded["uploadUrl"], content=b"jpeg", headers={"content-type": "image/jpeg"})
+    stored = client.http.put(
+        uploaded["uploadUrl"], content=b"jpeg", headers={"content-type": "image/jpeg"}
+    )
     assert stored.status_code == put["response"]["status"]
     answers.append(client.action(actions["getSignedUrl"], [uploaded["key"]], page))
     answers.append(client.action(actions["getHistory"], [None], f"/c/{uuid7()}"))
@@ -166,8 +175,11 @@ def test_captured_catalog_is_served_and_parses_back_identical(client: ArenaClien
 
 
 def test_catalog_override_is_served(client: ArenaClient) -> None:
-    entry = {"id": "m1", "publicName": "tiny", "capabilities": {"outputCapabilities": {"text": True}}}
+    entry = {
+        "id": "m1",
+        "publicName": "tiny",
+        "capabilities": {"outputCapabilities": {"text": True}},
+    }
     client.scenario(catalog=[entry])
     rsc = "".join(orjson.loads(s) for s in PUSH.findall(client.visit("/").text))
     assert '"initialModels":[{"id":"m1","publicName":"tiny"' in rsc
-

@@ -94,12 +94,19 @@ def test_unknown_session_and_message(client: ArenaClient) -> None:
 
 @pytest.mark.parametrize("age", [3700, -3700])
 def test_session_id_far_from_the_clock_seems_spoofed(client: ArenaClient, age: int) -> None:
-    body = evaluation_body(model_id=CHAT, content="hi", token=client.token(), session_id=uuid7(int((time.time() - age) * 1000)))
+    body = evaluation_body(
+        model_id=CHAT,
+        content="hi",
+        token=client.token(),
+        session_id=uuid7(int((time.time() - age) * 1000)),
+    )
     assert refused(client.send("POST", CREATE, body), 400, "Evaluation session ID seems spoofed")
 
 
 def test_session_id_must_be_uuid7(client: ArenaClient) -> None:
-    body = evaluation_body(model_id=CHAT, content="hi", token=client.token(), session_id=str(uuid.uuid4()))
+    body = evaluation_body(
+        model_id=CHAT, content="hi", token=client.token(), session_id=str(uuid.uuid4())
+    )
     assert refused(client.send("POST", CREATE, body), 400, "Evaluation session ID seems spoofed")
 
 
@@ -120,7 +127,9 @@ def test_message_ids_are_never_reused(client: ArenaClient) -> None:
     assert refused(client.send("POST", CREATE, twice), 400, "Message ID already used")
 
 
-def test_ids_of_a_failed_stream_are_spent_but_not_those_of_a_refused_request(client: ArenaClient) -> None:
+def test_ids_of_a_failed_stream_are_spent_but_not_those_of_a_refused_request(
+    client: ArenaClient,
+) -> None:
     client.scenario(failures=[{"kind": "cut_stream"}, {"kind": "recaptcha_403", "after": 1}])
     body, response = client.create(CHAT, "cut short")
     assert response.status_code == 200
@@ -134,7 +143,9 @@ def test_ids_of_a_failed_stream_are_spent_but_not_those_of_a_refused_request(cli
 
 def test_session_ids_are_not_reused(client: ArenaClient) -> None:
     first, _ = client.create(CHAT, "hi")
-    again = evaluation_body(model_id=CHAT, content="hi", token=client.token(), session_id=first["id"])
+    again = evaluation_body(
+        model_id=CHAT, content="hi", token=client.token(), session_id=first["id"]
+    )
     assert refused(client.send("POST", CREATE, again), 400, "Evaluation session already exists")
 
 
@@ -152,7 +163,9 @@ def test_the_model_must_be_known(client: ArenaClient) -> None:
         (SEARCH, "chat", "grok-4-fast-search"),
     ],
 )
-def test_the_modality_must_fit_the_model(client: ArenaClient, model: str, modality: str, name: str) -> None:
+def test_the_modality_must_fit_the_model(
+    client: ArenaClient, model: str, modality: str, name: str
+) -> None:
     _, response = client.create(model, "hi", modality=modality)
     assert refused(response, 400, f"Model {name} does not support modality {modality}")
 
@@ -190,7 +203,9 @@ def test_battle_needs_model_b(client: ArenaClient) -> None:
 
 def test_post_body_id_must_match_the_path(client: ArenaClient) -> None:
     first, _ = client.create(CHAT, "hi")
-    body = evaluation_body(model_id=CHAT, content="next", token=client.token(), session_id=uuid7(), mode=None)
+    body = evaluation_body(
+        model_id=CHAT, content="next", token=client.token(), session_id=uuid7(), mode=None
+    )
     response = client.send("POST", f"{STREAM}/post-to-evaluation/{first['id']}", body)
     assert refused(response, 400, "Evaluation session ID does not match the path")
 

@@ -66,7 +66,9 @@ def test_recaptcha_script_and_reload(client: ArenaClient) -> None:
     assert wrong.status_code == 400
     client.scenario(recaptcha_mint_seconds=0.3)
     started = time.monotonic()
-    token = client.http.post(f"/recaptcha/enterprise/reload?k={SITE_KEY}", json={"action": "chat_submit"}).json()["token"]
+    token = client.http.post(
+        f"/recaptcha/enterprise/reload?k={SITE_KEY}", json={"action": "chat_submit"}
+    ).json()["token"]
     assert time.monotonic() - started >= 0.3
     assert client.create(CHAT, "hi", token=token)[1].status_code == 200
 
@@ -87,7 +89,10 @@ def test_scenario_merges_keys_and_refuses_bad_ones(client: ArenaClient) -> None:
     assert client.http.get("/__fake/scenario").json() == merged
     assert client.http.post("/__fake/scenario", json={"no_such_knob": 1}).status_code == 400
     assert client.http.post("/__fake/scenario", json={"line_delay_seconds": -1}).status_code == 400
-    assert client.http.post("/__fake/scenario", json={"failures": [{"kind": "meteor"}]}).status_code == 400
+    assert (
+        client.http.post("/__fake/scenario", json={"failures": [{"kind": "meteor"}]}).status_code
+        == 400
+    )
     assert client.http.post("/__fake/scenario", content=b"[]").status_code == 400
 
 
@@ -137,7 +142,9 @@ def test_log_records_requests_and_streams(client: ArenaClient) -> None:
 
 def test_scenario_file_at_start_and_reset_returns_to_it(tmp_path: Path) -> None:
     path = tmp_path / "scenario.json"
-    path.write_bytes(orjson.dumps({"login_gate": True, "failures": [{"kind": "server_500", "times": None}]}))
+    path.write_bytes(
+        orjson.dumps({"login_gate": True, "failures": [{"kind": "server_500", "times": None}]})
+    )
     with fake_arena(tmp_path, "--scenario", str(path)) as origin, ArenaClient(origin) as client:
         client.visit()
         assert client.create(CHAT, "hi")[1].status_code == 500

@@ -17,7 +17,7 @@ from tests.fakearena.catalog import CAPTURES, Catalog, captured_models, kind_of
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.replies import Ask, Attachment
 
-CAPTURED_LINE = re.compile(r'^[ab][0-9a-z]:')
+CAPTURED_LINE = re.compile(r"^[ab][0-9a-z]:")
 
 
 def captured_lines(name: str) -> list[str]:
@@ -31,7 +31,13 @@ def ask(**fields: object) -> Ask:
 
 @pytest.mark.parametrize(
     "text",
-    ["Test received. Loud and clear!\n\nEverything", "  leading and trailing  ", "", "one", "a\tb\nc"],
+    [
+        "Test received. Loud and clear!\n\nEverything",
+        "  leading and trailing  ",
+        "",
+        "one",
+        "a\tb\nc",
+    ],
 )
 def test_pieces_join_back_to_the_text(text: str) -> None:
     assert "".join(replies.pieces(text)) == text
@@ -75,7 +81,9 @@ def test_reasoning_lines_come_first_and_start_empty_as_captured() -> None:
 def test_search_citations_have_the_captured_shape() -> None:
     lines = replies.lines("a", ask(kind="search", prompt="search what google latest model is"))
     citations = [orjson.loads(line[3:]) for line in lines if line.startswith("ac:")]
-    captured = [orjson.loads(line[3:]) for line in captured_lines("search.json") if line[:3] == "ac:"]
+    captured = [
+        orjson.loads(line[3:]) for line in captured_lines("search.json") if line[:3] == "ac:"
+    ]
     assert [list(c) for c in citations] == [list(captured[0])] * 3
     sources = [orjson.loads(c["argsTextDelta"])["source"] for c in citations]
     captured_sources = [orjson.loads(c["argsTextDelta"])["source"] for c in captured]
@@ -111,13 +119,13 @@ def test_failure_shaping() -> None:
     assert replies.shaped(plan, None, "") == plan
     assert replies.shaped(plan, "pause", "") == plan
     assert replies.shaped(plan, "cut_stream", "") == body[: len(body) // 2]
-    assert replies.shaped(plan, "error_line", "boom") == body[: len(body) // 2] + ['a3:"boom"']
+    assert replies.shaped(plan, "error_line", "boom") == [*body[: len(body) // 2], 'a3:"boom"']
     assert replies.shaped(plan, "empty_200", "") == []
 
 
 def test_every_line_has_the_captured_format() -> None:
     for kind in ("chat", "reasoning", "search", "image"):
-        for line in replies.lines("a", ask(kind=kind, prompt="ünïcode «quotes» \"and\" \\ / <tags>")):
+        for line in replies.lines("a", ask(kind=kind, prompt='ünïcode «quotes» "and" \\ / <tags>')):
             assert CAPTURED_LINE.match(line)
             orjson.loads(line[3:])
 

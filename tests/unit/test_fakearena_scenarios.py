@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -123,7 +124,9 @@ def test_login_gate_refuses_guests_in_direct_mode(client: ArenaClient, origin: s
         assert member.create(CHAT, "hi")[1].status_code == 200
 
 
-def test_cloudflare_challenges_every_page_and_endpoint_until_cleared(client: ArenaClient, origin: str) -> None:
+def test_cloudflare_challenges_every_page_and_endpoint_until_cleared(
+    client: ArenaClient, origin: str
+) -> None:
     client.scenario(cloudflare=True)
     page = client.visit()
     assert page.status_code == 403
@@ -131,7 +134,12 @@ def test_cloudflare_challenges_every_page_and_endpoint_until_cleared(client: Are
     assert "<title>Just a moment...</title>" in page.text and "_cf_chl_opt" in page.text
     assert client.create(CHAT, "hi")[1].status_code == 403
     assert client.http.get("/recaptcha/enterprise.js").status_code == 200  # Google, not the arena
-    assert client.http.post("/cdn-cgi/challenge-platform/verify", json={"nonce": "made-up"}).status_code == 403
+    assert (
+        client.http.post(
+            "/cdn-cgi/challenge-platform/verify", json={"nonce": "made-up"}
+        ).status_code
+        == 403
+    )
     nonce = re.search(r"cNounce:\"([^\"]+)\"", page.text).group(1)
     cleared = client.http.post("/cdn-cgi/challenge-platform/verify", json={"nonce": nonce})
     assert cleared.status_code == 200 and "cf_clearance" in client.http.cookies
@@ -185,7 +193,7 @@ def test_line_delay_paces_the_stream(client: ArenaClient) -> None:
     assert elapsed >= 0.04 * (len(FULL) - 1)
     sent = client.log()["streams"][-1]["sent_at"]
     assert len(sent) == len(FULL)
-    assert all(later - earlier >= 0.035 for earlier, later in zip(sent, sent[1:]))
+    assert all(later - earlier >= 0.035 for earlier, later in itertools.pairwise(sent))
 
 
 def test_continuation_and_retry_replies(client: ArenaClient) -> None:
@@ -212,7 +220,13 @@ def test_battle_answers_on_both_sides(client: ArenaClient) -> None:
     assert {line[0] for line in served} == {"a", "b"}
     record = last_stream(client)
     a = Ask(model="gemini-2.5-pro", kind="chat", turn=1, first="compare", prompt="compare")
-    b = Ask(model="claude-opus-4-5-20251101-thinking-32k", kind="reasoning", turn=1, first="compare", prompt="compare")
+    b = Ask(
+        model="claude-opus-4-5-20251101-thinking-32k",
+        kind="reasoning",
+        turn=1,
+        first="compare",
+        prompt="compare",
+    )
     assert record["text"] == {"a": answer_text(a), "b": answer_text(b)}
     assert record["message_ids"] == {"a": body["modelAMessageId"], "b": body["modelBMessageId"]}
     assert [line for line in served if line[0] == "a"] == lines("a", a)

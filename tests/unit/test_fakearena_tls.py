@@ -34,7 +34,8 @@ async def test_http2_streams_share_one_connection(origin: tuple[str, ssl.SSLCont
             token = (await client.post("/__fake/recaptcha-token", json={})).json()["token"]
             body = evaluation_body(model_id=CHAT, content=f"question {n}", token=token)
             response = await client.post(
-                "/nextjs-api/stream/create-evaluation", json=body,
+                "/nextjs-api/stream/create-evaluation",
+                json=body,
                 headers={"content-type": "text/plain;charset=UTF-8"},
             )
             assert response.status_code == 200
@@ -46,7 +47,9 @@ async def test_http2_streams_share_one_connection(origin: tuple[str, ssl.SSLCont
         await client.post("/__fake/reset")
 
 
-async def test_requests_whose_answer_ignores_the_body_keep_the_connection(origin: tuple[str, ssl.SSLContext]) -> None:
+async def test_requests_whose_answer_ignores_the_body_keep_the_connection(
+    origin: tuple[str, ssl.SSLContext],
+) -> None:
     url, ca = origin
     async with httpx.AsyncClient(base_url=url, http2=True, verify=ca) as client:
         # /__fake/reset never reads its body: on bare hypercorn this dropped the connection.

@@ -49,15 +49,26 @@ def test_upload_round_trip(client: ArenaClient) -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}/\d{13}-photo one\.jpg", target["key"])
     assert urlsplit(target["uploadUrl"]).netloc == urlsplit(client.origin).netloc
     assert "x-id=PutObject" in target["uploadUrl"]
-    assert client.http.put(target["uploadUrl"], content=data, headers={"content-type": "image/jpeg"}).status_code == 200
+    assert (
+        client.http.put(
+            target["uploadUrl"], content=data, headers={"content-type": "image/jpeg"}
+        ).status_code
+        == 200
+    )
     url = client.action_result("getSignedUrl", [target["key"]])["data"]["url"]
     fetched = client.http.get(url)
-    assert (fetched.status_code, fetched.content, fetched.headers["content-type"]) == (200, data, "image/jpeg")
+    assert (fetched.status_code, fetched.content, fetched.headers["content-type"]) == (
+        200,
+        data,
+        "image/jpeg",
+    )
     puts = [r for r in client.log()["requests"] if r["method"] == "PUT"]
     assert puts[-1]["body_bytes"] == len(data) and puts[-1]["body"] is None
 
 
-def test_the_upload_url_is_only_for_put_and_the_signed_url_only_for_get(client: ArenaClient) -> None:
+def test_the_upload_url_is_only_for_put_and_the_signed_url_only_for_get(
+    client: ArenaClient,
+) -> None:
     target = client.action_result("generateUploadUrl", ["a.png", "image/png"])["data"]
     assert client.http.get(target["uploadUrl"]).status_code == 403
     client.http.put(target["uploadUrl"], content=b"x")
@@ -108,7 +119,9 @@ def test_image_models_answer_with_a_png_on_the_fake(client: ArenaClient) -> None
     assert image["type"] == "image" and image["mimeType"] == "image/png"
     url = urlsplit(image["image"])
     assert url.netloc == urlsplit(client.origin).netloc
-    assert url.path.endswith(f"-{body['modelAMessageId']}.png") and "X-Amz-Expires=3600" in url.query
+    assert (
+        url.path.endswith(f"-{body['modelAMessageId']}.png") and "X-Amz-Expires=3600" in url.query
+    )
     fetched = client.http.get(image["image"])
     assert fetched.headers["content-type"] == "image/png"
     assert fetched.content == png.image_for("a cat")
@@ -119,6 +132,9 @@ def test_vision_input_is_acknowledged_in_the_answer(client: ArenaClient) -> None
     _, response = client.create(VISION, "what does this say", attachments=[attachment])
     assert response.status_code == 200
     text = client.log()["streams"][-1]["text"]["a"]
-    assert text == "Turn 1 of «what does this say» (gemini-3-pro) [image/jpeg, 30 bytes]: what does this say"
+    assert (
+        text
+        == "Turn 1 of «what does this say» (gemini-3-pro) [image/jpeg, 30 bytes]: what does this say"
+    )
     turn = client.log()["sessions"][-1]["turns"][0]
     assert turn["attachments"] == [attachment]

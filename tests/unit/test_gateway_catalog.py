@@ -81,8 +81,12 @@ async def test_a_view_without_a_catalog_or_the_model_asked_for_is_read_again(red
 async def publish(redis: Redis, worker_id: str, entries: list[dict]) -> None:
     await worker_catalog.publish_entries(redis, entries, now=time.time())
     status = WorkerStatus(
-        id=worker_id, state=WorkerState.READY, queue=keys.worker_queue(worker_id), capacity=4,
-        catalog=worker_catalog.digest(entries), updated_at=time.time(),
+        id=worker_id,
+        state=WorkerState.READY,
+        queue=keys.worker_queue(worker_id),
+        capacity=4,
+        catalog=worker_catalog.digest(entries),
+        updated_at=time.time(),
     )
     await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
     await redis.sadd(keys.WORKERS, worker_id)

@@ -27,17 +27,29 @@ def assistant(text: str) -> Turn:
 
 
 async def beat(redis: Redis, worker: str, state: WorkerState = WorkerState.READY) -> None:
-    status = WorkerStatus(id=worker, state=state, queue=keys.worker_queue(worker), capacity=4, updated_at=time.time())
+    status = WorkerStatus(
+        id=worker, state=state, queue=keys.worker_queue(worker), capacity=4, updated_at=time.time()
+    )
     await redis.set(keys.worker_heartbeat(worker), status.dump())
 
 
 async def answer(
-    redis: Redis, plan: Plan, text: str, *, worker: str = "w1", session: str = "s1", message: str = "m1"
+    redis: Redis,
+    plan: Plan,
+    text: str,
+    *,
+    worker: str = "w1",
+    session: str = "s1",
+    message: str = "m1",
 ) -> None:
     """What the worker records once it has answered `plan`."""
     assert plan.remember is not None
     thread = Thread(
-        worker=worker, session_id=session, message_id=message, model=MODEL, messages=plan.remember.messages + 1
+        worker=worker,
+        session_id=session,
+        message_id=message,
+        model=MODEL,
+        messages=plan.remember.messages + 1,
     )
     await redis.mset(conversations.remembered(plan.remember, thread, text))
 
@@ -56,12 +68,16 @@ def test_every_prefix_has_a_fingerprint_and_a_longer_history_extends_a_shorter_o
 
 
 def test_fingerprints_ignore_whitespace_and_markdown_images_but_not_words_roles_or_images() -> None:
-    base = fingerprints(SCOPE, [user("hello  world\n"), assistant("Here: ![image](https://x/y.png)")])
+    base = fingerprints(
+        SCOPE, [user("hello  world\n"), assistant("Here: ![image](https://x/y.png)")]
+    )
     assert base == fingerprints(SCOPE, [user(" hello world"), assistant("Here:")])
     assert base[-1] != fingerprints(SCOPE, [user("hello world!"), assistant("Here:")])[-1]
     assert base[1] != fingerprints(SCOPE, [Turn("system", "hello world")])[1]
     assert base[1] != fingerprints(SCOPE, [user("hello world", "data:image/png;base64,AAAA")])[1]
-    assert fingerprints(SCOPE, [Turn("system", "x")]) == fingerprints(SCOPE, [Turn("developer", "x")])  # type: ignore[arg-type]
+    assert fingerprints(SCOPE, [Turn("system", "x")]) == fingerprints(
+        SCOPE, [Turn("developer", "x")]
+    )  # type: ignore[arg-type]
 
 
 def test_scopes_keep_models_and_client_keys_apart() -> None:
@@ -92,7 +108,10 @@ async def test_a_history_that_extends_an_answer_posts_only_the_new_messages(redi
     turns = [user("hi"), assistant("Hello!"), Turn("system", "be brief"), user("how are you?")]
     second = await plan(redis, turns, job="j2")
     assert second.action == "post" and list(second.turns) == turns[2:]
-    assert second.thread is not None and (second.thread.worker, second.thread.session_id) == ("w1", "s1")
+    assert second.thread is not None and (second.thread.worker, second.thread.session_id) == (
+        "w1",
+        "s1",
+    )
     # The thread is claimed: a second request for the same continuation starts a new session.
     assert await redis.get(keys.conversation_head("s1")) == b"claimed:j2"
     assert (await plan(redis, turns, job="j3")).action == "create"
@@ -114,8 +133,12 @@ async def test_the_same_history_again_is_a_regenerate_of_that_turns_answer(redis
     assert again.action == "retry" and again.thread is not None and again.thread.message_id == "m1"
     # After the retry, the thread continues from the new answer, not from the old one.
     await answer(redis, again, "Hi there!", message="m1")
-    assert (await plan(redis, [user("hi"), assistant("Hello!"), user("x")], job="j3")).action == "create"
-    assert (await plan(redis, [user("hi"), assistant("Hi there!"), user("x")], job="j4")).action == "post"
+    assert (
+        await plan(redis, [user("hi"), assistant("Hello!"), user("x")], job="j3")
+    ).action == "create"
+    assert (
+        await plan(redis, [user("hi"), assistant("Hi there!"), user("x")], job="j4")
+    ).action == "post"
 
 
 async def test_an_edited_history_starts_a_new_session(redis: Redis) -> None:
@@ -144,11 +167,15 @@ async def test_a_thread_whose_worker_is_gone_or_not_serving_starts_a_new_session
     if state is not None:
         await beat(redis, "w1", state)
     await answer(redis, await plan(redis, [user("hi")]), "Hello!")
-    assert (await plan(redis, [user("hi"), assistant("Hello!"), user("x")], job="j2")).action == "create"
+    assert (
+        await plan(redis, [user("hi"), assistant("Hello!"), user("x")], job="j2")
+    ).action == "create"
 
 
 async def test_another_model_or_a_prefill_starts_a_new_session(redis: Redis) -> None:
     await beat(redis, "w1")
     await answer(redis, await plan(redis, [user("hi")]), "Hello!")
-    assert (await plan(redis, [user("hi"), assistant("Hello!"), user("x")], model="other")).action == "create"
+    assert (
+        await plan(redis, [user("hi"), assistant("Hello!"), user("x")], model="other")
+    ).action == "create"
     assert (await plan(redis, [user("hi"), assistant("Hello!")], job="j2")).action == "create"

@@ -70,11 +70,13 @@ def test_a_streamed_answer_frame_by_frame() -> None:
         frame(choice('{"reasoning_content":"thinking…"}')),
         frame(choice('{"content":"He said \\"hi\\"\\n"}')),
         b"",
-        frame(choice(
-            '{"annotations":[{"type":"url_citation","url_citation":{"url":"https://example.org",'
-            '"title":"https://example.org","start_index":0,"end_index":13}}]}',
-            '"length"',
-        )),
+        frame(
+            choice(
+                '{"annotations":[{"type":"url_citation","url_citation":{"url":"https://example.org",'
+                '"title":"https://example.org","start_index":0,"end_index":13}}]}',
+                '"length"',
+            )
+        ),
         DONE,
     ]
 
@@ -124,7 +126,9 @@ def test_images_become_markdown_separated_from_text() -> None:
         choice('{"content":"![image](https://x/1.png)","images":[{"index":0,%s}]}' % (part % 1))
     )
     assert chunks.event(events.image("a", "https://x/2.png", "image/png")) == frame(
-        choice('{"content":"\\n\\n![image](https://x/2.png)","images":[{"index":1,%s}]}' % (part % 2))
+        choice(
+            '{"content":"\\n\\n![image](https://x/2.png)","images":[{"index":1,%s}]}' % (part % 2)
+        )
     )
 
 
@@ -146,8 +150,24 @@ def test_search_sources_become_url_citations_over_the_text_they_support() -> Non
     ]
     message = completion(ID, "m", 1, "p", said)["choices"][0]["message"]
     assert message["annotations"] == [
-        {"type": "url_citation", "url_citation": {"url": "https://a.example", "title": "A", "start_index": 0, "end_index": 19}},
-        {"type": "url_citation", "url_citation": {"url": "https://b.example", "title": "https://b.example", "start_index": 19, "end_index": 37}},
+        {
+            "type": "url_citation",
+            "url_citation": {
+                "url": "https://a.example",
+                "title": "A",
+                "start_index": 0,
+                "end_index": 19,
+            },
+        },
+        {
+            "type": "url_citation",
+            "url_citation": {
+                "url": "https://b.example",
+                "title": "https://b.example",
+                "start_index": 19,
+                "end_index": 37,
+            },
+        },
     ]
     chunks = stream()
     frames = b"".join(chunks.event(e) for e in said)
@@ -165,13 +185,21 @@ def test_a_battle_answers_as_two_choices_each_with_its_model_when_shown() -> Non
         events.finish("a", "length"),
     ]
     answer = completion(ID, "side-by-side:x,y", 1, "p", said, names=["x", "y"])
-    assert [(c["index"], c["model"], c["message"]["content"], c["finish_reason"]) for c in answer["choices"]] == [
+    assert [
+        (c["index"], c["model"], c["message"]["content"], c["finish_reason"])
+        for c in answer["choices"]
+    ] == [
         (0, "x", "left more", "length"),
         (1, "y", "right", "stop"),
     ]
     assert answer["usage"]["completion_tokens"] == 3 + 2
     chunks = ChunkStream(ID, "battle", 1, "p", include_usage=False, names=[None, None])
-    frames = [orjson.loads(f) for f in (chunks.start() + b"".join(map(chunks.event, said)) + chunks.end()).split(b"data: ")[1:-1]]
+    frames = [
+        orjson.loads(f)
+        for f in (chunks.start() + b"".join(map(chunks.event, said)) + chunks.end()).split(
+            b"data: "
+        )[1:-1]
+    ]
     firsts = [f["choices"][0] for f in frames[:2]]
     assert [(c["index"], c["model"]) for c in firsts] == [(0, None), (1, None)]
     text = {0: "", 1: ""}
@@ -235,7 +263,7 @@ def test_partial_arena_usage_is_completed_by_estimates() -> None:
 
 
 def test_frames_are_valid_json_for_any_text() -> None:
-    text = "\u2028line\u0000 \"quoted\" \\ 🦀"
+    text = '\u2028line\u0000 "quoted" \\ 🦀'
     data = stream().event(events.text("a", text))
     assert data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2
     assert orjson.loads(data[6:-2])["choices"][0]["delta"]["content"] == text

@@ -180,9 +180,12 @@ async def test_a_url_over_10_mb_is_a_413(server: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "said"), [("/missing", "HTTP 404"), ("/page.html", "not an image"), ("/slow", "no answer within")]
+    ("path", "said"),
+    [("/missing", "HTTP 404"), ("/page.html", "not an image"), ("/slow", "no answer within")],
 )
-async def test_a_url_that_gives_no_image_in_time_is_a_400_saying_why(server: str, path: str, said: str) -> None:
+async def test_a_url_that_gives_no_image_in_time_is_a_400_saying_why(
+    server: str, path: str, said: str
+) -> None:
     with pytest.raises(ApiError) as caught:
         await fetch(server + path, timeout_s=0.5)
     assert caught.value.status == 400 and said in caught.value.message
@@ -194,9 +197,14 @@ async def test_only_http_urls_are_fetched() -> None:
     assert caught.value.status == 400
 
 
-async def test_the_store_keeps_each_image_once_and_fetches_only_what_it_lacks(redis: Redis, server: str) -> None:
+async def test_the_store_keeps_each_image_once_and_fetches_only_what_it_lacks(
+    redis: Redis, server: str
+) -> None:
     store = ImageStore(redis, Settings(allow_private_image_urls=True, conversation_ttl_seconds=60))
-    remote, inline = ImageSource(f"{server}/cat.png"), ImageSource(data_url(b"GIF89a-tiny", "image/gif"))
+    remote, inline = (
+        ImageSource(f"{server}/cat.png"),
+        ImageSource(data_url(b"GIF89a-tiny", "image/gif")),
+    )
     _Handler.hits.clear()
     refs = await store.put([(remote, False), (inline, True)])
     assert [(r.digest, r.media_type, r.new) for r in refs] == [

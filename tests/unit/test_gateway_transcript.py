@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ApiError
-from gateway.openai_schemas import Message, turns_from_messages
 from gateway.images import ImageSource
+from gateway.openai_schemas import Message, turns_from_messages
 from gateway.transcript import (
     MAX_PROMPT_CHARS,
     Turn,
@@ -97,7 +97,9 @@ def test_system_messages_stay_in_place_unless_merged_into_one_at_the_top() -> No
     kept = prompt_from_messages(messages)
     assert kept.index("<system>\nStay in character.\n</system>") > kept.index("Hello.")
     merged = prompt_from_messages(messages, merge_system=True)
-    assert merged.startswith("<system>\nYou are Ann.\n\nStay in character.\n</system>\n\n<user>\nHi")
+    assert merged.startswith(
+        "<system>\nYou are Ann.\n\nStay in character.\n</system>\n\n<user>\nHi"
+    )
     assert merged.count("<system>") == 1
 
 
@@ -128,5 +130,6 @@ def test_the_parameter_named_in_errors_is_the_callers() -> None:
     with pytest.raises(ApiError) as caught:
         require_user([Turn("system", "rules")], param="input")
     assert (caught.value.param, caught.value.message) == (
-        "input", "The input must include at least one user message."
+        "input",
+        "The input must include at least one user message.",
     )

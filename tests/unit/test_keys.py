@@ -19,8 +19,12 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def record(**fields: object) -> ApiKey:
     key = "lmb-" + "x" * 43
     return ApiKey(
-        name="ci", id="0123456789ab", shown=key[:8], hash=key_hash(key),
-        created_at=NOW - timedelta(days=1), **fields,
+        name="ci",
+        id="0123456789ab",
+        shown=key[:8],
+        hash=key_hash(key),
+        created_at=NOW - timedelta(days=1),
+        **fields,
     )
 
 
@@ -29,7 +33,7 @@ def test_a_new_key_is_recognisable_and_random() -> None:
     assert len(made) == 100
     for key in made:
         assert key.startswith(KEY_PREFIX) and len(key) == len(KEY_PREFIX) + 43
-        assert key[len(KEY_PREFIX):].replace("-", "").replace("_", "").isalnum()
+        assert key[len(KEY_PREFIX) :].replace("-", "").replace("_", "").isalnum()
 
 
 def test_a_key_is_stored_as_its_sha256() -> None:

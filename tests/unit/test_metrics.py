@@ -34,7 +34,12 @@ def test_a_tally_counts_tokens_only_of_an_answer() -> None:
 
 def test_a_tally_prefers_the_arenas_counts_and_keeps_the_error() -> None:
     tally = Tally("prompt", CONTENT)
-    tally.add([events.text("a", "x"), events.finish("a", "stop", {"promptTokens": 7, "completionTokens": 3})])
+    tally.add(
+        [
+            events.text("a", "x"),
+            events.finish("a", "stop", {"promptTokens": 7, "completionTokens": 3}),
+        ]
+    )
     assert tally.tokens() == (7, 3)
     tally.add([events.error("upstream", "broke")])
     assert tally.error == "upstream"
@@ -58,7 +63,11 @@ def test_the_fleet_snapshot_is_exported_with_every_state() -> None:
     snapshot = FleetSnapshot(
         workers={"ready": 2, "challenge": 1},
         queues={"shared": 4, "w1": 0},
-        counters={"arena_error:rate_limited": 3, "arena_error:recaptcha": 2, "recaptcha_failure": 5},
+        counters={
+            "arena_error:rate_limited": 3,
+            "arena_error:recaptcha": 2,
+            "recaptcha_failure": 5,
+        },
     )
     found = samples(render(Metrics(), snapshot))
     assert found[("lmb_workers", (("state", "ready"),))] == 2

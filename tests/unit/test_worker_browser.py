@@ -19,8 +19,15 @@ def test_switches_keep_chromium_quiet_and_append_the_extra_ones() -> None:
     extra = ["--host-resolver-rules=MAP * ~NOTFOUND"]
     args = chromium_args(extra, headless=True, root=True)
     assert args[: len(BASE_ARGS)] == list(BASE_ARGS)
-    for switch in ("--no-first-run", "--disable-background-networking", "--disable-component-update",
-                   "--disable-sync", "--disable-dev-shm-usage", "--no-sandbox", "--disable-gpu"):
+    for switch in (
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--no-sandbox",
+        "--disable-gpu",
+    ):
         assert switch in args
     assert args[-1] == extra[0]
 

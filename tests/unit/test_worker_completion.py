@@ -12,8 +12,8 @@ from shared.conversations import Thread
 from shared.jobs import CompletionJob
 from shared.workers import WorkerState, WorkerStatus
 from worker.completion import (
-    RequestIds,
     Relayed,
+    RequestIds,
     build_request,
     events_of,
     pick_peer,
@@ -22,13 +22,24 @@ from worker.completion import (
 
 
 def job(**changes: object) -> CompletionJob:
-    fields = {"id": "r1", "model": "m", "model_id": "model-a", "prompt": "hi", "created_at": time.time()}
+    fields = {
+        "id": "r1",
+        "model": "m",
+        "model_id": "model-a",
+        "prompt": "hi",
+        "created_at": time.time(),
+    }
     return CompletionJob.model_validate({**fields, **changes})
 
 
 def status(worker_id: str, state: WorkerState = WorkerState.READY, busy: int = 0) -> WorkerStatus:
     return WorkerStatus(
-        id=worker_id, state=state, queue=f"q:{worker_id}", capacity=4, busy=busy, updated_at=time.time()
+        id=worker_id,
+        state=state,
+        queue=f"q:{worker_id}",
+        capacity=4,
+        busy=busy,
+        updated_at=time.time(),
     )
 
 
@@ -81,14 +92,19 @@ def thread(**changes: object) -> Thread:
 
 
 def test_a_post_sends_only_the_new_message_to_the_threads_session_with_fresh_message_ids() -> None:
-    the_job = job(action="post", thread=thread(), prompt="<user>\nall of it\n</user>", message="new")
+    the_job = job(
+        action="post", thread=thread(), prompt="<user>\nall of it\n</user>", message="new"
+    )
     ids = RequestIds.fresh(the_job)
     assert ids.session == "s-1" and ids.user_message < ids.model_a_message
     attachment = {"name": "k", "contentType": "image/png", "url": "https://x/k"}
     request = build_request(the_job, ids, "tok", [attachment])
     assert (request.method, request.path) == ("POST", "/nextjs-api/stream/post-to-evaluation/s-1")
     assert "mode" not in request.body and request.body["id"] == "s-1"
-    assert request.body["userMessage"] == {"content": "new", "experimental_attachments": [attachment]}
+    assert request.body["userMessage"] == {
+        "content": "new",
+        "experimental_attachments": [attachment],
+    }
 
 
 def test_a_retry_regenerates_the_threads_message_with_only_a_token() -> None:
@@ -97,13 +113,17 @@ def test_a_retry_regenerates_the_threads_message_with_only_a_token() -> None:
     assert (ids.session, ids.model_a_message, ids.messages()) == ("s-1", "m-1", {"a": "m-1"})
     request = build_request(the_job, ids, "tok")
     assert (request.method, request.path) == (
-        "PUT", "/nextjs-api/stream/retry-evaluation-session-message/s-1/messages/m-1"
+        "PUT",
+        "/nextjs-api/stream/retry-evaluation-session-message/s-1/messages/m-1",
     )
     assert request.body == {"recaptchaV3Token": "tok"}
 
 
 def test_a_new_session_carries_the_transcript_and_every_image() -> None:
-    images = [{"digest": "old", "media_type": "image/png", "new": False}, {"digest": "now", "media_type": "image/png"}]
+    images = [
+        {"digest": "old", "media_type": "image/png", "new": False},
+        {"digest": "now", "media_type": "image/png"},
+    ]
     the_job = job(action="post", thread=thread(), prompt="whole", message="new", images=images)
     assert [i.digest for i in the_job.sent_images()] == ["now"]
     fresh = the_job.as_new_session()
@@ -124,7 +144,9 @@ def test_a_battle_gets_a_message_id_for_each_side() -> None:
 
 def test_a_session_gone_or_not_ours_is_told_from_other_refusals() -> None:
     assert thread_gone(classify(404, {}, '{"error":"Evaluation session not found"}'))
-    assert thread_gone(classify(401, {}, '{"error":"User u does not have access to evaluation session s"}'))
+    assert thread_gone(
+        classify(401, {}, '{"error":"User u does not have access to evaluation session s"}')
+    )
     assert not thread_gone(classify(401, {}, '{"error":"LOGIN_GATE","message":"Sign in"}'))
     assert not thread_gone(classify(429, {}, "Too many requests"))
     assert not thread_gone(classify(400, {}, '{"error":"Message ID already used"}'))

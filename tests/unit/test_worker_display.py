@@ -37,11 +37,19 @@ def cookie(session: dict) -> str:
 
 
 def test_the_account_is_read_off_the_auth_cookie_whole_or_split() -> None:
-    value = cookie({"access_token": "t", "user": {"id": "u1", "user_metadata": {"username": "alice"}}})
+    value = cookie(
+        {"access_token": "t", "user": {"id": "u1", "user_metadata": {"username": "alice"}}}
+    )
     assert account_label({"arena-auth-prod-v1": value}) == "alice"
     half = len(value) // 2
-    assert account_label({"arena-auth-prod-v1.0": value[:half], "arena-auth-prod-v1.1": value[half:]}) == "alice"
-    assert account_label({"arena-auth-prod-v1": cookie({"user": {"id": "u1", "email": "a@b.c"}})}) == "a@b.c"
+    assert (
+        account_label({"arena-auth-prod-v1.0": value[:half], "arena-auth-prod-v1.1": value[half:]})
+        == "alice"
+    )
+    assert (
+        account_label({"arena-auth-prod-v1": cookie({"user": {"id": "u1", "email": "a@b.c"}})})
+        == "a@b.c"
+    )
     assert account_label({"arena-auth-prod-v1": cookie({"user": {"id": "u1"}})}) == "u1"
 
 
@@ -53,12 +61,16 @@ def test_a_guest_or_a_broken_cookie_is_no_account() -> None:
 
 
 def model(name: str) -> Model:
-    return Model(f"id-{name}", name, "org", "chat", accepts_images=False, reasoning=False, rank=None)
+    return Model(
+        f"id-{name}", name, "org", "chat", accepts_images=False, reasoning=False, rank=None
+    )
 
 
 def test_the_served_catalog_is_the_union_of_the_live_workers() -> None:
     one = Catalog(1.0, {"a": model("a"), "b": model("b")})
     two = Catalog(2.0, {"b": model("b"), "c": model("c")})
     merged = union([one, two])
-    assert merged is not None and list(merged.models) == ["a", "b", "c"] and merged.updated_at == 2.0
+    assert (
+        merged is not None and list(merged.models) == ["a", "b", "c"] and merged.updated_at == 2.0
+    )
     assert union([]) is None

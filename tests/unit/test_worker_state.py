@@ -17,7 +17,9 @@ def ready(capacity: int = 2) -> StateMachine:
 def test_every_state_has_a_row_and_stopped_is_final() -> None:
     assert set(TRANSITIONS) == set(S)
     assert TRANSITIONS[S.STOPPED] == frozenset()
-    assert all(S.STOPPED in targets for state, targets in TRANSITIONS.items() if state is not S.STOPPED)
+    assert all(
+        S.STOPPED in targets for state, targets in TRANSITIONS.items() if state is not S.STOPPED
+    )
 
 
 def test_a_transition_outside_the_table_is_refused() -> None:
@@ -79,7 +81,9 @@ def test_a_rate_limit_while_stopping_changes_nothing() -> None:
     assert machine.state is S.STOPPED
 
 
-def test_transitions_are_logged_without_anything_but_states(caplog: pytest.LogCaptureFixture) -> None:
+def test_transitions_are_logged_without_anything_but_states(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="worker.state")
     ready()
     assert [record.getMessage() for record in caplog.records] == [

@@ -110,7 +110,9 @@ async def test_mint_bypasses_the_pool() -> None:
         await pool.close()
 
 
-async def test_failed_mints_ahead_back_off_and_requests_still_get_tokens(caplog: pytest.LogCaptureFixture) -> None:
+async def test_failed_mints_ahead_back_off_and_requests_still_get_tokens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls = 0
 
     async def flaky() -> str:

@@ -16,7 +16,9 @@ def test_an_upload_is_named_after_its_digest_with_its_types_extension() -> None:
 
 def test_an_attachment_is_written_as_the_page_writes_it() -> None:
     assert attachment("k/1-a.png", "image/png", "https://r2/k") == {
-        "name": "k/1-a.png", "contentType": "image/png", "url": "https://r2/k"
+        "name": "k/1-a.png",
+        "contentType": "image/png",
+        "url": "https://r2/k",
     }
 
 

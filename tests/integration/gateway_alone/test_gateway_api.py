@@ -8,155 +8,38 @@ is the gateway under test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import orjson
 import pytest
-import uvicorn
 from arq.constants import abort_jobs_ss
-from arq.jobs import Job
 from redis.asyncio import Redis
 
-from gateway.app import create_app
-from shared import events, keys, queue
+from shared import events, keys
 from shared.apikeys import KeySpec, KeyStore
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
-from tests.fakearena.catalog import CAPTURED_CATALOG
+from shared.workers import WorkerState
+from tests.support.played_worker import (
+    CATALOG_TIME,
+    CHAT,
+    MODELS,
+    answer,
+    emit,
+    heartbeat,
+    nothing_queued,
+    outputs,
+    serving,
+    take_job,
+)
 from tests.support.procs import free_port, redis_server, spawn, stop, wait_for_http
 from worker import catalog
-
-MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
-CATALOG_TIME = 1_764_547_200.0
-CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
-#: Short waits, so that the paths behind them are exercised in well under a second.
-TEST_SETTINGS: dict[str, Any] = {
-    "worker_wait_seconds": 0.5,
-    "first_event_wait_seconds": 2.0,
-    "keepalive_seconds": 10.0,
-    "job_timeout_seconds": 30.0,
-}
-
-
-# --- fixtures: a real Redis, the gateway in uvicorn, the worker's side of the protocol ---
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """A clean Redis with the captured catalog published and one ready worker, `w1`."""
-    client = Redis.from_url(redis_url)
-    await client.flushdb()
-    await publish_catalog(client)
-    await heartbeat(client, "w1", WorkerState.READY)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def gateway(redis_url: str) -> Iterator[Callable[..., str]]:
-    """Starts gateways with TEST_SETTINGS plus overrides; yields their base URL."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**overrides: Any) -> str:
-            settings = Settings(
-                redis_url=redis_url, port=free_port(), **{**TEST_SETTINGS, **overrides}
-            )
-            return stack.enter_context(serving(settings))
-
-        yield start
-
-
-@pytest.fixture
-async def api(redis: Redis, gateway: Callable[..., str]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway(), timeout=10) as client:
-        yield client
-
-
-@contextlib.contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The app under uvicorn in a thread of its own (its own event loop, real sockets)."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "gateway did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{settings.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-async def publish_catalog(redis: Redis) -> None:
-    await catalog.publish_entries(redis, MODELS, now=CATALOG_TIME)
-
-
-async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
-    status = WorkerStatus(
-        id=worker_id,
-        state=state,
-        queue=keys.worker_queue(worker_id),
-        capacity=4,
-        catalog=catalog.digest(MODELS),
-        updated_at=time.time(),
-    )
-    await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
-    await redis.sadd(keys.WORKERS, worker_id)
-
-
-async def take_job(redis: Redis, timeout_s: float = 5) -> CompletionJob:
-    """Take the next job off the shared queue, as a worker would."""
-    popped = await redis.bzpopmin(keys.SHARED_QUEUE, timeout_s)
-    assert popped is not None, "nothing was queued"
-    arq_id = popped[1].decode()
-    info = await Job(
-        arq_id, redis, _queue_name=keys.SHARED_QUEUE, _deserializer=queue.deserialize
-    ).info()
-    assert info is not None and info.function == queue.COMPLETE
-    job = CompletionJob.model_validate(info.args[0])
-    assert arq_id == keys.arq_job_id(job.id, job.attempt)
-    return job
-
-
-async def emit(redis: Redis, job_id: str, *items: Event) -> None:
-    """Append events to the job's stream; together, so that one read sees them all."""
-    async with redis.pipeline(transaction=True) as pipe:
-        for item in items:
-            pipe.xadd(keys.job_events(job_id), events.encode(item))
-        await pipe.execute()
-
-
-def outputs(entry: dict) -> dict:
-    return entry["capabilities"]["outputCapabilities"]
-
-
-async def nothing_queued(redis: Redis) -> bool:
-    return await redis.zcard(keys.SHARED_QUEUE) == 0 and not await redis.keys("arq:job:*")
-
-
-def answer(text: str = "Hello!") -> list[Event]:
-    return [
-        events.accepted("w1", 0),
-        events.text("a", text),
-        events.finish("a", "stop"),
-        events.done(),
-    ]
 
 
 def chunk(job: CompletionJob, choices: str, usage: str | None = None) -> bytes:
@@ -254,7 +137,8 @@ async def test_malformed_json_is_a_400(api: httpx.AsyncClient) -> None:
 
 async def test_a_schema_error_is_a_400_naming_the_param(api: httpx.AsyncClient) -> None:
     response = await api.post(
-        "/v1/chat/completions", json={"model": "gemini-3-pro", "messages": [{"role": "user", "content": "hi"}, 5]}
+        "/v1/chat/completions",
+        json={"model": "gemini-3-pro", "messages": [{"role": "user", "content": "hi"}, 5]},
     )
     assert response.status_code == 400
     assert response.json() == error_json(
@@ -320,9 +204,7 @@ async def test_well_formed_but_unprocessable_is_a_422(
 ) -> None:
     response = await api.post("/v1/chat/completions", json=body)
     assert response.status_code == 422
-    assert response.json() == error_json(
-        message, "invalid_request_error", param, "unsupported"
-    )
+    assert response.json() == error_json(message, "invalid_request_error", param, "unsupported")
     assert await nothing_queued(redis)
 
 
@@ -332,9 +214,12 @@ async def test_an_image_for_a_model_without_image_input_is_a_400(
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     content = [{"type": "text", "text": "What is this?"}, image]
     text_only = next(
-        m["publicName"] for m in MODELS
-        if m.get("organization") and not m["capabilities"]["inputCapabilities"].get("image")
-        and not outputs(m).get("image") and not outputs(m).get("search")
+        m["publicName"]
+        for m in MODELS
+        if m.get("organization")
+        and not m["capabilities"]["inputCapabilities"].get("image")
+        and not outputs(m).get("image")
+        and not outputs(m).get("search")
     )
     response = await api.post(
         "/v1/chat/completions",
@@ -598,19 +483,19 @@ async def test_keepalives_flow_while_the_answer_is_slow(
     redis: Redis, gateway: Callable[..., str]
 ) -> None:
     base = gateway(first_event_wait_seconds=0.1, keepalive_seconds=0.1)
-    async with httpx.AsyncClient(base_url=base) as client:
-        async with client.stream(
-            "POST", "/v1/chat/completions", json={**CHAT, "stream": True}
-        ) as response:
-            # The 200 and the first chunk came although the worker has said nothing yet.
-            assert response.status_code == 200
-            job = await take_job(redis)
-            received = response.aiter_raw()
-            seen = b""
-            while seen.count(KEEPALIVE) < 3:
-                seen += await anext(received)
-            await emit(redis, job.id, *answer("late"))
-            rest = b"".join([part async for part in received])
+    async with (
+        httpx.AsyncClient(base_url=base) as client,
+        client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response,
+    ):
+        # The 200 and the first chunk came although the worker has said nothing yet.
+        assert response.status_code == 200
+        job = await take_job(redis)
+        received = response.aiter_raw()
+        seen = b""
+        while seen.count(KEEPALIVE) < 3:
+            seen += await anext(received)
+        await emit(redis, job.id, *answer("late"))
+        rest = b"".join([part async for part in received])
     assert seen == chunk(job, ROLE) + KEEPALIVE * seen.count(KEEPALIVE)
     rest = rest.replace(KEEPALIVE, b"")
     assert rest == b"".join(
@@ -622,9 +507,7 @@ async def test_keepalives_flow_while_the_answer_is_slow(
 async def test_a_rate_limit_before_the_first_token_is_a_429_with_retry_after(
     redis: Redis, api: httpx.AsyncClient, stream: bool
 ) -> None:
-    request = asyncio.create_task(
-        api.post("/v1/chat/completions", json={**CHAT, "stream": stream})
-    )
+    request = asyncio.create_task(api.post("/v1/chat/completions", json={**CHAT, "stream": stream}))
     job = await take_job(redis)
     await emit(
         redis,

@@ -17,19 +17,15 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.apikeys import KeySpec, KeyStore, key_hash
-from tests.integration.test_gateway_api import (  # noqa: F401 - fixtures
-    CHAT,
-    answer,
-    emit,
-    gateway,
-    nothing_queued,
-    redis,
-    take_job,
-)
+from tests.support.played_worker import CHAT, answer, emit, nothing_queued, take_job
 
 ADMIN = "admin-" + "k" * 32
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
-MESSAGES = {"model": "gemini-3-pro", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
+MESSAGES = {
+    "model": "gemini-3-pro",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "Hi"}],
+}
 
 
 @pytest.fixture
@@ -44,7 +40,9 @@ def auth(key: str) -> dict[str, str]:
 
 async def answered(redis: Redis, client: httpx.AsyncClient, key: str, text: str) -> httpx.Response:
     """A chat completion that a worker (the test) answers with `text`."""
-    request = asyncio.ensure_future(client.post("/v1/chat/completions", json=CHAT, headers=auth(key)))
+    request = asyncio.ensure_future(
+        client.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+    )
     job = await take_job(redis)
     await emit(redis, job.id, *answer(text))
     return await request
@@ -150,8 +148,14 @@ async def test_the_admin_api_makes_lists_and_revokes_keys_and_shows_usage(
     prompt_tokens = usage.json()["data"][0]["prompt_tokens"]
     assert usage.json()["data"] == [
         {
-            "day": today, "key_id": key_id, "key_name": "ci", "model": "gemini-3-pro",
-            "requests": 3, "errors": 1, "prompt_tokens": prompt_tokens, "completion_tokens": 12,
+            "day": today,
+            "key_id": key_id,
+            "key_name": "ci",
+            "model": "gemini-3-pro",
+            "requests": 3,
+            "errors": 1,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 12,
         }
     ]
     assert prompt_tokens > 0

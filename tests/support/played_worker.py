@@ -1,0 +1,113 @@
+"""The worker's side of the protocol, played by a test: a gateway alone, in uvicorn on a loopback
+port, against a real redis-server, with the test taking jobs off the arq queue and appending
+`shared.events` to each job's stream exactly as a worker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from arq.jobs import Job
+from redis.asyncio import Redis
+
+from gateway.app import create_app
+from shared import events, keys, queue
+from shared.events import Event
+from shared.jobs import CompletionJob
+from shared.settings import Settings
+from shared.workers import WorkerState, WorkerStatus
+from tests.fakearena.catalog import CAPTURED_CATALOG
+from worker import catalog
+
+MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
+CATALOG_TIME = 1_764_547_200.0
+CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
+#: Short waits, so that the paths behind them are exercised in well under a second.
+TEST_SETTINGS: dict[str, Any] = {
+    "worker_wait_seconds": 0.5,
+    "first_event_wait_seconds": 2.0,
+    "keepalive_seconds": 10.0,
+    "job_timeout_seconds": 30.0,
+}
+
+
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The app under uvicorn in a thread of its own (its own event loop, real sockets)."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+async def publish_catalog(redis: Redis) -> None:
+    await catalog.publish_entries(redis, MODELS, now=CATALOG_TIME)
+
+
+async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
+    status = WorkerStatus(
+        id=worker_id,
+        state=state,
+        queue=keys.worker_queue(worker_id),
+        capacity=4,
+        catalog=catalog.digest(MODELS),
+        updated_at=time.time(),
+    )
+    await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
+    await redis.sadd(keys.WORKERS, worker_id)
+
+
+async def take_job(redis: Redis, timeout_s: float = 5) -> CompletionJob:
+    """Take the next job off the shared queue, as a worker would."""
+    popped = await redis.bzpopmin(keys.SHARED_QUEUE, timeout_s)
+    assert popped is not None, "nothing was queued"
+    arq_id = popped[1].decode()
+    info = await Job(
+        arq_id, redis, _queue_name=keys.SHARED_QUEUE, _deserializer=queue.deserialize
+    ).info()
+    assert info is not None and info.function == queue.COMPLETE
+    job = CompletionJob.model_validate(info.args[0])
+    assert arq_id == keys.arq_job_id(job.id, job.attempt)
+    return job
+
+
+async def emit(redis: Redis, job_id: str, *items: Event) -> None:
+    """Append events to the job's stream; together, so that one read sees them all."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for item in items:
+            pipe.xadd(keys.job_events(job_id), events.encode(item))
+        await pipe.execute()
+
+
+def outputs(entry: dict) -> dict:
+    return entry["capabilities"]["outputCapabilities"]
+
+
+async def nothing_queued(redis: Redis) -> bool:
+    return await redis.zcard(keys.SHARED_QUEUE) == 0 and not await redis.keys("arq:job:*")
+
+
+def answer(text: str = "Hello!") -> list[Event]:
+    return [
+        events.accepted("w1", 0),
+        events.text("a", text),
+        events.finish("a", "stop"),
+        events.done(),
+    ]
