@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from cli import keys
+from cli import key_commands
 from shared import logs
 from shared.settings import Settings
 
@@ -15,7 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-app.add_typer(keys.app, name="keys")
+app.add_typer(key_commands.app, name="keys")
 
 
 def _settings() -> Settings:
@@ -35,7 +35,7 @@ def _require_redis(settings: Settings, what: str) -> None:
 
 
 def _refuse_exposure(settings: Settings) -> None:
-    from gateway.auth import exposure_problem
+    from gateway.access.client_auth import exposure_problem
 
     if problem := exposure_problem(settings):
         typer.echo(problem, err=True)
@@ -58,7 +58,7 @@ def gateway() -> None:
     settings = _settings()
     _require_redis(settings, "The gateway")
     _refuse_exposure(settings)
-    from gateway.server import serve
+    from gateway.http.server import serve
 
     serve(settings)
 

@@ -18,9 +18,9 @@ import httpx
 import redis
 from rich.console import Console
 
-from shared import keys
+from shared import redis_keys
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
+from shared.worker_status import WorkerState, WorkerStatus
 
 #: A child that dies is started again after this long; a crash loop backs off to the maximum.
 RESTART_DELAY_S = 2.0
@@ -65,7 +65,7 @@ class Child:
 
 
 @dataclass
-class Fleet:
+class LocalProcesses:
     gateway: Child
     workers: list[Child] = field(default_factory=list)
 
@@ -120,12 +120,12 @@ def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None
     """`on` for the workers when this machine can give each a screen and nobody said otherwise."""
     if "LMB_DISPLAY" in environ or settings.headless:
         return None
-    from worker.display import missing_tools
+    from worker.browser.display import missing_tools
 
     return "on" if not missing_tools() else None
 
 
-def _fleet(settings: Settings, redis_url: str, logs: Path, key: str) -> Fleet:
+def _local_processes(settings: Settings, redis_url: str, logs: Path, key: str) -> LocalProcesses:
     command = [sys.executable, "-m", "cli"]
     # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc).
     env = {"LMB_REDIS_URL": redis_url, "LMB_ADMIN_KEY": key}
@@ -144,11 +144,11 @@ def _fleet(settings: Settings, redis_url: str, logs: Path, key: str) -> Fleet:
         )
         for n in range(1, settings.workers + 1)
     ]
-    return Fleet(gateway, workers)
+    return LocalProcesses(gateway, workers)
 
 
 def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerStatus | None]:
-    values = client.mget([keys.worker_heartbeat(name) for name in names])
+    values = client.mget([redis_keys.worker_heartbeat(name) for name in names])
     return {
         name: WorkerStatus.load(v) if v else None for name, v in zip(names, values, strict=True)
     }
@@ -166,7 +166,7 @@ def _describe(status: WorkerStatus | None) -> str:
     return status.state.value
 
 
-def _wait_for_gateway(console: Console, fleet: Fleet, url: str, timeout_s: float) -> bool:
+def _wait_for_gateway(console: Console, fleet: LocalProcesses, url: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     with console.status(f"Starting the gateway on {url} …"):
         while time.monotonic() < deadline:
@@ -179,7 +179,7 @@ def _wait_for_gateway(console: Console, fleet: Fleet, url: str, timeout_s: float
     return False
 
 
-def _supervise(console: Console, fleet: Fleet, client: redis.Redis) -> None:
+def _supervise(console: Console, fleet: LocalProcesses, client: redis.Redis) -> None:
     """Report worker state changes and restart children that die, until interrupted."""
     names = [w.name for w in fleet.workers]
     shown: dict[str, str] = {}
@@ -228,7 +228,7 @@ def run_all(settings: Settings) -> int:
             redis_url = stack.enter_context(embedded_redis(state_dir))
             console.print(f"Redis: embedded ({redis_url})")
         key, key_file = admin_key(settings, state_dir)
-        fleet = _fleet(settings, redis_url, logs, key)
+        fleet = _local_processes(settings, redis_url, logs, key)
         stack.callback(fleet.stop)
         client = stack.enter_context(redis.Redis.from_url(redis_url))
         base = f"http://{settings.host}:{settings.port}"

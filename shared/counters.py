@@ -1,6 +1,6 @@
 """Counters workers keep in Redis for gateways to export (workers cannot be scraped).
 
-Fields of the `keys.COUNTERS` hash; they only grow, as Prometheus counters should.
+Fields of the `redis_keys.COUNTERS` hash; they only grow, as Prometheus counters should.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import keys
+from shared import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ async def arena_error(redis: Redis, kind: str) -> None:
     """
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(keys.COUNTERS, ARENA_ERROR + kind, 1)
+            pipe.hincrby(redis_keys.COUNTERS, ARENA_ERROR + kind, 1)
             if kind == "recaptcha":
-                pipe.hincrby(keys.COUNTERS, RECAPTCHA_FAILURE, 1)
+                pipe.hincrby(redis_keys.COUNTERS, RECAPTCHA_FAILURE, 1)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("could not count an arena error (%s): %s", kind, exc)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.conversations import Remember, Thread
+from shared.threads import Remember, Thread
 
 Modality = Literal["chat", "search", "image"]
 Mode = Literal["direct", "battle", "side-by-side"]
@@ -16,7 +16,7 @@ Action = Literal["create", "post", "retry"]
 
 
 class ImageRef(BaseModel):
-    """An image the user sent, by digest: its bytes wait in Redis (`shared.keys.image`).
+    """An image the user sent, by digest: its bytes wait in Redis (`shared.redis_keys.image`).
 
     Images travel beside the job, not in it, so that a conversation's images are stored once
     however many turns (and hand-offs) refer to them.

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import keys
-from shared.workers import WorkerStatus
+from shared import redis_keys
+from shared.worker_status import WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ class Heartbeat:
         status = self._status()
         # Expires after three missed beats: a worker that died silently drops out on its own.
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.worker_heartbeat(status.id), status.dump(), px=int(self._period * 3000))
-            pipe.sadd(keys.WORKERS, status.id)
+            pipe.set(
+                redis_keys.worker_heartbeat(status.id), status.dump(), px=int(self._period * 3000)
+            )
+            pipe.sadd(redis_keys.WORKERS, status.id)
             await pipe.execute()
 
     async def run(self) -> None:
@@ -49,6 +51,6 @@ class Heartbeat:
     async def remove(self, worker_id: str) -> None:
         """A worker that stops cleanly leaves the roster: it is stopped, not gone."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.worker_heartbeat(worker_id))
-            pipe.srem(keys.WORKERS, worker_id)
+            pipe.delete(redis_keys.worker_heartbeat(worker_id))
+            pipe.srem(redis_keys.WORKERS, worker_id)
             await pipe.execute()

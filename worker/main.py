@@ -18,17 +18,17 @@ from collections.abc import Iterator
 
 from arq.connections import ArqRedis, create_pool
 
-from shared import keys, queue
+from shared import job_queue, redis_keys
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.arena.page import is_challenge_page
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
-from worker import catalog
-from worker.completion import Completion
-from worker.display import Display, missing_tools, wanted
+from shared.worker_status import WorkerState, WorkerStatus
+from worker.arena import catalog_publisher
+from worker.arena.completion import Completion
+from worker.arena.session import ArenaSession
+from worker.browser.display import Display, missing_tools, wanted
 from worker.heartbeat import Heartbeat
 from worker.queue_worker import QueueWorker, SlotGroup
-from worker.session import ArenaSession
 from worker.state import StateMachine
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class BrowserWorker:
         self.session: ArenaSession | None = None
         self.display: Display | None = None
         self.account: str | None = None
-        self._catalog: catalog.Published | None = None
+        self._catalog: catalog_publisher.Published | None = None
         #: The arena refused a guest (LOGIN_GATE): serve again only once signed in.
         self._sign_in_needed = False
         #: Waits for a person to clear a check or sign in, then serves again.
@@ -94,7 +94,7 @@ class BrowserWorker:
         return WorkerStatus(
             id=self.id,
             state=machine.state,
-            queue=keys.worker_queue(self.id),
+            queue=redis_keys.worker_queue(self.id),
             account=self.account,
             capacity=machine.capacity,
             busy=machine.busy,
@@ -109,9 +109,11 @@ class BrowserWorker:
 
     async def serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
-        redis_settings = queue.redis_settings(settings.redis_url or "")
+        redis_settings = job_queue.redis_settings(settings.redis_url or "")
         self._redis = redis = await create_pool(
-            redis_settings, job_serializer=queue.serialize, job_deserializer=queue.deserialize
+            redis_settings,
+            job_serializer=job_queue.serialize,
+            job_deserializer=job_queue.deserialize,
         )
         self._heartbeat = heartbeat = Heartbeat(
             redis, self.status, period=settings.heartbeat_seconds
@@ -136,7 +138,7 @@ class BrowserWorker:
                 redis_settings=redis_settings,
                 job_timeout_s=settings.job_timeout_seconds + JOB_TIMEOUT_GRACE_S,
             )
-            for name in (keys.SHARED_QUEUE, keys.worker_queue(self.id))
+            for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
         background = [asyncio.create_task(heartbeat.run(), name="heartbeat")]
         try:
@@ -288,7 +290,7 @@ class BrowserWorker:
 
     async def _publish(self, html: str) -> None:
         assert self._redis is not None and self._heartbeat is not None
-        self._catalog = await catalog.publish(self._redis, html)
+        self._catalog = await catalog_publisher.publish(self._redis, html)
         self._heartbeat.changed()
 
     async def _refresh_catalog(self) -> None:

@@ -1,7 +1,7 @@
 """arq workers that take jobs the moment they are enqueued.
 
-arq finds jobs by polling its queue. Here each iteration ends by waiting on an event that a
-wake-up token sets: every enqueue pushes one to its queue's list (see `shared.queue.enqueue`),
+arq finds jobs by polling its job_queue. Here each iteration ends by waiting on an event that a
+wake-up token sets: every enqueue pushes one to its queue's list (see `shared.job_queue.enqueue`),
 and each browser's listener pops them, so a job starts within a Redis round trip of its enqueue.
 One token wakes one worker, so a job does not wake the whole fleet; a slow fallback poll covers
 a lost token. The two workers of one browser (shared queue, own queue) share its capacity.
@@ -26,7 +26,7 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from shared import keys, queue
+from shared import job_queue, redis_keys
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _RELISTEN_S = 1.0
 
 # Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
 # each marked in progress as it is taken, with whether it is clear: neither a cancel mark nor
-# events of its own (the job id is the arq id less its `:attempt`, see keys.arq_job_id); then
+# events of its own (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id); then
 # the abort set, read and trimmed as arq does. Running jobs stay in the queue until they end,
 # so the scan passes over them. Keys are built here from the ids read: fine on a single Redis,
 # as arq requires.
@@ -108,13 +108,17 @@ class SlotGroup:
         The shared queue's tokens are popped only with a slot free, so that they go to a
         browser that can take the job. The own queue's always are: its aborts come there.
         """
-        by_list = {keys.wake_list(member.queue_name).encode(): member for member in self.members}
+        by_list = {
+            redis_keys.wake_list(member.queue_name).encode(): member for member in self.members
+        }
         # Whatever was queued while nobody listened.
         self.wake()
         while True:
             free = self.free_slots() > 0
             lists = [
-                name for name, m in by_list.items() if free or m.queue_name != keys.SHARED_QUEUE
+                name
+                for name, m in by_list.items()
+                if free or m.queue_name != redis_keys.SHARED_QUEUE
             ]
             try:
                 popped = await redis.blpop(
@@ -123,10 +127,10 @@ class SlotGroup:
                 if popped is None:
                     continue
                 member = by_list[popped[0]]
-                if member.queue_name == keys.SHARED_QUEUE and self.free_slots() == 0:
+                if member.queue_name == redis_keys.SHARED_QUEUE and self.free_slots() == 0:
                     # Full (or not serving) since the wait began: pass the token on to a browser
                     # that can take the job; ours takes it anyway once a slot frees.
-                    await queue.wake(redis, keys.SHARED_QUEUE)
+                    await job_queue.wake(redis, redis_keys.SHARED_QUEUE)
                     continue
             except (RedisError, OSError) as exc:
                 logger.warning("wake-up listener lost Redis (%s); listening again", exc)
@@ -147,14 +151,14 @@ class QueueWorker(Worker):
         job_timeout_s: float,
     ) -> None:
         super().__init__(
-            [func(function, name=queue.COMPLETE)],
+            [func(function, name=job_queue.COMPLETE)],
             queue_name=queue_name,
             redis_settings=redis_settings,
             poll_delay=0,
             handle_signals=False,
             allow_abort_jobs=True,
-            job_serializer=queue.serialize,
-            job_deserializer=queue.deserialize,
+            job_serializer=job_queue.serialize,
+            job_deserializer=job_queue.deserialize,
             max_jobs=group.capacity,
             job_timeout=job_timeout_s,
             keep_result=0,
@@ -181,8 +185,8 @@ class QueueWorker(Worker):
                     in_progress_key_prefix,
                     int(self.in_progress_timeout_s * 1000),
                     timestamp_ms() + abort_job_max_age,  # arq's own trim bound, kept as it is
-                    keys.job_cancel("%s"),
-                    keys.job_events("%s"),
+                    redis_keys.job_cancel("%s"),
+                    redis_keys.job_events("%s"),
                 ],
             )
             for job_id, score, cleared in zip(

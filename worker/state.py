@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from shared.workers import SERVING, WorkerState
+from shared.worker_status import SERVING, WorkerState
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import httpx
 import openai
 from redis import Redis
 
-from shared import events, keys
+from shared import events, redis_keys
 from shared.arena import payloads
 from shared.arena.ids import uuid7
 from shared.arena.stream import LineParser
@@ -175,7 +175,9 @@ def entry_time(entry_id: bytes) -> float:
 def stream_times(redis: Redis, run: Run) -> tuple[float, list[float]]:
     """When the job's `accepted` and each of its `text` events were written to its stream."""
     job_id = run.completion_id.removeprefix("chatcmpl-")
-    entries = [(entry_time(i), events.decode(f)) for i, f in redis.xrange(keys.job_events(job_id))]
+    entries = [
+        (entry_time(i), events.decode(f)) for i, f in redis.xrange(redis_keys.job_events(job_id))
+    ]
     accepted = next(t for t, event in entries if event["t"] == "accepted")
     return accepted, [t for t, event in entries if event["t"] == "text"]
 

@@ -1,6 +1,6 @@
 """What running a request through the arena page costs over a plain HTTP client.
 
-The worker sends each arena request from the page (`worker.page.ArenaPage.fetch`: a CDP
+The worker sends each arena request from the page (`worker.browser.page.ArenaPage.fetch`: a CDP
 `Runtime.evaluate` starts the page's own fetch(), every chunk comes back through a CDP binding).
 This measures that path alone, against the fake arena over HTTPS and HTTP/2, interleaved with a
 plain HTTP client (httpx) sending the same request, so that machine noise hits both alike:
@@ -33,9 +33,9 @@ from shared.arena.page import recaptcha_site_key
 from shared.arena.stream import LineParser
 from shared.settings import Settings
 from tests.support.procs import TEST_CHROMIUM_ARGS, TLS_CHROMIUM_ARGS, arena_tls, fake_arena
-from worker.browser import Browser
-from worker.cdp import CDPConnection, target_url
-from worker.page import ArenaPage
+from worker.browser.cdp import CDPConnection, target_url
+from worker.browser.chromium import Browser
+from worker.browser.page import ArenaPage
 
 MODEL_ID = "0199f060-b306-7e1f-aeae-0ebb4e3f1122"
 

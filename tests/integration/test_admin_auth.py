@@ -17,8 +17,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from shared import keys
-from shared.workers import WorkerState, WorkerStatus
+from shared import redis_keys
+from shared.worker_status import WorkerState, WorkerStatus
 from tests.support.procs import redis_server
 from tests.support.stack import Stack
 
@@ -72,8 +72,8 @@ def signed_in(client: httpx.Client) -> str:
 
 def gone_worker(stack: Stack, worker_id: str) -> None:
     """A worker that heartbeated once and stopped: in the roster, without a heartbeat."""
-    stack.redis.sadd(keys.WORKERS, worker_id)
-    stack.redis.delete(keys.worker_heartbeat(worker_id))
+    stack.redis.sadd(redis_keys.WORKERS, worker_id)
+    stack.redis.delete(redis_keys.worker_heartbeat(worker_id))
 
 
 def test_the_page_sends_whoever_is_not_signed_in_to_the_login_form(browser: httpx.Client) -> None:
@@ -145,11 +145,11 @@ def test_forms_need_the_sessions_csrf_token(stack: Stack, browser: httpx.Client)
     assert missing.status_code == 403 and missing.json()["error"]["code"] == "csrf"
     wrong = browser.post("/admin/workers/w-gone/forget", data={"csrf_token": "0" * 64})
     assert wrong.status_code == 403
-    assert stack.redis.sismember(keys.WORKERS, "w-gone")
+    assert stack.redis.sismember(redis_keys.WORKERS, "w-gone")
 
     done = browser.post("/admin/workers/w-gone/forget", data={"csrf_token": csrf})
     assert (done.status_code, done.headers["location"]) == (303, "/admin")
-    assert not stack.redis.sismember(keys.WORKERS, "w-gone")
+    assert not stack.redis.sismember(redis_keys.WORKERS, "w-gone")
 
 
 def test_the_csrf_token_of_another_session_does_not_do(browser: httpx.Client, stack: Stack) -> None:
@@ -174,7 +174,7 @@ def test_the_api_takes_the_csrf_token_in_a_header_and_a_bearer_needs_none(
         response = tool.post(
             "/admin/workers/w-api/forget", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )
-    assert response.status_code == 303 and not stack.redis.sismember(keys.WORKERS, "w-api")
+    assert response.status_code == 303 and not stack.redis.sismember(redis_keys.WORKERS, "w-api")
 
 
 def test_signing_out_revokes_the_cookie_everywhere(browser: httpx.Client) -> None:
@@ -229,15 +229,15 @@ def test_the_page_shows_live_and_gone_workers(stack: Stack, browser: httpx.Clien
     status = WorkerStatus(
         id="w-live",
         state=WorkerState.CHALLENGE,
-        queue=keys.worker_queue("w-live"),
+        queue=redis_keys.worker_queue("w-live"),
         capacity=4,
         busy=1,
         account="alice",
         last_error="challenge: Just a moment...",
         updated_at=time.time(),
     )
-    stack.redis.set(keys.worker_heartbeat("w-live"), status.dump(), ex=30)
-    stack.redis.sadd(keys.WORKERS, "w-live")
+    stack.redis.set(redis_keys.worker_heartbeat("w-live"), status.dump(), ex=30)
+    stack.redis.sadd(redis_keys.WORKERS, "w-live")
     gone_worker(stack, "w-dead")
     signed_in(browser)
     page = browser.get("/admin").text

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from gateway.ratelimit import Limiter, Quota
-from shared import keys
+from gateway.access.key_limits import Limiter, Quota
+from shared import redis_keys
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def test_requests_per_minute_are_exact_across_limiters(clients: list[Redis
 async def test_the_window_lets_requests_in_as_old_ones_leave_it(clients: list[Redis]) -> None:
     limiter = Limiter(clients[0], lease_s=30)
     quota = Quota("k1", requests_per_minute=2)
-    window = keys.key_limit("k1", "minute")
+    window = redis_keys.key_limit("k1", "minute")
     assert await limiter.admit(quota, "old") is None
     assert await limiter.admit(quota, "new") is None
     assert (await limiter.admit(quota, rid())).limit == "requests_per_minute"
@@ -64,7 +64,7 @@ async def test_a_daily_quota_counts_the_utc_day(clients: list[Redis]) -> None:
     assert refusal is not None and refusal.limit == "daily_requests"
     seconds_to_midnight = 86_400 - int(time.time()) % 86_400
     assert abs(refusal.retry_after_s - seconds_to_midnight) <= 2
-    day = keys.key_limit("k1", "day")
+    day = redis_keys.key_limit("k1", "day")
     assert 0 < await clients[0].ttl(day) <= seconds_to_midnight + 1
     # Yesterday's count does not hold today.
     await clients[0].hset(day, "day", int(time.time()) // 86_400 - 1)
@@ -77,8 +77,8 @@ async def test_a_refused_request_takes_nothing(clients: list[Redis]) -> None:
     quota = Quota("k1", requests_per_minute=10, daily_requests=10, concurrent_streams=1)
     assert await limiter.admit(quota, "first") is None
     assert (await limiter.admit(quota, "second")).limit == "concurrent_streams"
-    assert await clients[0].zcard(keys.key_limit("k1", "minute")) == 1
-    assert int(await clients[0].hget(keys.key_limit("k1", "day"), "count")) == 1
+    assert await clients[0].zcard(redis_keys.key_limit("k1", "minute")) == 1
+    assert int(await clients[0].hget(redis_keys.key_limit("k1", "day"), "count")) == 1
 
 
 async def test_concurrent_streams_hold_until_released(clients: list[Redis]) -> None:
@@ -110,7 +110,9 @@ async def test_a_lease_renewed_lives_on_and_one_abandoned_expires(clients: list[
     assert (await limiter.admit(quota, rid())).limit == "concurrent_streams"
     assert kept is not None
     await kept.release()
-    members = {m.decode() for m in await clients[0].zrange(keys.key_limit("k1", "streams"), 0, -1)}
+    members = {
+        m.decode() for m in await clients[0].zrange(redis_keys.key_limit("k1", "streams"), 0, -1)
+    }
     assert members == {"third"}
 
 

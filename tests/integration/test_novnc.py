@@ -33,7 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server
 from tests.support.stack import Stack
-from worker.display import missing_tools
+from worker.browser.display import missing_tools
 
 pytestmark = [
     pytest.mark.browser,

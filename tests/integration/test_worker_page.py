@@ -19,9 +19,9 @@ import undetected_chromedriver.patcher
 from shared.arena.payloads import ArenaRequest
 from shared.settings import Settings
 from tests.support.procs import TEST_CHROMIUM_ARGS
-from worker.browser import Browser
-from worker.cdp import CDPConnection, target_url
-from worker.page import ArenaPage, FetchFailed
+from worker.browser.cdp import CDPConnection, target_url
+from worker.browser.chromium import Browser
+from worker.browser.page import ArenaPage, FetchFailed
 
 pytestmark = pytest.mark.browser
 

@@ -13,13 +13,13 @@ from arq.connections import ArqRedis, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
-from shared import keys, queue
+from shared import job_queue, redis_keys
 from shared.jobs import CompletionJob
 from tests.support.procs import redis_server
 from worker import queue_worker
 from worker.queue_worker import QueueWorker, SlotGroup
 
-OWN = keys.worker_queue("w-q")
+OWN = redis_keys.worker_queue("w-q")
 
 
 class Jobs:
@@ -63,9 +63,9 @@ def job(job_id: str) -> CompletionJob:
 async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
     with redis_server(tmp_path) as url:
         pool = await create_pool(
-            queue.redis_settings(url),
-            job_serializer=queue.serialize,
-            job_deserializer=queue.deserialize,
+            job_queue.redis_settings(url),
+            job_serializer=job_queue.serialize,
+            job_deserializer=job_queue.deserialize,
         )
         try:
             yield url, pool
@@ -84,9 +84,13 @@ async def group_running(
 
     workers = [
         QueueWorker(
-            group, run, queue_name=name, redis_settings=queue.redis_settings(url), job_timeout_s=30
+            group,
+            run,
+            queue_name=name,
+            redis_settings=job_queue.redis_settings(url),
+            job_timeout_s=30,
         )
-        for name in (keys.SHARED_QUEUE, own)
+        for name in (redis_keys.SHARED_QUEUE, own)
     ]
     tasks = [
         asyncio.create_task(group.listen(pool)),
@@ -112,9 +116,9 @@ async def test_an_enqueue_wakes_the_worker_without_polling(
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)  # only a wake-up can start a job now
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=2):
-        await queue.enqueue(pool, job("a"), keys.SHARED_QUEUE, expires_s=30)
+        await job_queue.enqueue(pool, job("a"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(1)
-        await queue.enqueue(pool, job("b"), OWN, expires_s=30)
+        await job_queue.enqueue(pool, job("b"), OWN, expires_s=30)
         await jobs.wait_started(2)
     assert jobs.started == ["a", "b"]
 
@@ -127,12 +131,12 @@ async def test_both_queues_share_one_capacity_and_a_freed_slot_takes_the_next_jo
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=2):
         for job_id, name in [
-            ("a", keys.SHARED_QUEUE),
+            ("a", redis_keys.SHARED_QUEUE),
             ("b", OWN),
-            ("c", keys.SHARED_QUEUE),
+            ("c", redis_keys.SHARED_QUEUE),
             ("d", OWN),
         ]:
-            await queue.enqueue(pool, job(job_id), name, expires_s=30)
+            await job_queue.enqueue(pool, job(job_id), name, expires_s=30)
         await jobs.wait_started(2)
         await asyncio.sleep(0.3)
         assert len(jobs.started) == 2  # two slots, whichever queue the jobs came from
@@ -150,22 +154,22 @@ async def test_both_queues_share_one_capacity_and_a_freed_slot_takes_the_next_jo
 async def test_a_job_is_stored_as_arq_stores_it_and_only_once(redis: tuple[str, ArqRedis]) -> None:
     _, pool = redis
     first = job("a")
-    assert await queue.enqueue(pool, first, keys.SHARED_QUEUE, expires_s=30)
-    assert not await queue.enqueue(pool, job("a"), keys.SHARED_QUEUE, expires_s=30)
+    assert await job_queue.enqueue(pool, first, redis_keys.SHARED_QUEUE, expires_s=30)
+    assert not await job_queue.enqueue(pool, job("a"), redis_keys.SHARED_QUEUE, expires_s=30)
 
     arq_job = Job(
-        keys.arq_job_id("a", 0),
+        redis_keys.arq_job_id("a", 0),
         pool,
-        _queue_name=keys.SHARED_QUEUE,
-        _deserializer=queue.deserialize,
+        _queue_name=redis_keys.SHARED_QUEUE,
+        _deserializer=job_queue.deserialize,
     )
     assert await arq_job.status() is JobStatus.queued
     info = await arq_job.info()
-    assert info is not None and info.function == queue.COMPLETE and info.kwargs == {}
+    assert info is not None and info.function == job_queue.COMPLETE and info.kwargs == {}
     assert list(info.args) == [first.model_dump(mode="json")]  # JSON, so a list
     assert abs(info.enqueue_time.timestamp() - time.time()) < 5 and info.score is not None
-    assert 25_000 < await pool.pttl(f"arq:job:{keys.arq_job_id('a', 0)}") <= 30_000
-    assert await pool.zcard(keys.SHARED_QUEUE) == 1
+    assert 25_000 < await pool.pttl(f"arq:job:{redis_keys.arq_job_id('a', 0)}") <= 30_000
+    assert await pool.zcard(redis_keys.SHARED_QUEUE) == 1
 
 
 async def test_two_browsers_on_the_shared_queue_never_run_a_job_twice(
@@ -175,11 +179,11 @@ async def test_two_browsers_on_the_shared_queue_never_run_a_job_twice(
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
     jobs = Jobs()
     async with (
-        group_running(url, pool, jobs, capacity=2, own=keys.worker_queue("w-1")),
-        group_running(url, pool, jobs, capacity=2, own=keys.worker_queue("w-2")),
+        group_running(url, pool, jobs, capacity=2, own=redis_keys.worker_queue("w-1")),
+        group_running(url, pool, jobs, capacity=2, own=redis_keys.worker_queue("w-2")),
     ):
         for n in range(6):
-            await queue.enqueue(pool, job(f"j{n}"), keys.SHARED_QUEUE, expires_s=30)
+            await job_queue.enqueue(pool, job(f"j{n}"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(4)
         await asyncio.sleep(0.3)
         assert len(jobs.started) == 4  # two browsers, two slots each: two jobs wait
@@ -195,18 +199,18 @@ async def test_a_job_some_worker_runs_already_is_left_to_it(
 ) -> None:
     url, pool = redis
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
-    running = in_progress_key_prefix + keys.arq_job_id("taken", 0)
+    running = in_progress_key_prefix + redis_keys.arq_job_id("taken", 0)
     await pool.set(running, b"1")  # as another worker's claim leaves it
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=2):
-        await queue.enqueue(pool, job("taken"), keys.SHARED_QUEUE, expires_s=30)
-        await queue.enqueue(pool, job("free"), keys.SHARED_QUEUE, expires_s=30)
+        await job_queue.enqueue(pool, job("taken"), redis_keys.SHARED_QUEUE, expires_s=30)
+        await job_queue.enqueue(pool, job("free"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(1)
         await asyncio.sleep(0.3)
         assert jobs.started == ["free"]
         # The other worker gave it up (its claim expired): the next wake-up takes it.
         await pool.delete(running)
-        await queue.wake(pool, keys.SHARED_QUEUE)
+        await job_queue.wake(pool, redis_keys.SHARED_QUEUE)
         await jobs.wait_started(2)
     assert jobs.started == ["free", "taken"]
 
@@ -218,18 +222,18 @@ async def test_a_cancelled_job_is_aborted_at_its_wake_up(
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=2):
-        await queue.enqueue(pool, job("a"), OWN, expires_s=30)
-        await queue.enqueue(pool, job("b"), keys.SHARED_QUEUE, expires_s=30)
+        await job_queue.enqueue(pool, job("a"), OWN, expires_s=30)
+        await job_queue.enqueue(pool, job("b"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(2)
-        await queue.cancel(pool, "a", attempts=0, ttl_s=30)
-        await queue.wake(pool, OWN)
+        await job_queue.cancel(pool, "a", attempts=0, ttl_s=30)
+        await job_queue.wake(pool, OWN)
         await jobs.wait_for(lambda: jobs.cancelled == ["a"], timeout=2)
         # arq's bookkeeping: the job is gone from the queue and the abort set, its slot is free.
         async with asyncio.timeout(2):
             while await pool.zcard(OWN):
                 await asyncio.sleep(0.02)
         assert await pool.zcard("arq:abort") == 0
-        await queue.enqueue(pool, job("c"), keys.SHARED_QUEUE, expires_s=30)
+        await job_queue.enqueue(pool, job("c"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(3)
     assert jobs.cancelled == ["a"] and jobs.started == ["a", "b", "c"]
 
@@ -240,13 +244,17 @@ async def test_a_full_browser_leaves_the_shared_queues_wake_up_to_a_free_one(
     url, pool = redis
     monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)  # only a wake-up can start a job now
     jobs = Jobs()
-    async with group_running(url, pool, jobs, capacity=1, own=keys.worker_queue("w-full")):
-        await queue.enqueue(pool, job("filler"), keys.SHARED_QUEUE, expires_s=30)
+    async with group_running(url, pool, jobs, capacity=1, own=redis_keys.worker_queue("w-full")):
+        await job_queue.enqueue(pool, job("filler"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(1)
-        async with group_running(url, pool, jobs, capacity=1, own=keys.worker_queue("w-free")):
+        async with group_running(
+            url, pool, jobs, capacity=1, own=redis_keys.worker_queue("w-free")
+        ):
             # One token for one job: had the full browser popped it, nobody would start the job.
             for n in range(3):
-                await queue.enqueue(pool, job(f"next{n}"), keys.SHARED_QUEUE, expires_s=30)
+                await job_queue.enqueue(
+                    pool, job(f"next{n}"), redis_keys.SHARED_QUEUE, expires_s=30
+                )
                 await jobs.wait_started(2 + n, timeout=2)
                 jobs.release[f"next{n}"].set()
     assert jobs.started == ["filler", "next0", "next1", "next2"]
@@ -256,11 +264,11 @@ async def test_the_claim_tells_which_jobs_have_nothing_to_check_before_they_star
     redis: tuple[str, ArqRedis],
 ) -> None:
     url, pool = redis
-    await pool.set(keys.job_cancel("cancelled"), b"1")
-    await pool.xadd(keys.job_events("ran-before"), {"t": "accepted"})
+    await pool.set(redis_keys.job_cancel("cancelled"), b"1")
+    await pool.xadd(redis_keys.job_events("ran-before"), {"t": "accepted"})
     jobs = Jobs()
     async with group_running(url, pool, jobs, capacity=3):
         for job_id in ("cancelled", "ran-before", "fresh"):
-            await queue.enqueue(pool, job(job_id), keys.SHARED_QUEUE, expires_s=30)
+            await job_queue.enqueue(pool, job(job_id), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(3)
     assert jobs.cleared == {"cancelled": False, "ran-before": False, "fresh": True}

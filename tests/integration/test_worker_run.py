@@ -14,11 +14,11 @@ import orjson
 import pytest
 from arq.connections import ArqRedis, create_pool
 
-from shared import events, keys, queue
+from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
+from shared.worker_status import WorkerState, WorkerStatus
 from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server
 from worker.main import run
 
@@ -58,7 +58,7 @@ class Stack:
         return (await self.control.get("/__fake/log")).json()
 
     async def status(self, worker_id: str) -> WorkerStatus | None:
-        beat = await self.pool.get(keys.worker_heartbeat(worker_id))
+        beat = await self.pool.get(redis_keys.worker_heartbeat(worker_id))
         return WorkerStatus.load(beat) if beat else None
 
     async def wait_state(
@@ -75,7 +75,7 @@ class Stack:
         """The catalog the worker names in its heartbeat."""
         status = await self.status(worker_id)
         assert status is not None and status.catalog is not None
-        return orjson.loads(await self.pool.get(keys.catalog(status.catalog)))["models"]
+        return orjson.loads(await self.pool.get(redis_keys.catalog(status.catalog)))["models"]
 
     async def job(self, kind: str = "chat", **changes: Any) -> CompletionJob:
         """A job for the first public model of `kind` (chat, or reasoning: a thinking model)."""
@@ -95,12 +95,12 @@ class Stack:
                 return CompletionJob.model_validate({**fields, **changes})
         raise LookupError(kind)
 
-    async def submit(self, job: CompletionJob, queue_name: str = keys.SHARED_QUEUE) -> None:
-        await queue.enqueue(self.pool, job, queue_name, expires_s=30)
+    async def submit(self, job: CompletionJob, queue_name: str = redis_keys.SHARED_QUEUE) -> None:
+        await job_queue.enqueue(self.pool, job, queue_name, expires_s=30)
 
     async def events(self, job_id: str, timeout: float = 30) -> list[Event]:
         """Every event of the job, up to its `done`."""
-        key, last, found = keys.job_events(job_id), "0", []
+        key, last, found = redis_keys.job_events(job_id), "0", []
         async with asyncio.timeout(timeout):
             while True:
                 for _, entries in await self.pool.xread({key: last}, block=500) or []:
@@ -134,9 +134,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     tmp = tmp_path_factory.mktemp("worker-run")
     with servers(tmp) as (redis_url, arena):
         pool = await create_pool(
-            queue.redis_settings(redis_url),
-            job_serializer=queue.serialize,
-            job_deserializer=queue.deserialize,
+            job_queue.redis_settings(redis_url),
+            job_serializer=job_queue.serialize,
+            job_deserializer=job_queue.deserialize,
         )
         stack = Stack(redis_url, arena, tmp / "state", pool)
         try:
@@ -162,13 +162,13 @@ def joined(found: list[Event], kind: str) -> str:
 async def test_the_worker_publishes_the_catalog_and_a_ready_heartbeat(main: Stack) -> None:
     status = await main.status(MAIN)
     assert status is not None and status.state is WorkerState.READY and status.catalog
-    catalog = orjson.loads(await main.pool.get(keys.catalog(status.catalog)))
+    catalog = orjson.loads(await main.pool.get(redis_keys.catalog(status.catalog)))
     assert time.time() - catalog["updated_at"] < 600
     assert len(catalog["models"]) > 100
-    assert (status.capacity, status.busy, status.queue) == (2, 0, keys.worker_queue(MAIN))
+    assert (status.capacity, status.busy, status.queue) == (2, 0, redis_keys.worker_queue(MAIN))
     assert "gemini-3-pro" in status.models
-    assert MAIN.encode() in await main.pool.smembers(keys.WORKERS)
-    assert await main.pool.pttl(keys.worker_heartbeat(MAIN)) > 0  # expires if the worker dies
+    assert MAIN.encode() in await main.pool.smembers(redis_keys.WORKERS)
+    assert await main.pool.pttl(redis_keys.worker_heartbeat(MAIN)) > 0  # expires if the worker dies
 
 
 @pytest.mark.parametrize("kind", ["chat", "reasoning"])
@@ -184,7 +184,7 @@ async def test_an_answer_relays_exactly_what_the_arena_streamed(main: Stack, kin
     assert (kind == "reasoning") == bool(streamed["reasoning"]["a"])
     assert found[0] == events.accepted(MAIN, 0)
     assert found[-2:] == [events.finish("a", "stop"), events.done()]
-    assert 0 < await main.pool.ttl(keys.job_events(job.id)) <= 3600
+    assert 0 < await main.pool.ttl(redis_keys.job_events(job.id)) <= 3600
 
 
 async def test_a_cancelled_job_stops_the_answer_and_the_worker_serves_the_next(main: Stack) -> None:
@@ -194,12 +194,12 @@ async def test_a_cancelled_job_stops_the_answer_and_the_worker_serves_the_next(m
     async with asyncio.timeout(20):
         while not any(
             events.decode(fields)["t"] == "text"
-            for _, fields in await main.pool.xrange(keys.job_events(job.id))
+            for _, fields in await main.pool.xrange(redis_keys.job_events(job.id))
         ):
             await asyncio.sleep(0.02)
 
-    await queue.cancel(main.pool, job.id, attempts=0, ttl_s=60)
-    await queue.wake(main.pool, keys.SHARED_QUEUE)
+    await job_queue.cancel(main.pool, job.id, attempts=0, ttl_s=60)
+    await job_queue.wake(main.pool, redis_keys.SHARED_QUEUE)
     found = await main.events(job.id, timeout=10)
     assert found[-2]["t"] == "error" and found[-2]["kind"] == "cancelled"
 
@@ -271,7 +271,9 @@ async def test_a_429_with_no_other_worker_is_a_rate_limited_error(main: Stack) -
 
 async def test_a_job_that_already_streamed_content_is_not_streamed_again(main: Stack) -> None:
     job = await main.job()
-    await main.pool.xadd(keys.job_events(job.id), events.encode(events.text("a", "half an answer")))
+    await main.pool.xadd(
+        redis_keys.job_events(job.id), events.encode(events.text("a", "half an answer"))
+    )
     await main.submit(job)
     found = await main.events(job.id)
     assert [event["t"] for event in found] == ["text", "error", "done"]
@@ -281,7 +283,7 @@ async def test_a_job_that_already_streamed_content_is_not_streamed_again(main: S
 
 async def test_a_job_cancelled_before_it_starts_never_reaches_the_arena(main: Stack) -> None:
     job = await main.job()
-    await main.pool.set(keys.job_cancel(job.id), b"1", ex=60)
+    await main.pool.set(redis_keys.job_cancel(job.id), b"1", ex=60)
     await main.submit(job)
     found = await main.events(job.id)
     assert [(event["t"], event.get("kind")) for event in found] == [
@@ -295,7 +297,7 @@ async def test_a_rate_limited_job_moves_to_another_ready_worker(main: Stack) -> 
     async with running(main, "w-other") as other:
         await main.scenario(failures=[{"kind": "rate_limit_429", "retry_after": 1}])
         job = await main.job()
-        await main.submit(job, keys.worker_queue(MAIN))
+        await main.submit(job, redis_keys.worker_queue(MAIN))
         found = await main.events(job.id)
 
         assert found[:2] == [events.accepted(MAIN, 0), events.accepted("w-other", 1)]

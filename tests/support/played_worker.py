@@ -16,14 +16,14 @@ import uvicorn
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from gateway.app import create_app
-from shared import events, keys, queue
+from gateway.http.app import create_app
+from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
+from shared.worker_status import WorkerState, WorkerStatus
 from tests.fakearena.catalog import CAPTURED_CATALOG
-from worker import catalog
+from worker.arena import catalog_publisher
 
 MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
 CATALOG_TIME = 1_764_547_200.0
@@ -58,33 +58,33 @@ def serving(settings: Settings) -> Iterator[str]:
 
 
 async def publish_catalog(redis: Redis) -> None:
-    await catalog.publish_entries(redis, MODELS, now=CATALOG_TIME)
+    await catalog_publisher.publish_entries(redis, MODELS, now=CATALOG_TIME)
 
 
 async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
     status = WorkerStatus(
         id=worker_id,
         state=state,
-        queue=keys.worker_queue(worker_id),
+        queue=redis_keys.worker_queue(worker_id),
         capacity=4,
-        catalog=catalog.digest(MODELS),
+        catalog=catalog_publisher.digest(MODELS),
         updated_at=time.time(),
     )
-    await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
-    await redis.sadd(keys.WORKERS, worker_id)
+    await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
+    await redis.sadd(redis_keys.WORKERS, worker_id)
 
 
 async def take_job(redis: Redis, timeout_s: float = 5) -> CompletionJob:
     """Take the next job off the shared queue, as a worker would."""
-    popped = await redis.bzpopmin(keys.SHARED_QUEUE, timeout_s)
+    popped = await redis.bzpopmin(redis_keys.SHARED_QUEUE, timeout_s)
     assert popped is not None, "nothing was queued"
     arq_id = popped[1].decode()
     info = await Job(
-        arq_id, redis, _queue_name=keys.SHARED_QUEUE, _deserializer=queue.deserialize
+        arq_id, redis, _queue_name=redis_keys.SHARED_QUEUE, _deserializer=job_queue.deserialize
     ).info()
-    assert info is not None and info.function == queue.COMPLETE
+    assert info is not None and info.function == job_queue.COMPLETE
     job = CompletionJob.model_validate(info.args[0])
-    assert arq_id == keys.arq_job_id(job.id, job.attempt)
+    assert arq_id == redis_keys.arq_job_id(job.id, job.attempt)
     return job
 
 
@@ -92,7 +92,7 @@ async def emit(redis: Redis, job_id: str, *items: Event) -> None:
     """Append events to the job's stream; together, so that one read sees them all."""
     async with redis.pipeline(transaction=True) as pipe:
         for item in items:
-            pipe.xadd(keys.job_events(job_id), events.encode(item))
+            pipe.xadd(redis_keys.job_events(job_id), events.encode(item))
         await pipe.execute()
 
 
@@ -101,7 +101,7 @@ def outputs(entry: dict) -> dict:
 
 
 async def nothing_queued(redis: Redis) -> bool:
-    return await redis.zcard(keys.SHARED_QUEUE) == 0 and not await redis.keys("arq:job:*")
+    return await redis.zcard(redis_keys.SHARED_QUEUE) == 0 and not await redis.keys("arq:job:*")
 
 
 def answer(text: str = "Hello!") -> list[Event]:

@@ -19,8 +19,8 @@ import httpx
 import openai
 import redis
 
-from shared import keys
-from shared.workers import WorkerStatus
+from shared import redis_keys
+from shared.worker_status import WorkerStatus
 from tests.support.procs import (
     TEST_CHROMIUM_ARGS,
     TLS_CHROMIUM_ARGS,
@@ -114,7 +114,7 @@ class Stack:
         stop(self.workers.pop(name))
 
     def worker_status(self, name: str) -> WorkerStatus | None:
-        raw = self.redis.get(keys.worker_heartbeat(name))
+        raw = self.redis.get(redis_keys.worker_heartbeat(name))
         return WorkerStatus.load(raw) if raw else None
 
     def wait_worker(self, name: str, state: str, timeout: float = 60.0) -> WorkerStatus:

@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 from cli.supervisor import admin_key, worker_display
-from gateway.admin import worker_rows
-from gateway.admin_auth import (
+from gateway.admin.page import worker_rows
+from gateway.admin.sign_in import (
     csrf_token,
     login_token_matches,
     new_login_token,
@@ -17,9 +17,9 @@ from gateway.admin_auth import (
     read_session,
     safe_next,
 )
-from shared import keys, vnc
+from shared import redis_keys, vnc
 from shared.settings import Settings
-from shared.workers import WorkerState, WorkerStatus
+from shared.worker_status import WorkerState, WorkerStatus
 
 KEY = "the-admin-key"
 
@@ -76,7 +76,7 @@ def status(worker_id: str, state: WorkerState, **fields) -> WorkerStatus:
     return WorkerStatus(
         id=worker_id,
         state=state,
-        queue=keys.worker_queue(worker_id),
+        queue=redis_keys.worker_queue(worker_id),
         capacity=2,
         updated_at=100.0,
         **fields,
@@ -89,7 +89,7 @@ def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
         status("b", WorkerState.LOGIN_REQUIRED, novnc_url="http://127.0.0.1:1", vnc_salt="s"),
         status("c", WorkerState.RATE_LIMITED, until=130.0),
     ]
-    rows = worker_rows(live, ["z"], {keys.worker_queue("z"): 2}, now=110.0)
+    rows = worker_rows(live, ["z"], {redis_keys.worker_queue("z"): 2}, now=110.0)
     assert [(row.id, row.state) for row in rows] == [
         ("b", "login_required"),
         ("a", "ready"),
@@ -125,6 +125,6 @@ def test_up_makes_an_admin_key_once_and_keeps_it_private(tmp_path: Path) -> None
 def test_up_gives_workers_a_display_unless_told_otherwise() -> None:
     assert worker_display(Settings(headless=True), {}) is None
     assert worker_display(Settings(), {"LMB_DISPLAY": "off"}) is None
-    from worker.display import missing_tools
+    from worker.browser.display import missing_tools
 
     assert worker_display(Settings(), {}) == (None if missing_tools() else "on")

@@ -6,9 +6,9 @@ import orjson
 import pytest
 from starlette.datastructures import Headers
 
-from gateway import errors
-from gateway.auth import given_key
-from gateway.errors import ApiError
+from gateway.access.client_auth import given_key
+from gateway.http import errors
+from gateway.http.errors import ApiError
 from shared import events
 
 

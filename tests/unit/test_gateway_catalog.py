@@ -7,11 +7,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from gateway.catalog import CatalogCache, parse_catalog
-from shared import keys
-from shared.workers import WorkerState, WorkerStatus
+from gateway.answers.catalog_view import CatalogView, parse_catalog
+from shared import redis_keys
+from shared.worker_status import WorkerState, WorkerStatus
 from tests.fakearena.catalog import CAPTURED_CATALOG as CAPTURE
-from worker import catalog as worker_catalog
+from worker.arena import catalog_publisher as worker_catalog
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_an_empty_catalog() -> None:
 
 
 async def test_a_view_without_a_catalog_or_the_model_asked_for_is_read_again(redis: Redis) -> None:
-    cache = CatalogCache(redis, ttl_s=60)  # a view that would otherwise be believed for a minute
+    cache = CatalogView(redis, ttl_s=60)  # a view that would otherwise be believed for a minute
     assert await cache.get() is None
     models = json.loads(CAPTURE.read_text())["initialModels"]
     first, rest = models[:1], models[1:]
@@ -83,10 +83,10 @@ async def publish(redis: Redis, worker_id: str, entries: list[dict]) -> None:
     status = WorkerStatus(
         id=worker_id,
         state=WorkerState.READY,
-        queue=keys.worker_queue(worker_id),
+        queue=redis_keys.worker_queue(worker_id),
         capacity=4,
         catalog=worker_catalog.digest(entries),
         updated_at=time.time(),
     )
-    await redis.set(keys.worker_heartbeat(worker_id), status.dump(), ex=60)
-    await redis.sadd(keys.WORKERS, worker_id)
+    await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
+    await redis.sadd(redis_keys.WORKERS, worker_id)

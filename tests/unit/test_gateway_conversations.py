@@ -7,15 +7,15 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from gateway.conversations import Conversations, Plan, fingerprints, new_from
-from gateway.images import ImageSource
-from gateway.transcript import Turn
-from shared import conversations, keys
-from shared.conversations import Thread
-from shared.workers import WorkerState, WorkerStatus
+from gateway.answers.conversations import Conversations, Plan, fingerprints, new_from
+from gateway.answers.image_inputs import ImageSource
+from gateway.answers.transcript import Turn
+from shared import redis_keys, threads
+from shared.threads import Thread
+from shared.worker_status import WorkerState, WorkerStatus
 
 MODEL = "gemini-2.5-pro"
-SCOPE = conversations.scope(MODEL, None)
+SCOPE = threads.scope(MODEL, None)
 
 
 def user(text: str, *images: str) -> Turn:
@@ -28,9 +28,13 @@ def assistant(text: str) -> Turn:
 
 async def beat(redis: Redis, worker: str, state: WorkerState = WorkerState.READY) -> None:
     status = WorkerStatus(
-        id=worker, state=state, queue=keys.worker_queue(worker), capacity=4, updated_at=time.time()
+        id=worker,
+        state=state,
+        queue=redis_keys.worker_queue(worker),
+        capacity=4,
+        updated_at=time.time(),
     )
-    await redis.set(keys.worker_heartbeat(worker), status.dump())
+    await redis.set(redis_keys.worker_heartbeat(worker), status.dump())
 
 
 async def answer(
@@ -51,12 +55,12 @@ async def answer(
         model=MODEL,
         messages=plan.remember.messages + 1,
     )
-    await redis.mset(conversations.remembered(plan.remember, thread, text))
+    await redis.mset(threads.remembered(plan.remember, thread, text))
 
 
 async def plan(redis: Redis, turns: list[Turn], *, job: str = "j", model: str = MODEL) -> Plan:
     return await Conversations(redis, ttl_s=60).plan(
-        conversations.scope(model, None), turns, model=model, job_id=job
+        threads.scope(model, None), turns, model=model, job_id=job
     )
 
 
@@ -82,10 +86,10 @@ def test_fingerprints_ignore_whitespace_and_markdown_images_but_not_words_roles_
 
 def test_scopes_keep_models_and_client_keys_apart() -> None:
     scopes = {
-        conversations.scope("a", None),
-        conversations.scope("b", None),
-        conversations.scope("a", "key-1"),
-        conversations.scope("a", "key-2"),
+        threads.scope("a", None),
+        threads.scope("b", None),
+        threads.scope("a", "key-1"),
+        threads.scope("a", "key-2"),
     }
     assert len(scopes) == 4
 
@@ -113,7 +117,7 @@ async def test_a_history_that_extends_an_answer_posts_only_the_new_messages(redi
         "s1",
     )
     # The thread is claimed: a second request for the same continuation starts a new session.
-    assert await redis.get(keys.conversation_head("s1")) == b"claimed:j2"
+    assert await redis.get(redis_keys.conversation_head("s1")) == b"claimed:j2"
     assert (await plan(redis, turns, job="j3")).action == "create"
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway import errors
-from gateway.errors import ApiError, param_path
-from gateway.openai_schemas import parse_chat_request
+from gateway.apis.openai.schemas import parse_chat_request
+from gateway.http import errors
+from gateway.http.errors import ApiError, param_path
 from shared import events
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from gateway.fleet import describe_unready, state_counts
-from shared.workers import WorkerState, WorkerStatus
+from gateway.answers.fleet_view import describe_unready, state_counts
+from shared.worker_status import WorkerState, WorkerStatus
 
 
 def status(worker_id: str, state: WorkerState) -> WorkerStatus:

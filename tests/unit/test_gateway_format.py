@@ -3,14 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway import errors
-from gateway.openai_format import (
-    DONE,
-    ChunkStream,
-    completion,
-    finish_reason,
-)
-from gateway.usage import estimate_tokens
+from gateway.access.usage import estimate_tokens
+from gateway.apis.openai.render import DONE, ChunkStream, completion, finish_reason
+from gateway.http import errors
 from shared import events
 
 ID = "chatcmpl-abc"

@@ -11,8 +11,7 @@ from typing import ClassVar
 import pytest
 from redis.asyncio import Redis
 
-from gateway.errors import ApiError
-from gateway.images import (
+from gateway.answers.image_inputs import (
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
     ImageFetcher,
@@ -21,7 +20,8 @@ from gateway.images import (
     decode_data_url,
     is_public,
 )
-from shared import keys
+from gateway.http.errors import ApiError
+from shared import redis_keys
 from shared.settings import Settings
 from tests.fakearena.png import image_for
 
@@ -211,8 +211,8 @@ async def test_the_store_keeps_each_image_once_and_fetches_only_what_it_lacks(
         (remote.digest, "image/png", False),
         (inline.digest, "image/gif", True),
     ]
-    assert await redis.hgetall(keys.image(remote.digest)) == {b"m": b"image/png", b"d": PNG}
-    assert 0 < await redis.ttl(keys.image(remote.digest)) <= 60
+    assert await redis.hgetall(redis_keys.image(remote.digest)) == {b"m": b"image/png", b"d": PNG}
+    assert 0 < await redis.ttl(redis_keys.image(remote.digest)) <= 60
     await store.put([(remote, True)])
     assert _Handler.hits == ["/cat.png"]  # the second turn found it in Redis
 

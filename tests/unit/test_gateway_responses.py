@@ -16,11 +16,11 @@ from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
-from gateway.errors import ApiError
-from gateway.images import ImageSource
-from gateway.responses_format import ResponseStream, response
-from gateway.responses_schemas import parse_responses_request
-from gateway.transcript import Turn
+from gateway.answers.image_inputs import ImageSource
+from gateway.answers.transcript import Turn
+from gateway.apis.responses.render import ResponseStream, response
+from gateway.apis.responses.schemas import parse_responses_request
+from gateway.http.errors import ApiError
 from shared import events
 from shared.events import Event
 

@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ApiError
-from gateway.images import ImageSource
-from gateway.openai_schemas import Message, turns_from_messages
-from gateway.transcript import (
+from gateway.answers.image_inputs import ImageSource
+from gateway.answers.transcript import (
     MAX_PROMPT_CHARS,
     Turn,
     check_length,
@@ -13,6 +11,8 @@ from gateway.transcript import (
     render,
     require_user,
 )
+from gateway.apis.openai.schemas import Message, turns_from_messages
+from gateway.http.errors import ApiError
 
 
 def prompt_from_messages(messages: list[Message], *, merge_system: bool = False) -> str:

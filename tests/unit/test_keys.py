@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from starlette.datastructures import Headers
 
-from gateway.auth import exposure_problem, given_key, is_loopback
-from shared.apikeys import KEY_PREFIX, ApiKey, KeySpec, key_hash, new_key
+from gateway.access.client_auth import exposure_problem, given_key, is_loopback
+from shared.client_keys import KEY_PREFIX, ApiKey, KeySpec, key_hash, new_key
 from shared.settings import Settings
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -8,9 +8,9 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import FleetSnapshot, HttpMetrics, Metrics, render
-from gateway.relay import CONTENT
-from gateway.usage import Tally, UsageRow, rows_of
+from gateway.access.usage import Tally, UsageRow, rows_of
+from gateway.answers.job_handle import CONTENT
+from gateway.http.metrics import FleetSnapshot, HttpMetrics, Metrics, render
 from shared import events
 
 

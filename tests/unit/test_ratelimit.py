@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.caller import _too_many
-from gateway.ratelimit import Refusal
-from shared.apikeys import ApiKey
+from gateway.access.caller import _too_many
+from gateway.access.key_limits import Refusal
+from shared.client_keys import ApiKey
 from tests.unit.test_keys import record
 
 

@@ -5,7 +5,13 @@ import subprocess
 from pathlib import Path
 
 from shared.settings import Settings
-from worker.browser import BASE_ARGS, chromium_args, is_headless, private_driver, profile_dir
+from worker.browser.chromium import (
+    BASE_ARGS,
+    chromium_args,
+    is_headless,
+    private_driver,
+    profile_dir,
+)
 
 
 def test_headless_unless_asked_or_a_display_is_set() -> None:

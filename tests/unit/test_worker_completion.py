@@ -8,10 +8,10 @@ from shared import events
 from shared.arena.errors import classify
 from shared.arena.ids import uuid7_time_ms
 from shared.arena.stream import LineParser
-from shared.conversations import Thread
 from shared.jobs import CompletionJob
-from shared.workers import WorkerState, WorkerStatus
-from worker.completion import (
+from shared.threads import Thread
+from shared.worker_status import WorkerState, WorkerStatus
+from worker.arena.completion import (
     Relayed,
     RequestIds,
     build_request,

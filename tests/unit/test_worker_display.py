@@ -7,10 +7,10 @@ import base64
 import orjson
 import pytest
 
-from gateway.catalog import Catalog, union
+from gateway.answers.catalog_view import Catalog, union
 from shared.arena.account import account_label
 from shared.arena.catalog import Model
-from worker.display import missing_tools, wanted
+from worker.browser.display import missing_tools, wanted
 
 
 def test_auto_means_a_display_when_the_tools_are_there_and_headless_is_not_asked() -> None:

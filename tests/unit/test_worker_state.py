@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from shared.workers import WorkerState as S
+from shared.worker_status import WorkerState as S
 from worker.state import TRANSITIONS, InvalidTransition, StateMachine
 
 

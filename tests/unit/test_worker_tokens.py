@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from worker.tokens import SETTLE_S, TokenPool
+from worker.arena.token_pool import SETTLE_S, TokenPool
 
 
 class Minter:

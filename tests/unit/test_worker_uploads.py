@@ -6,7 +6,7 @@ import pytest
 
 from shared.arena.page import action_result
 from shared.jobs import ImageRef
-from worker.uploads import UploadFailed, action_data, attachment, file_name
+from worker.arena.uploads import UploadFailed, action_data, attachment, file_name
 
 
 def test_an_upload_is_named_after_its_digest_with_its_types_extension() -> None:

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.settings import Settings
-from shared.workers import WorkerState
+from shared.worker_status import WorkerState
 from tests.support.played_worker import TEST_SETTINGS, heartbeat, publish_catalog, serving
 from tests.support.procs import free_port
 

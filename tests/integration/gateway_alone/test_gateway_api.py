@@ -20,12 +20,12 @@ import pytest
 from arq.constants import abort_jobs_ss
 from redis.asyncio import Redis
 
-from shared import events, keys
-from shared.apikeys import KeySpec, KeyStore
+from shared import events, redis_keys
+from shared.client_keys import KeySpec, KeyStore
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.workers import WorkerState
+from shared.worker_status import WorkerState
 from tests.support.played_worker import (
     CATALOG_TIME,
     CHAT,
@@ -39,7 +39,7 @@ from tests.support.played_worker import (
     take_job,
 )
 from tests.support.procs import free_port, redis_server, spawn, stop, wait_for_http
-from worker import catalog
+from worker.arena import catalog_publisher
 
 
 def chunk(job: CompletionJob, choices: str, usage: str | None = None) -> bytes:
@@ -102,7 +102,7 @@ async def test_an_anonymous_model_is_not_listed_but_can_be_retrieved(
 async def test_without_a_catalog_models_is_empty_and_completions_are_unavailable(
     redis: Redis, gateway: Callable[..., str]
 ) -> None:
-    await redis.delete(keys.catalog(catalog.digest(MODELS)))
+    await redis.delete(redis_keys.catalog(catalog_publisher.digest(MODELS)))
     # A gateway started after: it never saw the catalog (one it read stays, under its digest).
     async with httpx.AsyncClient(base_url=gateway(), timeout=10) as api:
         assert (await api.get("/v1/models")).json() == {"object": "list", "data": []}
@@ -333,7 +333,7 @@ async def test_without_a_serving_worker_it_is_a_503_naming_the_states(
     message: str,
     stream: bool,
 ) -> None:
-    await redis.delete(keys.worker_heartbeat("w1"))
+    await redis.delete(redis_keys.worker_heartbeat("w1"))
     for worker_id, state in states.items():
         await heartbeat(redis, worker_id, state)
     # A gateway started after: one that saw a serving worker trusts that for a second.
@@ -527,7 +527,7 @@ async def test_a_rate_limit_before_the_first_token_is_a_429_with_retry_after(
         None,
         "rate_limit_exceeded",
     )
-    assert not await redis.exists(keys.job_cancel(job.id))
+    assert not await redis.exists(redis_keys.job_cancel(job.id))
 
 
 @pytest.mark.parametrize(
@@ -634,7 +634,7 @@ async def test_a_job_past_its_timeout_fails_and_is_cancelled(
     assert plain.status_code == 502
     assert plain.json() == error_json("no answer within 0.5 s", "server_error", None, "timeout")
     for job in (streamed_job, plain_job):
-        assert await redis.get(keys.job_cancel(job.id)) == b"1"
+        assert await redis.get(redis_keys.job_cancel(job.id)) == b"1"
 
 
 # --- cancellation when the client goes away ---
@@ -669,16 +669,16 @@ async def test_closing_the_connection_mid_stream_cancels_the_job(
             if b"Once upon" in seen:
                 break
     # Leaving the block closed the connection with the answer unfinished.
-    assert await wait_for_key(redis, keys.job_cancel(job.id))
+    assert await wait_for_key(redis, redis_keys.job_cancel(job.id))
     aborted = {m.decode() for m in await redis.zrange(abort_jobs_ss, 0, -1)}
     assert aborted == {f"{job.id}:0", f"{job.id}:1"}
     # The enqueue left a wake-up token for the shared queue, the cancel one for the worker
     # that ran the last attempt (nothing here pops them).
-    own = keys.wake_list(keys.worker_queue("w2"))
+    own = redis_keys.wake_list(redis_keys.worker_queue("w2"))
     async with asyncio.timeout(1):
         while not await redis.llen(own):
             await asyncio.sleep(0.02)
-    assert await redis.llen(keys.wake_list(keys.SHARED_QUEUE)) == 1
+    assert await redis.llen(redis_keys.wake_list(redis_keys.SHARED_QUEUE)) == 1
     assert await redis.llen(own) == 1
 
 
@@ -693,7 +693,7 @@ async def test_leaving_before_the_first_event_cancels_the_job(
         job = await take_job(redis)
         with pytest.raises(httpx.ReadTimeout):
             await request
-    assert await wait_for_key(redis, keys.job_cancel(job.id))
+    assert await wait_for_key(redis, redis_keys.job_cancel(job.id))
     assert await redis.zrange(abort_jobs_ss, 0, -1) == [f"{job.id}:0".encode()]
 
 
@@ -706,7 +706,7 @@ async def test_abandoning_a_non_streamed_request_cancels_the_job(
         await emit(redis, job.id, events.accepted("w1", 0), events.text("a", "thinking…"))
         with pytest.raises(httpx.ReadTimeout):
             await request
-    assert await wait_for_key(redis, keys.job_cancel(job.id))
+    assert await wait_for_key(redis, redis_keys.job_cancel(job.id))
 
 
 async def test_leaving_while_waiting_for_a_worker_queues_nothing(
@@ -729,7 +729,7 @@ async def test_a_finished_answer_is_not_cancelled(redis: Redis, api: httpx.Async
     await emit(redis, job.id, *answer())
     assert (await request).status_code == 200
     await asyncio.sleep(0.2)
-    assert not await redis.exists(keys.job_cancel(job.id))
+    assert not await redis.exists(redis_keys.job_cancel(job.id))
     assert await redis.zcard(abort_jobs_ss) == 0
 
 
@@ -811,7 +811,7 @@ async def test_health_and_readiness(redis: Redis, api: httpx.AsyncClient) -> Non
         "serving": 2,
     }
     for worker_id in ("w1", "w2"):
-        await redis.delete(keys.worker_heartbeat(worker_id))
+        await redis.delete(redis_keys.worker_heartbeat(worker_id))
     unready = await api.get("/readyz")
     assert unready.status_code == 503
     assert unready.json() == {

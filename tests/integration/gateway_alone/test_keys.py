@@ -15,8 +15,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared import keys
-from shared.apikeys import KeySpec, KeyStore, key_hash
+from shared import redis_keys
+from shared.client_keys import KeySpec, KeyStore, key_hash
 from tests.support.played_worker import CHAT, answer, emit, nothing_queued, take_job
 
 ADMIN = "admin-" + "k" * 32
@@ -114,7 +114,7 @@ async def test_over_a_limit_is_a_429_with_retry_after_in_each_apis_shape(
     assert openai.json()["error"]["code"] == "rate_limit_exceeded"
     assert "1 requests per minute" in openai.json()["error"]["message"]
     assert anthropic.json()["error"]["type"] == "rate_limit_error"
-    assert await redis.zcard(keys.SHARED_QUEUE) == 0
+    assert await redis.zcard(redis_keys.SHARED_QUEUE) == 0
 
 
 async def test_the_admin_api_makes_lists_and_revokes_keys_and_shows_usage(

@@ -1,0 +1,283 @@
+"""The completion core every API shares: a neutral request → a queued job → its events.
+
+OpenAI chat, Anthropic Messages and OpenAI Responses translate their request into a
+`CompletionRequest`, `submit` it, and render the job's events in their own shapes: collected
+(`complete`) or as SSE frames (`stream`, with the API's `Frames`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from gateway.access.caller import caller
+from gateway.answers import battle
+from gateway.answers.catalog_view import Catalog
+from gateway.answers.conversations import Conversations, Plan
+from gateway.answers.fleet_view import describe_unready
+from gateway.answers.image_inputs import ImageSource, ImageStore
+from gateway.answers.job_handle import CONTENT, JobHandle
+from gateway.answers.transcript import Turn, check_length, render, require_user
+from gateway.http import errors
+from gateway.http.disconnect import unless_disconnected
+from gateway.http.errors import ApiError
+from gateway.http.services import Services
+from shared import threads
+from shared.events import Event
+from shared.jobs import CompletionJob
+from shared.worker_status import read_fleet
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx would otherwise buffer the stream and defeat it.
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What every API asks for, in its own words: a model, a conversation, streamed or not."""
+
+    model: str
+    turns: Sequence[Turn]
+    stream: bool = False
+    #: Where the turns are in the client's request (`messages`, `input`), for error messages.
+    param: str = "messages"
+    #: Fetch generated images' bytes (the arena's image URLs expire).
+    image_bytes: bool = False
+    #: Continue the arena thread of a conversation the bridge answered before.
+    conversation: bool = True
+
+
+class Frames(Protocol):
+    """One API's SSE rendering of a streamed answer, event by event."""
+
+    def start(self) -> bytes:
+        """The first frames, sent once the answer has begun."""
+
+    def event(self, event: Event) -> bytes:
+        """Frames for one event; empty when it shows nothing to the client."""
+
+    def keepalive(self) -> bytes:
+        """What keeps the connection open while the answer is silent."""
+
+    def end(self) -> bytes:
+        """The closing frames of an answer that finished."""
+
+    def error(self, error: ApiError) -> bytes:
+        """The closing frames of an answer that failed after the 200 went out."""
+
+
+async def submit(request: Request, svc: Services, body: CompletionRequest) -> JobHandle:
+    """Queue the job for `body` and hand back its handle.
+
+    Everything the client can be told off for (prompt, model, images) is checked before
+    anything is queued; then it waits for a worker that can serve. A conversation the bridge
+    has answered before continues its arena thread (see `gateway.answers.conversations`).
+    """
+    settings = svc.settings
+    turns = body.turns
+    require_user(turns, param=body.param)
+    lineup = battle.lineup(await catalog(svc, body.model), body.model)
+    images = [(turn_index, image) for turn_index, t in enumerate(turns) for image in t.images]
+    for model in lineup.models:
+        if images and not model.accepts_images:
+            raise errors.invalid(
+                f"The model `{model.public_name}` does not take image input.", param=body.param
+            )
+    client = caller(request)
+    await client.admit(
+        lineup.a.public_name if lineup.mode == "direct" else body.model,
+        uses=[model.public_name for model in lineup.models],
+    )
+    job_id = uuid.uuid4().hex
+    conversations = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
+    if lineup.mode == "direct" and body.conversation:
+        key_id = client.key.id if client.key is not None else None
+        plan = await conversations.plan(
+            threads.scope(lineup.a.public_name, key_id),
+            turns,
+            model=lineup.a.public_name,
+            job_id=job_id,
+        )
+    else:  # a battle's two answers cannot both continue one thread; nor may n images
+        plan = Plan("create", None, turns, remember=None)
+    try:
+        job = await _job(svc, body, lineup, plan, job_id, images)
+        await unless_disconnected(
+            request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
+        )
+    except BaseException:
+        await conversations.release(plan, job_id)
+        raise
+    handle = JobHandle(
+        svc.redis,
+        svc.pool,
+        job,
+        timeout_s=settings.job_timeout_seconds,
+        events_ttl_s=settings.events_ttl_seconds,
+        observe=client.track(job),
+    )
+    await handle.submit()
+    log.info(
+        "job %s queued: model=%s action=%s stream=%s", job.id, job.model, job.action, body.stream
+    )
+    return handle
+
+
+async def _job(
+    svc: Services,
+    body: CompletionRequest,
+    lineup: battle.Lineup,
+    plan: Plan,
+    job_id: str,
+    images: list[tuple[int, ImageSource]],
+) -> CompletionJob:
+    settings = svc.settings
+    merge = settings.merge_system_messages
+    # The whole conversation, for a new session (or the one a refused post falls back to).
+    prompt = render(body.turns, merge_system=merge)
+    message = None
+    first_new = len(body.turns) - len(plan.turns)
+    if plan.action == "post":
+        message = render(plan.turns, merge_system=merge)
+        check_length(message, param=body.param)
+    elif plan.action == "create":
+        check_length(prompt, param=body.param)
+    refs = await ImageStore(svc.redis, settings).put(
+        [(image, turn_index >= first_new) for turn_index, image in images]
+    )
+    return CompletionJob(
+        id=job_id,
+        model=body.model if lineup.b is not None else lineup.a.public_name,
+        model_id=lineup.a.id,
+        model_b_id=lineup.b.id if lineup.b is not None else None,
+        modality=lineup.a.modality,
+        mode=lineup.mode,
+        action=plan.action,
+        thread=plan.thread,
+        prompt=prompt,
+        message=message,
+        images=refs,
+        remember=plan.remember,
+        fetch_images=body.image_bytes,
+        created_at=time.time(),
+    )
+
+
+async def complete(request: Request, svc: Services, handle: JobHandle) -> list[Event]:
+    """Every event of a non-streamed answer; the error as an `ApiError` if it failed."""
+    try:
+        events = await unless_disconnected(
+            request.receive, _collect(handle, svc.settings.keepalive_seconds)
+        )
+    finally:
+        await handle.abandon()
+    _raise_error(events)
+    return events
+
+
+async def stream(
+    request: Request, svc: Services, handle: JobHandle, frames: Frames
+) -> StreamingResponse:
+    """The streamed answer as SSE, rendered by `frames`.
+
+    The 200 is held back briefly, so that a failure before the first token gets a real status.
+    """
+    try:
+        early = await unless_disconnected(
+            request.receive, handle.first(svc.settings.first_event_wait_seconds)
+        )
+    except BaseException:
+        await handle.abandon()
+        raise
+    _raise_error(_before_content(early))
+    body = _frames(handle, frames, early, svc.settings.keepalive_seconds)
+    # The disconnect may cancel the body while it is parked at a `yield`; closing the
+    # generator afterwards runs its cleanup (cancelling the job) in that case too.
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=BackgroundTask(body.aclose),
+    )
+
+
+async def catalog(svc: Services, wanting: str | None = None) -> Catalog:
+    """The model catalog (the live workers'), or a 503 while there is none.
+
+    `wanting`: the model the request names, so that a view without it is read again first.
+    """
+    found = await svc.catalog.get(wanting)
+    if found is None:
+        if not (fleet := await read_fleet(svc.redis)):
+            raise errors.unavailable(describe_unready(fleet), code="no_worker")
+        raise errors.unavailable(
+            "The model catalog is not available yet: no worker has published it.",
+            code="no_catalog",
+        )
+    return found
+
+
+async def _collect(handle: JobHandle, keepalive_s: float) -> list[Event]:
+    return [event async for batch in handle.rest(keepalive_s) for event in batch]
+
+
+async def _frames(
+    handle: JobHandle, frames: Frames, early: list[Event], keepalive_s: float
+) -> AsyncIterator[bytes]:
+    try:
+        # Started before the early events are rendered: frames number and snapshot what they send.
+        head = frames.start()
+        rendered, failure = _render(frames, early)
+        yield head + rendered
+        # An error is the last event the handle hands over, so the loop ends with it.
+        if failure is None:
+            async for batch in handle.rest(keepalive_s):
+                if not batch:
+                    yield frames.keepalive()
+                    continue
+                # One write per batch: a backlog of tokens goes out together.
+                rendered, failure = _render(frames, batch)
+                if rendered:
+                    yield rendered
+        if failure is None:
+            yield frames.end()
+        else:
+            log.info("job %s failed after the first byte: %s", handle.job.id, failure["kind"])
+    finally:
+        await handle.abandon()
+
+
+def _render(frames: Frames, batch: list[Event]) -> tuple[bytes, Event | None]:
+    """The frames for `batch`, and its error event if it ended in one (rendered as the end)."""
+    rendered = b""
+    for event in batch:
+        if event["t"] == "error":
+            return rendered + frames.error(errors.from_event(event)), event
+        rendered += frames.event(event)
+    return rendered, None
+
+
+def _before_content(events: list[Event]) -> list[Event]:
+    """The events before the first one a client would see."""
+    for i, event in enumerate(events):
+        if event["t"] in CONTENT:
+            return events[:i]
+    return events
+
+
+def _raise_error(events: list[Event]) -> None:
+    for event in events:
+        if event["t"] == "error":
+            raise errors.from_event(event)

@@ -1,0 +1,292 @@
+"""Images clients send: where they come from, their bytes, and their wait in Redis for a worker.
+
+An image arrives as a URL: a `data:` URL (OpenAI's base64 form; Anthropic's base64 blocks are
+turned into one) or an http(s) URL, which the gateway fetches itself — never the browser,
+which holds the arena account's cookies. A fetch is capped in size and time and, unless
+`allow_private_image_urls` is set, refused for any name that resolves to a private, loopback,
+link-local or otherwise non-public address. The address checked is the one connected to, so a
+name cannot resolve one way for the check and another for the request.
+
+Bytes wait in Redis under the digest of their source (`shared.redis_keys.image`) for the worker that
+uploads them to the arena, and stay while the conversation may need them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Self
+from urllib.parse import unquote_to_bytes
+
+import httpx
+from redis.asyncio import Redis
+
+from gateway.http import errors
+from shared import redis_keys
+from shared.jobs import ImageRef
+from shared.settings import Settings
+
+#: The largest image the arena takes; a larger one is a 413.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+#: Images one request may carry, over its whole history.
+MAX_IMAGES = 10
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_SHOWN_URL_CHARS = 100
+# Magic numbers, for servers that send images as application/octet-stream.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """An image as the client gave it: a `data:` or http(s) URL, not yet read."""
+
+    url: str
+
+    @classmethod
+    def from_base64(cls, media_type: str, data: str) -> ImageSource:
+        return cls(f"data:{media_type};base64,{data}")
+
+    @property
+    def digest(self) -> str:
+        """Names the image in fingerprints and in Redis, without reading it."""
+        return hashlib.sha256(self.url.encode()).hexdigest()
+
+    @property
+    def shown(self) -> str:
+        """The URL as error messages quote it (data URLs are long and say nothing)."""
+        if self.url.startswith("data:"):
+            return "a data: URL"
+        url = self.url
+        return url if len(url) <= _SHOWN_URL_CHARS else url[:_SHOWN_URL_CHARS] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    media_type: str
+    data: bytes
+
+
+def decode_data_url(url: str) -> Image:
+    """The image in a `data:<media type>[;base64],<data>` URL; 400 or 413 when it is not one."""
+    header, comma, payload = url.partition(",")
+    if not header.startswith("data:") or not comma:
+        raise errors.invalid("An image data URL must look like data:image/png;base64,<data>.")
+    params = header[len("data:") :].split(";")
+    media_type = params[0].strip().lower()
+    if "base64" in (p.strip().lower() for p in params[1:]):
+        # Base64 is 4 characters for 3 bytes: refuse the oversized before decoding them.
+        if len(payload) // 4 * 3 > MAX_IMAGE_BYTES + 3:
+            raise _too_large()
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.invalid("An image data URL holds invalid base64.") from None
+    else:
+        data = unquote_to_bytes(payload)
+    return _checked(media_type, data, "a data: URL")
+
+
+def is_public(address: str) -> bool:
+    """Whether an IP address is on the public internet (not private, loopback, link-local, …)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, as the system resolver says."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class ImageFetcher:
+    """Fetches http(s) images within the limits above (an async context: it holds a pool)."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout_s: float,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        resolver: Resolver = resolve,
+    ) -> None:
+        self._allow_private = allow_private
+        self._timeout_s = timeout_s
+        self._max_bytes = max_bytes
+        self._resolve = resolver
+        # No environment proxies: the address checked must be the address connected to.
+        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, source: ImageSource) -> Image:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._fetch(source)
+        except TimeoutError:
+            raise _unreadable(source, f"no answer within {self._timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise _unreadable(source, str(exc) or type(exc).__name__) from None
+
+    async def _fetch(self, source: ImageSource) -> Image:
+        url = httpx.URL(source.url)
+        for _ in range(_MAX_REDIRECTS + 1):
+            if url.scheme not in ("http", "https") or not url.host:
+                raise errors.invalid(
+                    f"Image URLs must be http(s) or data: URLs, not {source.shown}."
+                )
+            address = await self._address(source, url)
+            # Connect to the checked address; Host and TLS name stay the URL's own.
+            request = self._client.build_request(
+                "GET",
+                url.copy_with(host=address),
+                headers={"Host": url.netloc.decode("ascii"), "Accept": "image/*"},
+                extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
+            )
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    url = url.join(response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise _unreadable(source, f"HTTP {response.status_code}")
+                return await self._read(source, response)
+            finally:
+                await response.aclose()
+        raise _unreadable(source, f"more than {_MAX_REDIRECTS} redirects")
+
+    async def _address(self, source: ImageSource, url: httpx.URL) -> str:
+        try:
+            addresses = await self._resolve(
+                url.host, url.port or (443 if url.scheme == "https" else 80)
+            )
+        except OSError as exc:
+            raise _unreadable(source, f"cannot resolve {url.host}: {exc}") from None
+        if not addresses:
+            raise _unreadable(source, f"{url.host} has no address")
+        if not self._allow_private and not all(map(is_public, addresses)):
+            raise errors.invalid(
+                f"The image URL {source.shown} points to a private or local address; "
+                "the gateway only fetches images from public addresses.",
+                code="image_url_not_allowed",
+            )
+        return addresses[0]
+
+    async def _read(self, source: ImageSource, response: httpx.Response) -> Image:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self._max_bytes:
+            raise _too_large()
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > self._max_bytes:
+                raise _too_large()
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return _checked(media_type, bytes(data), source.shown)
+
+
+class ImageStore:
+    """Puts a request's images in Redis for the worker, reading only those not already there."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._ttl_s = settings.conversation_ttl_seconds
+
+    async def put(self, sources: Sequence[tuple[ImageSource, bool]]) -> list[ImageRef]:
+        """References to `(source, new)` images, each stored (or kept) for `ttl_s`."""
+        if len(sources) > MAX_IMAGES:
+            raise errors.invalid(
+                f"The request holds {len(sources)} images; the bridge takes at most {MAX_IMAGES}."
+            )
+        if not sources:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for source, _ in sources:
+                pipe.hget(redis_keys.image(source.digest), "m")
+                pipe.expire(redis_keys.image(source.digest), self._ttl_s)
+            replies = await pipe.execute()
+        known = [media.decode() if media else None for media in replies[::2]]
+        missing = {
+            source.digest: source
+            for (source, _), media in zip(sources, known, strict=True)
+            if media is None
+        }
+        loaded = dict(zip(missing, await self._load(list(missing.values())), strict=True))
+        if loaded:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for digest, image in loaded.items():
+                    pipe.hset(
+                        redis_keys.image(digest), mapping={"m": image.media_type, "d": image.data}
+                    )
+                    pipe.expire(redis_keys.image(digest), self._ttl_s)
+                await pipe.execute()
+        return [
+            ImageRef(
+                digest=source.digest,
+                media_type=media or loaded[source.digest].media_type,
+                new=new,
+            )
+            for (source, new), media in zip(sources, known, strict=True)
+        ]
+
+    async def _load(self, sources: list[ImageSource]) -> list[Image]:
+        """The images of `sources`: data URLs decoded here, the others fetched together."""
+        remote = [s for s in sources if not s.url.startswith("data:")]
+        fetched: dict[str, Image] = {}
+        if remote:
+            settings = self._settings
+            async with ImageFetcher(
+                allow_private=settings.allow_private_image_urls,
+                timeout_s=settings.image_fetch_timeout_seconds,
+            ) as fetcher:
+                images = await asyncio.gather(*(fetcher.fetch(s) for s in remote))
+            fetched = {s.url: image for s, image in zip(remote, images, strict=True)}
+        return [fetched.get(s.url) or decode_data_url(s.url) for s in sources]
+
+
+def _checked(media_type: str, data: bytes, shown: str) -> Image:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _too_large()
+    if not media_type.startswith("image/"):
+        media_type = next((m for magic, m in _SIGNATURES if data.startswith(magic)), "")
+        if not media_type and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            media_type = "image/webp"
+    if not media_type:
+        raise errors.invalid(f"The image at {shown} is not an image the bridge recognises.")
+    if not data:
+        raise errors.invalid(f"The image at {shown} is empty.")
+    return Image(media_type, data)
+
+
+def _too_large() -> errors.ApiError:
+    return errors.ApiError(
+        413,
+        f"An image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB, the most the arena takes.",
+        code="image_too_large",
+    )
+
+
+def _unreadable(source: ImageSource, reason: str) -> errors.ApiError:
+    return errors.invalid(
+        f"Could not fetch the image at {source.shown}: {reason}.", code="image_fetch_failed"
+    )

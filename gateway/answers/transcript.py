@@ -1,0 +1,72 @@
+"""Conversation turns → the one prompt the arena takes.
+
+The arena answers a single user message, so a conversation is sent as a transcript: each turn
+between tags named after its role, in order. A lone user message is sent as it is.
+Every API (OpenAI chat, Anthropic Messages, Responses) hands its messages over as `Turn`s.
+
+System messages stay where the client put them, each a `<system>` block of its own; with
+`merge_system` (LMB_MERGE_SYSTEM_MESSAGES) they are merged into one block at the top, as
+SillyTavern users expect when a preset scatters them through the chat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.answers.image_inputs import ImageSource
+from gateway.http import errors
+
+#: The longest prompt the arena accepts, as measured by other bridges.
+MAX_PROMPT_CHARS = 113_567
+
+#: `tool` carries what a client's own tools returned; the arena sees it as a tagged turn.
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation, whichever API it came through."""
+
+    role: Role
+    text: str
+    images: tuple[ImageSource, ...] = ()
+
+
+def require_user(turns: Sequence[Turn], *, param: str = "messages") -> None:
+    """422 unless some turn is the user's: the arena answers a user message.
+
+    `param` names where the turns were in the client's request, for the error.
+    """
+    if not any(t.role == "user" for t in turns):
+        raise errors.unprocessable(
+            f"The {param} must include at least one user message.", param=param
+        )
+
+
+def render(turns: Sequence[Turn], *, merge_system: bool = False) -> str:
+    """`turns` as one message: a lone turn verbatim, several as a tagged transcript."""
+    if merge_system:
+        turns = merged_system(turns)
+    if len(turns) == 1:
+        return turns[0].text
+    return "\n\n".join(f"<{t.role}>\n{t.text}\n</{t.role}>" for t in turns if t.text)
+
+
+def merged_system(turns: Sequence[Turn]) -> list[Turn]:
+    """Every system turn's text in one system turn first, then the other turns in order."""
+    system = [t.text for t in turns if t.role == "system" and t.text]
+    rest = [t for t in turns if t.role != "system"]
+    return [Turn("system", "\n\n".join(system)), *rest] if system else rest
+
+
+def check_length(prompt: str, *, param: str = "messages") -> None:
+    """400 naming both sizes when `prompt` is longer than the arena takes."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise errors.invalid(
+            f"The prompt is {len(prompt):,} characters long; the arena accepts at most "
+            f"{MAX_PROMPT_CHARS:,}.",
+            param=param,
+            code="context_length_exceeded",
+        )

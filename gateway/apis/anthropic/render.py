@@ -1,0 +1,241 @@
+"""A job's events → Anthropic's `message` object and its stream events. Pure: no IO here.
+
+Reasoning becomes `thinking` blocks, the answer `text` blocks. A search model's sources become
+`web_search_result_location` citations on the text block they support, which the `anthropic`
+SDK parses (`TextBlock.citations`, `citations_delta`): they are attached when the block ends,
+once every source is known in full, each citing the answer text that ends where the arena
+placed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from gateway.access.usage import estimate_tokens, token_counts
+from gateway.answers.citations import Sources
+from gateway.apis.openai.render import image_markdown
+from gateway.http.errors import ApiError
+from shared.events import Event
+
+#: The arena's finish reasons (Vercel AI SDK names) → Anthropic's stop reasons.
+STOP_REASONS: Mapping[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "content-filter": "refusal",
+    "tool-calls": "tool_use",
+}
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+def stop_reason(arena_reason: str | None) -> str:
+    """Anthropic's stop reason; anything else the arena says (`unknown`, `other`) ended the turn."""
+    return STOP_REASONS.get(arena_reason or "", "end_turn")
+
+
+def signature(thinking: str) -> str:
+    """A thinking block's `signature`: the SDK requires one; this one is a digest of the text.
+
+    Nothing verifies it: thinking blocks a client sends back are left out of the prompt.
+    """
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+def sse(event: Mapping[str, Any]) -> bytes:
+    """One stream event, named by its type as Anthropic's API names them."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+class Blocks:
+    """Folds a job's events into content blocks, returning the stream events for each step."""
+
+    def __init__(self, *, show_thinking: bool) -> None:
+        self.show_thinking = show_thinking
+        self.content: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+        self.arena_usage: Mapping[str, Any] | None = None
+        #: The block deltas go to; None between blocks.
+        self._open: dict[str, Any] | None = None
+        #: Sources cited since the last text block closed.
+        self._sources = Sources()
+        #: Where the open text block starts in the answer's text (citations count from 0).
+        self._text_start = 0
+        self._text_chars = 0
+
+    def add(self, event: Event) -> list[dict[str, Any]]:
+        kind = event["t"]
+        if self.stop_reason is not None:
+            return []
+        if kind == "text" and event["text"]:
+            return self._append("text", event["text"])
+        if kind == "reasoning" and event["text"] and self.show_thinking:
+            return self._append("thinking", event["text"])
+        if kind == "image":
+            markdown = image_markdown(event["url"])
+            if self._text_chars:
+                markdown = "\n\n" + markdown
+            return self._append("text", markdown)
+        if kind == "citation":
+            self._sources.add(event["source"], at=self._text_chars)
+        elif kind == "finish":
+            self.stop_reason = stop_reason(event.get("reason"))
+            self.arena_usage = event.get("usage")
+        return []
+
+    def close(self) -> list[dict[str, Any]]:
+        """Close the open block; sources not yet attached get a text block of their own."""
+        events = self._close()
+        if self._sources:  # cited, but no text block was open to take them
+            events += self._start("text") + self._close()
+        return events
+
+    def usage(self, prompt: str) -> dict[str, int]:
+        output_chars = self._text_chars + sum(
+            len(block.get("thinking", "")) for block in self.content
+        )
+        input_tokens, output_tokens = token_counts(prompt, output_chars, self.arena_usage)
+        return {"input_tokens": input_tokens, "output_tokens": output_tokens}
+
+    def _append(self, type_: str, text: str) -> list[dict[str, Any]]:
+        events = []
+        if self._open is None or self._open["type"] != type_:
+            events += self._close() + self._start(type_)
+        block = self._open
+        assert block is not None
+        block[type_] += text
+        if type_ == "text":
+            self._text_chars += len(text)
+            delta = {"type": "text_delta", "text": text}
+        else:
+            delta = {"type": "thinking_delta", "thinking": text}
+        return [*events, _delta(len(self.content) - 1, delta)]
+
+    def _start(self, type_: str) -> list[dict[str, Any]]:
+        block: dict[str, Any]
+        if type_ == "text":
+            block = {"type": "text", "text": "", "citations": None}
+            self._text_start = self._text_chars
+            shown: dict[str, Any] = {"type": "text", "text": ""}
+        else:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            shown = dict(block)
+        self.content.append(block)
+        self._open = block
+        return [
+            {"type": "content_block_start", "index": len(self.content) - 1, "content_block": shown}
+        ]
+
+    def _close(self) -> list[dict[str, Any]]:
+        block = self._open
+        if block is None:
+            return []
+        self._open = None
+        index = len(self.content) - 1
+        events = []
+        if block["type"] == "thinking":
+            block["signature"] = signature(block["thinking"])
+            events.append(
+                _delta(index, {"type": "signature_delta", "signature": block["signature"]})
+            )
+        else:
+            citations = self._citations(block["text"])
+            if citations:
+                block["citations"] = citations
+                events += [
+                    _delta(index, {"type": "citations_delta", "citation": c}) for c in citations
+                ]
+        return [*events, {"type": "content_block_stop", "index": index}]
+
+    def _citations(self, text: str) -> list[dict[str, Any]]:
+        """The block's citations, each quoting the stretch of the block it stands for."""
+        citations = []
+        for c in self._sources.citations():
+            start, end = (min(max(n - self._text_start, 0), len(text)) for n in (c.start, c.end))
+            citations.append(
+                {
+                    "type": "web_search_result_location",
+                    "url": c.url,
+                    "title": c.title,
+                    "cited_text": text[start:end].strip(),
+                    "encrypted_index": c.source_id,
+                }
+            )
+        self._sources = Sources()
+        return citations
+
+
+def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def message(
+    message_id: str, model: str, prompt: str, events: Iterable[Event], *, show_thinking: bool
+) -> dict[str, Any]:
+    """The `message` object for a job's events (a non-streamed answer)."""
+    blocks = Blocks(show_thinking=show_thinking)
+    for event in events:
+        blocks.add(event)
+    blocks.close()
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks.content,
+        "stop_reason": blocks.stop_reason or "end_turn",
+        "stop_sequence": None,
+        "usage": blocks.usage(prompt),
+    }
+
+
+class MessageStream:
+    """Anthropic's stream events for one answer, as SSE frames (see `gateway.answers.completions.Frames`).
+
+    message_start, ping, then each block's content_block_start / _delta / _stop, then
+    message_delta (stop reason, usage) and message_stop; a failure is an `error` event.
+    """
+
+    def __init__(self, message_id: str, model: str, prompt: str, *, show_thinking: bool) -> None:
+        self._id = message_id
+        self._model = model
+        self._prompt = prompt
+        self._blocks = Blocks(show_thinking=show_thinking)
+
+    def start(self) -> bytes:
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": self._id,
+                "type": "message",
+                "role": "assistant",
+                "model": self._model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": estimate_tokens(len(self._prompt)), "output_tokens": 0},
+            },
+        }
+        return sse(start) + PING
+
+    def event(self, event: Event) -> bytes:
+        return b"".join(map(sse, self._blocks.add(event)))
+
+    def keepalive(self) -> bytes:
+        return PING
+
+    def end(self) -> bytes:
+        frames = b"".join(map(sse, self._blocks.close()))
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": self._blocks.stop_reason or "end_turn", "stop_sequence": None},
+            "usage": self._blocks.usage(self._prompt),
+        }
+        return frames + sse(delta) + sse({"type": "message_stop"})
+
+    def error(self, error: ApiError) -> bytes:
+        return sse(error.anthropic_body())

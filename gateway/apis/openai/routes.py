@@ -1,0 +1,99 @@
+"""OpenAI's API: `GET /models`, `GET /models/{model}`, `POST /chat/completions`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from gateway.access.client_auth import require_key
+from gateway.answers import battle, completions
+from gateway.answers.catalog_view import Catalog, find_model
+from gateway.answers.completions import CompletionRequest
+from gateway.apis.openai import images
+from gateway.apis.openai.render import ChunkStream, completion
+from gateway.apis.openai.schemas import (
+    ChatCompletionRequest,
+    parse_chat_request,
+    turns_from_messages,
+)
+from gateway.http import errors
+from gateway.http.services import Services, services
+from shared.arena.catalog import Model
+from shared.jobs import CompletionJob
+
+router = APIRouter(dependencies=[Depends(require_key)])
+router.include_router(images.router)
+
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+    }
+}
+
+
+@router.get("/models")
+async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
+    catalog = await svc.catalog.get()
+    if catalog is None:
+        return {"object": "list", "data": []}
+    return {"object": "list", "data": [_model_object(m, catalog) for m in catalog.listed()]}
+
+
+@router.get("/models/{name:path}")
+async def retrieve_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    catalog = await completions.catalog(svc, name)
+    return _model_object(find_model(catalog, name), catalog)
+
+
+@router.post("/chat/completions", openapi_extra=_REQUEST_BODY)
+async def chat_completions(request: Request, svc: Services = Depends(services)) -> Response:
+    # Read and validated by hand, so that every failure gets OpenAI's body and a precise param.
+    body = parse_chat_request(await request.body())
+    if body.n is not None and body.n > 1:
+        raise errors.unprocessable(
+            "Only n=1 is supported: the arena gives one answer per request "
+            "(model `battle` or `side-by-side:<a>,<b>` gives two).",
+            param="n",
+        )
+    handle = await completions.submit(
+        request,
+        svc,
+        CompletionRequest(
+            model=body.model, turns=turns_from_messages(body.messages), stream=body.stream
+        ),
+    )
+    job = handle.job
+    # A battle answers as two choices, each with its model's name where the arena shows it.
+    names = battle.shown_names(body.model) if battle.is_pair(body.model) else None
+    if body.stream:
+        chunks = ChunkStream(
+            _completion_id(job),
+            job.model,
+            int(job.created_at),
+            job.prompt,
+            include_usage=body.include_usage,
+            names=names,
+        )
+        return await completions.stream(request, svc, handle, chunks)
+    events = await completions.complete(request, svc, handle)
+    answer = completion(
+        _completion_id(job), job.model, int(job.created_at), job.prompt, events, names=names
+    )
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _completion_id(job: CompletionJob) -> str:
+    return f"chatcmpl-{job.id}"
+
+
+def _model_object(model: Model, catalog: Catalog) -> dict[str, Any]:
+    return {
+        "id": model.public_name,
+        "object": "model",
+        "created": int(catalog.updated_at),
+        "owned_by": model.organization or "anonymous",
+    }

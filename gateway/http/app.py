@@ -1,0 +1,142 @@
+"""The gateway's ASGI app: routes, error bodies, and the Redis clients it holds while running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from arq import create_pool
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException
+
+from gateway.access.client_auth import exposure_problem
+from gateway.access.key_limits import Limiter
+from gateway.access.usage import UsageStore
+from gateway.admin import api as admin_api
+from gateway.admin import page as admin_page
+from gateway.admin import screens
+from gateway.answers.catalog_view import CatalogView
+from gateway.answers.fleet_view import FleetView, keep_fresh
+from gateway.apis.anthropic import routes as anthropic_routes
+from gateway.apis.openai import routes as openai_routes
+from gateway.apis.responses import routes as responses_routes
+from gateway.http import errors, health, metrics
+from gateway.http.body_limit import BodyLimit
+from gateway.http.disconnect import ClientDisconnected
+from gateway.http.metrics import HttpMetrics, Metrics
+from gateway.http.services import Services
+from shared import job_queue, redis_keys
+from shared.client_keys import KeyStore
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: API prefixes: OpenAI's own, and the one clients of older bridges are configured with.
+API_PREFIXES = ("/v1", "/api/v1")
+#: What clients see when the connection is gone before the answer; nginx's code for it.
+_CLIENT_CLOSED = 499
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if not settings.redis_url:
+        raise ValueError("the gateway needs settings.redis_url")
+    if problem := exposure_problem(settings):
+        raise ValueError(problem)
+    redis_url = settings.redis_url
+    app_metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
+        pool = await create_pool(
+            job_queue.redis_settings(redis_url),
+            job_serializer=job_queue.serialize,
+            job_deserializer=job_queue.deserialize,
+            default_queue_name=redis_keys.SHARED_QUEUE,
+        )
+        catalog = CatalogView(redis)
+        fleet = FleetView(redis)
+        app.state.services = Services(
+            settings=settings,
+            redis=redis,
+            pool=pool,
+            catalog=catalog,
+            fleet=fleet,
+            keys=KeyStore(redis),
+            limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
+            usage=UsageStore(redis, retention_days=settings.usage_retention_days),
+            metrics=app_metrics,
+        )
+        refreshing = asyncio.create_task(keep_fresh(fleet, catalog))
+        try:
+            yield
+        finally:
+            refreshing.cancel()
+            with suppress(asyncio.CancelledError):
+                await refreshing
+            await pool.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="lmarena-bridge",
+        summary="OpenAI-compatible API for the models on LMArena",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=app_metrics)
+    # Outermost: every log line of a request carries its id (also sent back as X-Request-ID).
+    app.add_middleware(CorrelationIdMiddleware)
+    app.add_exception_handler(errors.ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
+    app.add_exception_handler(Exception, _unexpected)
+    for prefix in API_PREFIXES:
+        app.include_router(openai_routes.router, prefix=prefix)
+        app.include_router(responses_routes.router, prefix=prefix)
+        app.include_router(anthropic_routes.router, prefix=prefix)
+    app.include_router(health.router)
+    app.include_router(admin_page.router)
+    app.include_router(admin_api.router)
+    app.include_router(screens.router)
+    app.include_router(metrics.router)
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    """Any ApiError, in the error shape of the API its route belongs to."""
+    assert isinstance(exc, errors.ApiError)
+    return exc.response(errors.shape_for(request.url.path))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing failures (404, 405) in the body of the API the path is under."""
+    assert isinstance(exc, HTTPException)
+    target = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        message = f"Invalid URL ({target})"
+    elif exc.status_code == 405:
+        message = f"Invalid method for URL ({target})"
+    else:
+        message = str(exc.detail)
+    error = errors.ApiError(exc.status_code, message, headers=exc.headers)
+    return error.response(errors.shape_for(request.url.path))
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    log.info("%s %s: client went away before the answer", request.method, request.url.path)
+    return Response(status_code=_CLIENT_CLOSED)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after answering, so the server logs the traceback.
+    return errors.ApiError(
+        500, "The server had an error while processing your request.", code="internal"
+    ).response(errors.shape_for(request.url.path))

@@ -1,0 +1,41 @@
+"""What a gateway holds for its lifetime: settings, Redis clients, the catalog and fleet views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from fastapi import Request
+from redis.asyncio import Redis
+
+from gateway.access.key_limits import Limiter
+from gateway.access.usage import UsageStore
+from gateway.answers.catalog_view import CatalogView
+from gateway.answers.fleet_view import FleetView
+from gateway.http.metrics import Metrics
+from shared.client_keys import KeyStore
+from shared.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    #: Reads: catalog, heartbeats and event streams. Its pool is unbounded, because every
+    #: relayed stream holds a connection in a blocking XREAD.
+    redis: Redis
+    #: arq's own client: enqueue, cancel, wake-ups.
+    pool: ArqRedis
+    catalog: CatalogView
+    fleet: FleetView
+    keys: KeyStore
+    limiter: Limiter
+    usage: UsageStore
+    metrics: Metrics
+
+
+async def services(request: Request) -> Services:
+    """Route dependency: the running app's services (set up in its lifespan).
+
+    Async, because FastAPI runs a plain function dependency in a worker thread.
+    """
+    return request.app.state.services

@@ -1,0 +1,90 @@
+"""Redis key names, in one place so that every process agrees on them."""
+
+from __future__ import annotations
+
+PREFIX = "lmb"
+
+#: arq queue every ready worker takes from.
+SHARED_QUEUE = f"{PREFIX}:queue"
+#: Set of worker ids that have ever heartbeated; entries whose heartbeat key is gone are dead.
+WORKERS = f"{PREFIX}:workers"
+
+
+def worker_queue(worker_id: str) -> str:
+    """arq queue owned by one worker (continuations of conversations it holds)."""
+    return f"{PREFIX}:queue:{worker_id}"
+
+
+def wake_list(queue: str) -> str:
+    """List of wake-up tokens for `queue`: one is pushed with every job queued on it (and every
+    abort meant for its workers), and one listening worker pops each."""
+    return f"{queue}:wake"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    """JSON heartbeat of one worker; expires when the worker stops beating."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def catalog(digest: str) -> str:
+    """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
+
+    Workers that see the same catalog share one key; each names its own in its heartbeat.
+    """
+    return f"{PREFIX}:catalog:{digest}"
+
+
+def admin_revoked(session_id: str) -> str:
+    """Set when an admin page session signs out, until the session would have expired."""
+    return f"{PREFIX}:admin:revoked:{session_id}"
+
+
+def job_events(job_id: str) -> str:
+    """Redis Stream of a job's normalized events (see shared.events)."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def job_cancel(job_id: str) -> str:
+    """Set when the client went away; the worker stops the stream."""
+    return f"{PREFIX}:job:{job_id}:cancel"
+
+
+def image(digest: str) -> str:
+    """Hash of an image a client sent (`m`: media type, `d`: bytes), by the digest of its source."""
+    return f"{PREFIX}:image:{digest}"
+
+
+def conversation(fingerprint: str) -> str:
+    """JSON of the arena thread that answered a conversation (see gateway.answers.conversations)."""
+    return f"{PREFIX}:conv:{fingerprint}"
+
+
+def conversation_head(session_id: str) -> str:
+    """Where an arena session's thread stands now: the only state a turn may continue from."""
+    return f"{PREFIX}:conv:session:{session_id}"
+
+
+def arq_job_id(job_id: str, attempt: int) -> str:
+    """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
+    return f"{job_id}:{attempt}"
+
+
+#: Client API keys: a hash of key id → the key's SHA-256 (the index listings read).
+API_KEYS = f"{PREFIX}:apikeys"
+#: Counters workers add to and gateways export on /metrics (a hash: field → count).
+COUNTERS = f"{PREFIX}:counters"
+
+
+def api_key(key_hash: str) -> str:
+    """One client key's record (JSON), found by the SHA-256 of the key the client sends."""
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def key_limit(key_id: str, name: str) -> str:
+    """A limit's state for one key; the braces keep all of a key's limits in one cluster slot."""
+    return f"{PREFIX}:limit:{{{key_id}}}:{name}"
+
+
+def usage(day: str) -> str:
+    """One UTC day's usage (`YYYY-MM-DD`): a hash of `key|model|metric` → count."""
+    return f"{PREFIX}:usage:{day}"

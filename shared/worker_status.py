@@ -1,0 +1,84 @@
+"""A worker's published status: what gateways and the admin page read from its heartbeat."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import orjson
+from pydantic import BaseModel, Field, ValidationError
+from redis.asyncio import Redis
+
+from shared import redis_keys
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"  # signed-in page, free capacity
+    BUSY = "busy"  # every slot in use; will take jobs again
+    CHALLENGE = "challenge"  # Cloudflare/Turnstile: a human must solve it
+    LOGIN_REQUIRED = "login_required"
+    RATE_LIMITED = "rate_limited"  # until `WorkerStatus.until`
+    RESTARTING = "restarting"  # browser died or hung
+    STOPPED = "stopped"
+
+
+#: States in which a worker will serve queued jobs, now or as soon as a slot frees.
+SERVING = frozenset({WorkerState.READY, WorkerState.BUSY})
+
+
+class WorkerStatus(BaseModel):
+    id: str
+    state: WorkerState
+    queue: str = Field(description="The worker's own arq queue.")
+    account: str | None = Field(default=None, description="The arena account signed in, if any.")
+    capacity: int
+    busy: int = 0
+    models: list[str] = Field(default_factory=list, description="Public names it can serve.")
+    catalog: str | None = Field(
+        default=None, description="Digest of the catalog it serves (`shared.redis_keys.catalog`)."
+    )
+    novnc_url: str | None = Field(
+        default=None, description="Its noVNC (websockify) on a private address, for gateways only."
+    )
+    vnc_salt: str | None = Field(
+        default=None,
+        description="Random per start; the VNC password derives from it and the admin key"
+        " (`shared.vnc.password`), so this status never holds a secret.",
+    )
+    last_error: str | None = None
+    until: float | None = Field(default=None, description="Unix time a rate limit ends.")
+    updated_at: float
+
+    @property
+    def serving(self) -> bool:
+        return self.state in SERVING
+
+    def dump(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, data: bytes) -> WorkerStatus:
+        return cls.model_validate(orjson.loads(data))
+
+
+async def read_roster(redis: Redis) -> tuple[list[WorkerStatus], list[str]]:
+    """Workers with a live heartbeat, and the ids of those whose heartbeat stopped (gone)."""
+    ids = sorted(member.decode() for member in await redis.smembers(redis_keys.WORKERS))
+    if not ids:
+        return [], []
+    beats = await redis.mget([redis_keys.worker_heartbeat(worker_id) for worker_id in ids])
+    live, gone = [], []
+    for worker_id, beat in zip(ids, beats, strict=True):
+        if beat is None:
+            gone.append(worker_id)
+            continue
+        try:
+            live.append(WorkerStatus.load(beat))
+        except (ValidationError, ValueError):
+            continue  # a heartbeat from an incompatible version counts as not serving
+    return live, gone
+
+
+async def read_fleet(redis: Redis) -> list[WorkerStatus]:
+    """Every worker with a live heartbeat; ids whose heartbeat expired are dead and left out."""
+    return (await read_roster(redis))[0]

@@ -1,0 +1,514 @@
+"""One completion job: the arena request run in the page, its answer relayed as events.
+
+Events go to the job's Redis Stream (`shared.redis_keys.job_events`), each network chunk's worth in
+one pipeline. Every job ends with `done` unless it was handed to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from shared import counters, events, job_queue, redis_keys
+from shared.arena import payloads
+from shared.arena.errors import (
+    ArenaError,
+    AuthRequired,
+    Challenge,
+    RateLimited,
+    RecaptchaRejected,
+    classify,
+)
+from shared.arena.ids import uuid7, uuid7_ascending
+from shared.arena.stream import LineParser, Part, to_events
+from shared.events import Event
+from shared.jobs import CompletionJob
+from shared.settings import Settings
+from shared.threads import Thread, remembered
+from shared.worker_status import WorkerState, WorkerStatus, read_fleet
+from worker.arena.token_pool import TokenPool
+from worker.arena.uploads import UploadFailed, Uploads
+from worker.browser.page import ArenaPage, FetchFailed, PageError, PageFetch
+from worker.queue_worker import clear
+from worker.state import StateMachine
+
+logger = logging.getLogger(__name__)
+
+#: Events that carry answer content: once one is out, the job cannot be started over.
+CONTENT = frozenset({"text", "reasoning", "citation", "image", "finish"})
+#: Events after which an answer is over.
+ENDINGS = frozenset({"finish", "error"})
+#: When the arena gives no retry-after for a 429.
+DEFAULT_RATE_LIMIT_S = 60.0
+#: A job goes back to the queue at most this often (checks, sign-in gates, lost browsers).
+MAX_ATTEMPTS = 5
+_STOP_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestIds:
+    """Ids of one attempt; the arena refuses ids it has seen, so every attempt gets new ones."""
+
+    session: str
+    user_message: str | None
+    model_a_message: str
+    model_b_message: str | None
+
+    @classmethod
+    def fresh(cls, job: CompletionJob) -> RequestIds:
+        """New message ids (and session, for a create); a retry regenerates the thread's own."""
+        thread = job.thread
+        if job.action == "retry" and thread is not None:
+            return cls(thread.session_id, None, thread.message_id, None)
+        session = thread.session_id if job.action == "post" and thread is not None else uuid7()
+        user, model_a, *model_b = uuid7_ascending(3 if job.model_b_id else 2)
+        return cls(session, user, model_a, model_b[0] if model_b else None)
+
+    def messages(self) -> dict[str, str]:
+        """The model message ids by side."""
+        sides = {"a": self.model_a_message}
+        if self.model_b_message is not None:
+            sides["b"] = self.model_b_message
+        return sides
+
+
+def build_request(
+    job: CompletionJob, ids: RequestIds, token: str, attachments: Sequence[Mapping[str, str]] = ()
+) -> payloads.ArenaRequest:
+    """The arena request for the job's action, with these ids and images."""
+    if job.action == "retry":
+        return payloads.retry_message(
+            session_id=ids.session, model_message_id=ids.model_a_message, token=token
+        )
+    if ids.user_message is None:
+        raise ValueError("a create or post needs a user message id")
+    if job.action == "post":
+        return payloads.post_to_evaluation(
+            session_id=ids.session,
+            model_a_id=job.model_id,
+            user_message_id=ids.user_message,
+            model_a_message_id=ids.model_a_message,
+            content=job.message if job.message is not None else job.prompt,
+            modality=job.modality,
+            token=token,
+            model_b_id=job.model_b_id,
+            model_b_message_id=ids.model_b_message,
+            attachments=attachments,
+        )
+    return payloads.create_evaluation(
+        session_id=ids.session,
+        model_a_id=job.model_id,
+        user_message_id=ids.user_message,
+        model_a_message_id=ids.model_a_message,
+        content=job.prompt,
+        modality=job.modality,
+        token=token,
+        mode=job.mode,
+        model_b_id=job.model_b_id,
+        model_b_message_id=ids.model_b_message,
+        attachments=attachments,
+    )
+
+
+def thread_gone(error: ArenaError) -> bool:
+    """The arena refused a post or retry because the session is gone or not this account's."""
+    if isinstance(error, AuthRequired):
+        return not error.login_gate
+    return error.status == 404
+
+
+@dataclass
+class Relayed:
+    """What one answer came to, as the worker relayed it."""
+
+    #: The events that end the stream (not yet written).
+    tail: list[Event] = field(default_factory=list)
+    #: Side a's text, as the client received it.
+    texts: list[str] = field(default_factory=list)
+    ended: bool = False
+    failed: bool = False
+
+    def add(self, batch: Iterable[Event]) -> None:
+        for event in batch:
+            kind = event["t"]
+            if kind == "text" and event["side"] == "a":
+                self.texts.append(event["text"])
+            elif kind == "error":
+                self.failed = True
+            self.ended = self.ended or kind in ENDINGS
+
+    @property
+    def complete(self) -> bool:
+        return self.ended and not self.failed
+
+
+def events_of(parts: Iterable[Part]) -> list[Event]:
+    return [event for part in parts for event in to_events(part)]
+
+
+def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> WorkerStatus | None:
+    """Another worker to hand a job to: serving, not excluded, the least loaded first."""
+    skip = set(excluded)
+    candidates = [s for s in statuses if s.serving and s.id not in skip]
+    return min(
+        candidates,
+        key=lambda s: (s.state is not WorkerState.READY, s.busy / max(s.capacity, 1), s.id),
+        default=None,
+    )
+
+
+class JobStream:
+    """The job's event stream, as this worker writes it, in order."""
+
+    def __init__(self, redis: ArqRedis, job_id: str, ttl_s: int) -> None:
+        self._redis = redis
+        self._key = redis_keys.job_events(job_id)
+        self._ttl_s = ttl_s
+        self._writing: asyncio.Task[None] | None = None
+
+    def post(self, batch: Sequence[Event]) -> None:
+        """Write `batch` without waiting; later writes wait for it, so order is kept."""
+        self._writing = asyncio.create_task(self._write_after(self._writing, batch))
+
+    async def add(self, batch: Sequence[Event]) -> None:
+        await self.flush()
+        await self._write(batch)
+
+    async def close(self, *last: Event) -> None:
+        """Append `last` and `done`, and let the stream expire once readers had their time."""
+        await self.flush()
+        await self._write((*last, events.done()), expire=True)
+
+    async def past(self) -> list[Event]:
+        await self.flush()
+        return [events.decode(fields) for _, fields in await self._redis.xrange(self._key)]
+
+    async def flush(self) -> None:
+        """Wait for a write started with `post`."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    async def _write_after(
+        self, previous: asyncio.Task[None] | None, batch: Sequence[Event]
+    ) -> None:
+        if previous is not None:
+            await previous
+        await self._write(batch)
+
+    async def _write(self, batch: Sequence[Event], *, expire: bool = False) -> None:
+        if (
+            len(batch) == 1 and not expire
+        ):  # most chunks: a plain command costs less than a pipeline
+            await self._redis.xadd(self._key, events.encode(batch[0]))
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in batch:
+                pipe.xadd(self._key, events.encode(event))
+            if expire:
+                pipe.expire(self._key, self._ttl_s)
+            await pipe.execute()
+
+
+class Completion:
+    """The arq function `shared.job_queue.COMPLETE`, bound to this worker's page."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        settings: Settings,
+        redis: ArqRedis,
+        page: Callable[[], ArenaPage],
+        tokens: Callable[[], TokenPool],
+        machine: StateMachine,
+        on_blocked: Callable[[ArenaError], None],
+    ) -> None:
+        self._id = worker_id
+        self._settings = settings
+        self._redis = redis
+        self._page = page
+        self._tokens = tokens
+        self._machine = machine
+        self._uploads = Uploads(redis)
+        #: Told of a Cloudflare check or a sign-in gate, so that a person can clear it.
+        self._on_blocked = on_blocked
+
+    async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+        job = CompletionJob.model_validate(payload)
+        stream = JobStream(self._redis, job.id, self._settings.events_ttl_seconds)
+        if not clear(ctx) and not await self._may_start(job, stream):
+            return
+
+        if not self._machine.serving and await self._requeue(job, "this worker is not serving"):
+            return  # claimed just as it stopped serving (a check, a restart): the next one takes it
+
+        # Written while the request starts: the answer cannot overtake it (JobStream keeps order).
+        stream.post([events.accepted(self._id, job.attempt)])
+        try:
+            async with asyncio.timeout(self._settings.job_timeout_seconds):
+                with self._machine.slot():
+                    last = await self._serve(job, stream)
+        except TimeoutError:
+            last = [events.error("timeout", "the answer took longer than the job timeout")]
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(self._cancelled(job, stream), _STOP_WAIT_S)
+            except Exception as exc:
+                logger.warning("job %s: could not record its cancellation: %s", job.id, exc)
+            raise
+        except (ConnectionError, FetchFailed) as exc:  # the browser died or left the page
+            last = await self._lost(job, stream, exc)
+        except (
+            Exception
+        ) as exc:  # the browser or Redis failed under us: the client still gets an end
+            logger.exception("job %s failed", job.id)
+            last = [events.error("internal", f"the worker failed: {type(exc).__name__}: {exc}")]
+        if last is None:
+            await stream.flush()  # handed to another worker, which writes the rest
+        else:
+            await stream.close(*last)
+
+    async def _may_start(self, job: CompletionJob, stream: JobStream) -> bool:
+        """False, with the stream ended as needed, if the job was cancelled or ran before."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(redis_keys.job_cancel(job.id))
+            pipe.xrange(redis_keys.job_events(job.id))
+            cancelled, entries = await pipe.execute()
+        if cancelled:
+            await stream.close(
+                events.error("cancelled", "the request was cancelled before it started")
+            )
+            return False
+        past = {events.decode(fields)["t"] for _, fields in entries}
+        if "done" in past:
+            return False
+        if past & CONTENT:
+            # A worker died mid-answer and arq handed the job on: never stream an answer twice.
+            await stream.close(
+                events.error("worker_lost", "the worker serving this request stopped")
+            )
+            return False
+        return True
+
+    async def _serve(self, job: CompletionJob, stream: JobStream) -> list[Event] | None:
+        """Run the request; returns the events that end the stream, or None once handed off."""
+        if job.action != "create" and (job.thread is None or job.thread.worker != self._id):
+            job = job.as_new_session()  # only the account that opened a session may continue it
+        page = self._page()
+        outcome = await self._request(page, job, stream)
+        if isinstance(outcome, ArenaError) and job.action != "create" and thread_gone(outcome):
+            # Never an error for the client: the conversation goes on in a new session.
+            logger.info(
+                "job %s: the arena refused the %s (%s); starting a new session",
+                job.id,
+                job.action,
+                outcome.message,
+            )
+            job = job.as_new_session()
+            outcome = await self._request(page, job, stream)
+        if isinstance(outcome, ArenaError):
+            return await self._failed(job, outcome)
+        return outcome
+
+    async def _request(
+        self, page: ArenaPage, job: CompletionJob, stream: JobStream
+    ) -> list[Event] | ArenaError:
+        """The job's request, with its images uploaded; once more with a new token if refused."""
+        try:
+            attachments = await self._uploads.attachments(page, job.sent_images())
+        except UploadFailed as exc:
+            return [events.error("upstream", f"could not upload the image to the arena: {exc}")]
+        tokens = self._tokens()
+        outcome = await self._attempt(page, job, await tokens.take(), stream, attachments)
+        if isinstance(outcome, RecaptchaRejected):
+            logger.info("job %s: reCAPTCHA token refused; retrying once with a new one", job.id)
+            outcome = await self._attempt(page, job, await tokens.mint(), stream, attachments)
+        return outcome
+
+    async def _attempt(
+        self,
+        page: ArenaPage,
+        job: CompletionJob,
+        token: str,
+        stream: JobStream,
+        attachments: Sequence[Mapping[str, str]],
+    ) -> list[Event] | ArenaError:
+        """One request with fresh ids: the events that end it, or why the arena refused it."""
+        ids = RequestIds.fresh(job)
+        try:
+            async with page.fetch(build_request(job, ids, token, attachments)) as fetch:
+                head = await fetch.head()
+                if head.status != 200:
+                    refused = classify(head.status, head.headers, await fetch.text())
+                    await counters.arena_error(self._redis, refused.kind)
+                    return refused
+                stream.post([events.session(self._id, job.action, ids.session, ids.messages())])
+                relayed = await self._relay(page, job, fetch, stream)
+                if relayed.failed:
+                    await counters.arena_error(self._redis, "upstream")
+                if relayed.complete and job.remember is not None:
+                    await self._remember(job, ids, "".join(relayed.texts))
+                return relayed.tail
+        except asyncio.CancelledError:
+            await self._stop(page, ids)
+            raise
+
+    async def _relay(
+        self, page: ArenaPage, job: CompletionJob, fetch: PageFetch, stream: JobStream
+    ) -> Relayed:
+        parser = LineParser()
+        relayed = Relayed()
+        try:
+            async for text in fetch.chunks():
+                batch = events_of(parser.feed(text))
+                if batch:
+                    if job.fetch_images:
+                        batch = await self._with_bytes(page, batch)
+                    relayed.add(batch)
+                    await stream.add(batch)
+        except FetchFailed as exc:
+            relayed.tail = [
+                *events_of(parser.close()),
+                events.error("upstream", f"the arena stream broke off: {exc}"),
+            ]
+            relayed.failed = True
+            return relayed
+        relayed.tail = events_of(parser.close())
+        relayed.add(relayed.tail)
+        if not relayed.ended:
+            relayed.tail.append(
+                events.error("upstream", "the arena ended the answer without finishing it")
+            )
+            relayed.failed = True
+        return relayed
+
+    async def _with_bytes(self, page: ArenaPage, batch: list[Event]) -> list[Event]:
+        """`batch` with each generated image's bytes, read by the page while its URL is signed."""
+        out = []
+        for event in batch:
+            if event["t"] == "image":
+                try:
+                    status, media_type, data = await page.read(event["url"])
+                except PageError as exc:  # the storage refused the page (CORS, network)
+                    status, media_type, data = 0, "", str(exc)
+                if status == 200:
+                    event = events.image(
+                        event["side"], event["url"], event["mime_type"] or media_type, data
+                    )
+                else:  # the event goes on without bytes; the API says what it lacks
+                    logger.warning("could not read a generated image: %s", status or data)
+            out.append(event)
+        return out
+
+    async def _remember(self, job: CompletionJob, ids: RequestIds, text: str) -> None:
+        """Record where the answer lives, so that the conversation's next turn continues it."""
+        remember = job.remember
+        if remember is None:
+            return
+        thread = Thread(
+            worker=self._id,
+            session_id=ids.session,
+            message_id=ids.model_a_message,
+            model=job.model,
+            messages=remember.messages + 1,
+        )
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, value in remembered(remember, thread, text).items():
+                    pipe.set(key, value, ex=remember.ttl_s)
+                await pipe.execute()
+        except (
+            RedisError,
+            OSError,
+        ) as exc:  # the answer is out; the next turn starts a new session
+            logger.warning("job %s: could not remember its arena thread: %s", job.id, exc)
+
+    async def _failed(self, job: CompletionJob, error: ArenaError) -> list[Event] | None:
+        logger.info("job %s: the arena refused it: %s %s", job.id, error.kind, error.status)
+        self._machine.last_error = f"{error.kind}: {error.message}"
+        if isinstance(error, RateLimited):
+            if await self._hand_off(job, error):
+                return None
+        elif isinstance(error, Challenge) or (isinstance(error, AuthRequired) and error.login_gate):
+            # Nothing reached the client: the job waits for a worker that can serve it.
+            self._on_blocked(error)
+            if await self._requeue(job, f"the arena answered {error.kind}"):
+                return None
+        return [error.to_event()]
+
+    async def _lost(
+        self, job: CompletionJob, stream: JobStream, exc: Exception
+    ) -> list[Event] | None:
+        """The browser went away under the job: start it over unless the client saw part of it."""
+        seen = {event["t"] for event in await stream.past()}
+        if not seen & CONTENT and await self._requeue(job, f"the browser failed: {exc}"):
+            return None
+        return [events.error("upstream", f"the request to the arena failed: {exc}")]
+
+    async def _requeue(self, job: CompletionJob, reason: str) -> bool:
+        """Put the job back on the shared queue as a new attempt; False if it may not move again."""
+        remaining = job.created_at + self._settings.job_timeout_seconds - time.time()
+        if job.attempt + 1 >= MAX_ATTEMPTS or remaining <= 0:
+            return False
+        moved = job.model_copy(update={"attempt": job.attempt + 1})
+        await job_queue.enqueue(self._redis, moved, redis_keys.SHARED_QUEUE, expires_s=remaining)
+        logger.info("job %s: back on the queue (%s)", job.id, reason)
+        return True
+
+    async def _hand_off(self, job: CompletionJob, error: RateLimited) -> bool:
+        """Rest until the limit is over; pass the job to a worker that can serve it now, if any."""
+        delay = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_S
+        until = time.time() + delay
+        self._machine.rate_limited(
+            until, reason=f"the arena answered 429 (retry after {delay:.0f}s)"
+        )
+        asyncio.get_running_loop().call_later(
+            delay, lambda: self._machine.lift_rate_limit(time.time())
+        )
+        peer = pick_peer(await read_fleet(self._redis), excluded=[self._id, *job.excluded_workers])
+        if peer is None:
+            return False
+        # A peer's account cannot continue this account's session: it starts a new one.
+        moved = job.as_new_session().model_copy(
+            update={
+                "attempt": job.attempt + 1,
+                "excluded_workers": [*job.excluded_workers, self._id],
+            }
+        )
+        await job_queue.enqueue(
+            self._redis,
+            moved,
+            redis_keys.worker_queue(peer.id),
+            expires_s=self._settings.worker_wait_seconds,
+        )
+        logger.info("job %s: rate limited here; handed to %s", job.id, peer.id)
+        return True
+
+    async def _stop(self, page: ArenaPage, ids: RequestIds) -> None:
+        """Tell the arena to stop generating, so the account's slot frees at once."""
+        request = payloads.stop(session_id=ids.session, model_message_id=ids.model_a_message)
+        try:
+            status, _ = await asyncio.wait_for(page.call(request), _STOP_WAIT_S)
+        except Exception as exc:
+            logger.warning("could not stop the answer in the arena: %s", exc)
+        else:
+            logger.info("stopped the answer in the arena (%s)", status)
+
+    async def _cancelled(self, job: CompletionJob, stream: JobStream) -> None:
+        if await self._redis.exists(redis_keys.job_cancel(job.id)):
+            await stream.close(events.error("cancelled", "the client went away"))
+            return
+        # The worker is shutting down. Before any content the job stays queued for another
+        # worker (arq runs it again); after some, it cannot be resumed.
+        if {event["t"] for event in await stream.past()} & CONTENT:
+            await stream.close(
+                events.error("worker_lost", "the worker serving this request stopped")
+            )
