@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import redis
@@ -148,7 +149,7 @@ def _local_processes(settings: Settings, redis_url: str, logs: Path, key: str) -
 
 
 def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerStatus | None]:
-    values = client.mget([redis_keys.worker_heartbeat(name) for name in names])
+    values = cast(list[bytes | None], client.mget([redis_keys.worker_heartbeat(n) for n in names]))
     return {
         name: WorkerStatus.load(v) if v else None for name, v in zip(names, values, strict=True)
     }

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, Field, PositiveInt, StringConstraints, field_validator
 from redis.asyncio import Redis
@@ -138,7 +139,7 @@ class KeyStore:
         return (record if hmac.compare_digest(record.hash, digest) else None), bool(made)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        digest = await self._redis.hget(redis_keys.API_KEYS, key_id)
+        digest = await cast(Awaitable[bytes | None], self._redis.hget(redis_keys.API_KEYS, key_id))
         if digest is None:
             return None
         raw = await self._redis.get(redis_keys.api_key(digest.decode()))
@@ -146,7 +147,7 @@ class KeyStore:
 
     async def list(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        digests = await self._redis.hvals(redis_keys.API_KEYS)
+        digests = await cast(Awaitable[list[bytes]], self._redis.hvals(redis_keys.API_KEYS))
         if not digests:
             return []
         raws = await self._redis.mget([redis_keys.api_key(d.decode()) for d in digests])

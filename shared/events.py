@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
+from redis.typing import EncodableT, FieldT
 
 Side = Literal["a", "b"]
 Event = dict[str, Any]
@@ -96,7 +97,7 @@ def done() -> Event:
     return {"t": "done"}
 
 
-def encode(event: Event) -> dict[bytes, bytes]:
+def encode(event: Event) -> dict[FieldT, EncodableT]:
     return {FIELD: orjson.dumps(event)}
 
 

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shared.arena.catalog import Modality
 from shared.threads import Remember, Thread
 
-Modality = Literal["chat", "search", "image"]
 Mode = Literal["direct", "battle", "side-by-side"]
 #: create-evaluation (a new arena session), post-to-evaluation (a new message in a session the
 #: worker holds) or retry-evaluation-session-message (regenerate a session's last answer).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from enum import StrEnum
+from typing import cast
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
@@ -63,7 +65,8 @@ class WorkerStatus(BaseModel):
 
 async def read_roster(redis: Redis) -> tuple[list[WorkerStatus], list[str]]:
     """Workers with a live heartbeat, and the ids of those whose heartbeat stopped (gone)."""
-    ids = sorted(member.decode() for member in await redis.smembers(redis_keys.WORKERS))
+    members = await cast(Awaitable[set[bytes]], redis.smembers(redis_keys.WORKERS))
+    ids = sorted(member.decode() for member in members)
     if not ids:
         return [], []
     beats = await redis.mget([redis_keys.worker_heartbeat(worker_id) for worker_id in ids])

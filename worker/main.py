@@ -15,6 +15,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from arq.connections import ArqRedis, create_pool
 
@@ -140,7 +141,9 @@ class BrowserWorker:
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
-        background = [asyncio.create_task(heartbeat.run(), name="heartbeat")]
+        background: list[asyncio.Task[Any]] = [
+            asyncio.create_task(heartbeat.run(), name="heartbeat")
+        ]
         try:
             if wanted(settings.display, settings.headless, missing_tools()):
                 self.display = await Display.start(settings, self.id)

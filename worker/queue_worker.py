@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
@@ -121,8 +121,10 @@ class SlotGroup:
                 if free or m.queue_name != redis_keys.SHARED_QUEUE
             ]
             try:
-                popped = await redis.blpop(
-                    lists, timeout=FALLBACK_POLL_S if free else _FULL_RECHECK_S
+                # Redis takes a fractional timeout; redis-py's types say whole seconds only.
+                timeout: Any = FALLBACK_POLL_S if free else _FULL_RECHECK_S
+                popped = await cast(
+                    Awaitable[list[bytes] | None], redis.blpop(lists, timeout=timeout)
                 )
                 if popped is None:
                     continue
@@ -217,7 +219,7 @@ class QueueWorker(Worker):
         """Cancel the browser's running jobs whose abort was requested, as arq's
         _cancel_aborted_jobs does, for every member: one wake-up is enough for any of them."""
         requested_ids = {job_id.decode() for job_id in requested}
-        aborted = []
+        aborted: list[str] = []
         for member in self._group.members:
             mine = requested_ids & member.job_tasks.keys()
             for job_id in mine:

@@ -18,7 +18,6 @@ from starlette.requests import ClientDisconnect
 
 from gateway.access.key_limits import Lease, Quota, Refusal
 from gateway.access.usage import ANONYMOUS, Tally
-from gateway.answers.job_handle import CONTENT
 from gateway.http.disconnect import ClientDisconnected
 from gateway.http.errors import ApiError
 from gateway.http.services import Services
@@ -86,7 +85,7 @@ class Caller:
 
     def track(self, job: CompletionJob) -> Callable[[list[Event]], None]:
         """What the handle calls with each batch of the job's events it reads."""
-        self._tally = Tally(job.prompt, CONTENT)
+        self._tally = Tally(job.prompt, sides=2 if job.model_b_id is not None else 1)
         return self._tally.add
 
     async def end(self, failure: BaseException | None) -> None:

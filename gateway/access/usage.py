@@ -1,52 +1,34 @@
-"""What answers use: token counts for every API, and each key's usage, recorded in Redis."""
+"""What each key used, recorded in Redis; and what one request's answer adds to it."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.answers.fold import Answers
 from shared import redis_keys
 from shared.events import Event
-
-
-def estimate_tokens(text_chars: int) -> int:
-    """The arena rarely reports usage: about four characters a token, OpenAI's rule of thumb."""
-    return math.ceil(text_chars / 4)
-
-
-def token_counts(
-    prompt: str, output_chars: int, reported: Mapping[str, Any] | None
-) -> tuple[int, int]:
-    """(input, output) tokens of an answer: the arena's counts where given, else estimates."""
-    reported = reported or {}
-    prompt_tokens = reported.get("promptTokens")
-    if not isinstance(prompt_tokens, int):
-        prompt_tokens = estimate_tokens(len(prompt))
-    completion_tokens = reported.get("completionTokens")
-    if not isinstance(completion_tokens, int):
-        completion_tokens = estimate_tokens(output_chars)
-    return prompt_tokens, completion_tokens
-
 
 #: The key id that requests without a key are counted under (an open, loopback-only bridge).
 ANONYMOUS = "anonymous"
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens")
+#: Events that show the client something: the first of them is the answer's first token.
+_CONTENT = frozenset({"text", "reasoning", "image", "finish"})
 
 
 class Tally:
-    """A job's events folded as the gateway handles them: tokens, first content, failure."""
+    """A job's events folded as the gateway relays them: tokens, first content, failure.
 
-    def __init__(self, prompt: str, content: Iterable[str]) -> None:
+    Tokens are counted as the client's answer shows them (see `gateway.answers.fold`).
+    """
+
+    def __init__(self, prompt: str, *, sides: int = 1) -> None:
         self._prompt = prompt
-        self._content = frozenset(content)
-        self._output_chars = 0
-        self._reported: Mapping[str, Any] | None = None
+        self._answers = Answers(sides)
         self.answered = False
         #: `time.perf_counter()` when the first content arrived.
         self.first_content_at: float | None = None
@@ -59,19 +41,16 @@ class Tally:
             if kind == "error":
                 self.error = event.get("kind") or "internal"
                 continue
-            if kind in self._content and not self.answered:
+            if kind in _CONTENT and not self.answered:
                 self.answered = True
                 self.first_content_at = time.perf_counter()
-            if kind in ("text", "reasoning"):
-                self._output_chars += len(event["text"])
-            elif kind == "finish":
-                self._reported = event.get("usage")
+            self._answers.add(event)
 
     def tokens(self) -> tuple[int, int]:
-        """Prompt and completion tokens, as `token_counts` has them; none if unanswered."""
+        """Prompt and completion tokens; none if unanswered."""
         if not self.answered:
             return 0, 0
-        return token_counts(self._prompt, self._output_chars, self._reported)
+        return self._answers.tokens(self._prompt)
 
 
 @dataclass(frozen=True, slots=True)

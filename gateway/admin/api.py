@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 
 from gateway.access.usage import ANONYMOUS, UsageRow
 from gateway.admin.sign_in import require_admin
@@ -25,7 +23,7 @@ DEFAULT_DAYS = 30
 
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
-    spec = _spec(await request.body())
+    spec = errors.parse_body(await request.body(), KeySpec)
     key, record = await svc.keys.create(spec)
     return {"key": key, **record.public(now_utc())}
 
@@ -65,17 +63,6 @@ async def usage(request: Request, svc: Services = Depends(services)) -> dict[str
     rows = await svc.usage.rows(days=_days(request, svc))
     named = {record.id: record for record in await svc.keys.list()}
     return {"data": [_row(row, named) for row in rows]}
-
-
-def _spec(body: bytes) -> KeySpec:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.invalid(f"The body is not valid JSON: {exc}.") from None
-    try:
-        return KeySpec.model_validate(data)
-    except ValidationError as exc:
-        raise errors.from_validation(exc, data) from None
 
 
 def _days(request: Request, svc: Services) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -193,7 +194,7 @@ async def forget(
 ) -> Response:
     """Take a gone worker off the page (a live one would only come back with its next beat)."""
     if not await svc.redis.exists(redis_keys.worker_heartbeat(worker_id)):
-        await svc.redis.srem(redis_keys.WORKERS, worker_id)
+        await cast(Awaitable[int], svc.redis.srem(redis_keys.WORKERS, worker_id))
     return RedirectResponse("/admin", status_code=303)
 
 

@@ -68,6 +68,15 @@ def lineup(catalog: Catalog, name: str) -> Lineup:
     return Lineup("direct", find_model(catalog, name))
 
 
+def require_one(name: str, *, holder: str) -> None:
+    """400 when `name` asks for two models where the API's answer holds one (`holder`)."""
+    if is_pair(name):
+        raise errors.invalid(
+            f"{holder} holds one answer: ask /v1/chat/completions for two models at once.",
+            param="model",
+        )
+
+
 def shown_names(name: str) -> list[str | None]:
     """The model name to show with each answer of a request for `name` (None: not revealed)."""
     if name == BATTLE:

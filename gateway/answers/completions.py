@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.access.caller import caller
@@ -26,7 +27,7 @@ from gateway.answers.fleet_view import describe_unready
 from gateway.answers.image_inputs import ImageSource, ImageStore
 from gateway.answers.job_handle import CONTENT, JobHandle
 from gateway.answers.transcript import Turn, check_length, render, require_user
-from gateway.http import errors
+from gateway.http import errors, sse
 from gateway.http.disconnect import unless_disconnected
 from gateway.http.errors import ApiError
 from gateway.http.services import Services
@@ -36,12 +37,6 @@ from shared.jobs import CompletionJob
 from shared.worker_status import read_fleet
 
 log = logging.getLogger(__name__)
-
-SSE_HEADERS = {
-    "Cache-Control": "no-cache",
-    # nginx would otherwise buffer the stream and defeat it.
-    "X-Accel-Buffering": "no",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +170,22 @@ async def _job(
     )
 
 
+async def answer(
+    request: Request,
+    svc: Services,
+    ask: CompletionRequest,
+    *,
+    frames: Callable[[CompletionJob], Frames],
+    whole: Callable[[CompletionJob, list[Event]], Mapping[str, Any]],
+) -> Response:
+    """The answer to `ask` in one API's shapes: streamed as its `frames`, or `whole`."""
+    handle = await submit(request, svc, ask)
+    if ask.stream:
+        return await stream(request, svc, handle, frames(handle.job))
+    events = await complete(request, svc, handle)
+    return Response(orjson.dumps(whole(handle.job, events)), media_type="application/json")
+
+
 async def complete(request: Request, svc: Services, handle: JobHandle) -> list[Event]:
     """Every event of a non-streamed answer; the error as an `ApiError` if it failed."""
     try:
@@ -208,7 +219,7 @@ async def stream(
     return StreamingResponse(
         body,
         media_type="text/event-stream",
-        headers=SSE_HEADERS,
+        headers=sse.HEADERS,
         background=BackgroundTask(body.aclose),
     )
 
@@ -235,7 +246,7 @@ async def _collect(handle: JobHandle, keepalive_s: float) -> list[Event]:
 
 async def _frames(
     handle: JobHandle, frames: Frames, early: list[Event], keepalive_s: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         # Started before the early events are rendered: frames number and snapshot what they send.
         head = frames.start()

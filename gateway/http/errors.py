@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.responses import Response
 
@@ -163,6 +163,18 @@ def json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.")
     return data
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(raw: bytes, model: type[Body]) -> Body:
+    """The request body in `raw` as `model`, or a 400 in OpenAI's words naming what is wrong."""
+    data = json_object(raw)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc, data) from None
 
 
 def from_validation(exc: ValidationError, data: Any) -> ApiError:

@@ -21,7 +21,7 @@ def session_cookie(cookies: Mapping[str, str]) -> str | None:
     """The auth cookie's value, joined from its parts if it is split."""
     if (whole := cookies.get(AUTH_COOKIE)) is not None:
         return whole
-    parts = []
+    parts: list[str] = []
     while (part := cookies.get(f"{AUTH_COOKIE}.{len(parts)}")) is not None:
         parts.append(part)
     return "".join(parts) or None
@@ -40,8 +40,9 @@ def account_label(cookies: Mapping[str, str]) -> str | None:
         return None
     if not isinstance(user, dict):
         return None
-    metadata = user.get("user_metadata") if isinstance(user.get("user_metadata"), dict) else {}
-    for label in (metadata.get("username"), user.get("email"), user.get("id")):
+    metadata = user.get("user_metadata")
+    username = metadata.get("username") if isinstance(metadata, dict) else None
+    for label in (username, user.get("email"), user.get("id")):
         if isinstance(label, str) and label:
             return label
     return None

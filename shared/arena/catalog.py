@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -23,6 +23,8 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"\s*")
 # JavaScript's Number.MAX_SAFE_INTEGER: what the catalog says for "not ranked".
 _UNRANKED = 2**53 - 1
+#: What a model answers with: the arena's `modality` of a request to it (video is not served).
+Modality = Literal["chat", "search", "image", "video"]
 _THINKING = re.compile(r"(?<!no-)thinking", re.IGNORECASE)
 
 
@@ -42,7 +44,9 @@ def initial_models(text: str) -> list[dict[str, Any]]:
     for candidate in (rsc_text_from_html(text), text):
         start = candidate.find(_INITIAL_MODELS)
         while start >= 0:
-            value_at = _WHITESPACE.match(candidate, start + len(_INITIAL_MODELS)).end()
+            spaces = _WHITESPACE.match(candidate, start + len(_INITIAL_MODELS))
+            assert spaces is not None  # `\s*` matches anywhere
+            value_at = spaces.end()
             try:
                 value, _ = _DECODER.raw_decode(candidate, value_at)
             except json.JSONDecodeError:
@@ -66,7 +70,7 @@ class Model:
     id: str
     public_name: str
     organization: str | None
-    modality: str
+    modality: Modality
     accepts_images: bool
     reasoning: bool
     rank: int | None
@@ -112,7 +116,7 @@ def served(entries: Iterable[Mapping[str, Any]]) -> list[Model]:
     return models
 
 
-def _modality(outputs: Mapping[str, Any]) -> str:
+def _modality(outputs: Mapping[str, Any]) -> Modality:
     if outputs.get("image"):
         return "image"
     if outputs.get("search"):

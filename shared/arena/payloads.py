@@ -21,69 +21,37 @@ class ArenaRequest:
     body: dict[str, Any]
 
 
-def create_evaluation(
-    *,
-    session_id: str,
-    model_a_id: str,
-    user_message_id: str,
-    model_a_message_id: str,
-    content: str,
-    modality: str,
-    token: str,
-    mode: str = "direct",
-    model_b_id: str | None = None,
-    model_b_message_id: str | None = None,
-    attachments: Sequence[Mapping[str, str]] = (),
-    feature_flags: Mapping[str, str] | None = None,
-) -> ArenaRequest:
+@dataclass(frozen=True, slots=True)
+class UserTurn:
+    """What a new session's first turn and a later one both send: ids, the message, the
+    model(s) and the reCAPTCHA token. Model B goes with its message id (battle modes)."""
+
+    session_id: str
+    model_a_id: str
+    user_message_id: str
+    model_a_message_id: str
+    content: str
+    modality: str
+    token: str
+    model_b_id: str | None = None
+    model_b_message_id: str | None = None
+    attachments: Sequence[Mapping[str, str]] = ()
+    feature_flags: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.model_b_id is None) != (self.model_b_message_id is None):
+            raise ValueError("model_b_id and model_b_message_id go together")
+
+
+def create_evaluation(turn: UserTurn, *, mode: str = "direct") -> ArenaRequest:
     """First turn of a session: `POST …/create-evaluation`, which also creates the session."""
-    body = _evaluation_body(
-        session_id=session_id,
-        mode=mode,
-        model_a_id=model_a_id,
-        model_b_id=model_b_id,
-        user_message_id=user_message_id,
-        model_a_message_id=model_a_message_id,
-        model_b_message_id=model_b_message_id,
-        content=content,
-        attachments=attachments,
-        modality=modality,
-        token=token,
-        feature_flags=feature_flags,
-    )
-    return ArenaRequest("POST", STREAM_PREFIX + "create-evaluation", body)
+    return ArenaRequest("POST", STREAM_PREFIX + "create-evaluation", _evaluation_body(turn, mode))
 
 
-def post_to_evaluation(
-    *,
-    session_id: str,
-    model_a_id: str,
-    user_message_id: str,
-    model_a_message_id: str,
-    content: str,
-    modality: str,
-    token: str,
-    model_b_id: str | None = None,
-    model_b_message_id: str | None = None,
-    attachments: Sequence[Mapping[str, str]] = (),
-    feature_flags: Mapping[str, str] | None = None,
-) -> ArenaRequest:
+def post_to_evaluation(turn: UserTurn) -> ArenaRequest:
     """A later turn: only the new user message; the arena keeps the thread."""
-    body = _evaluation_body(
-        session_id=session_id,
-        mode=None,
-        model_a_id=model_a_id,
-        model_b_id=model_b_id,
-        user_message_id=user_message_id,
-        model_a_message_id=model_a_message_id,
-        model_b_message_id=model_b_message_id,
-        content=content,
-        attachments=attachments,
-        modality=modality,
-        token=token,
-        feature_flags=feature_flags,
-    )
-    return ArenaRequest("POST", f"{STREAM_PREFIX}post-to-evaluation/{_segment(session_id)}", body)
+    path = f"{STREAM_PREFIX}post-to-evaluation/{_segment(turn.session_id)}"
+    return ArenaRequest("POST", path, _evaluation_body(turn, None))
 
 
 def retry_message(*, session_id: str, model_message_id: str, token: str) -> ArenaRequest:
@@ -101,41 +69,25 @@ def stop(*, session_id: str, model_message_id: str) -> ArenaRequest:
     return ArenaRequest("POST", path, {})
 
 
-def _evaluation_body(
-    *,
-    session_id: str,
-    mode: str | None,
-    model_a_id: str,
-    model_b_id: str | None,
-    user_message_id: str,
-    model_a_message_id: str,
-    model_b_message_id: str | None,
-    content: str,
-    attachments: Sequence[Mapping[str, str]],
-    modality: str,
-    token: str,
-    feature_flags: Mapping[str, str] | None,
-) -> dict[str, Any]:
-    if (model_b_id is None) != (model_b_message_id is None):
-        raise ValueError("model_b_id and model_b_message_id go together")
-    body: dict[str, Any] = {"id": session_id}
+def _evaluation_body(turn: UserTurn, mode: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": turn.session_id}
     if mode is not None:
         body["mode"] = mode
-    body["modelAId"] = model_a_id
-    if model_b_id is not None:
-        body["modelBId"] = model_b_id
-    body["userMessageId"] = user_message_id
-    body["modelAMessageId"] = model_a_message_id
-    if model_b_message_id is not None:
-        body["modelBMessageId"] = model_b_message_id
+    body["modelAId"] = turn.model_a_id
+    if turn.model_b_id is not None:
+        body["modelBId"] = turn.model_b_id
+    body["userMessageId"] = turn.user_message_id
+    body["modelAMessageId"] = turn.model_a_message_id
+    if turn.model_b_message_id is not None:
+        body["modelBMessageId"] = turn.model_b_message_id
     body["userMessage"] = {
-        "content": content,
-        "experimental_attachments": [dict(attachment) for attachment in attachments],
+        "content": turn.content,
+        "experimental_attachments": [dict(attachment) for attachment in turn.attachments],
     }
-    body["modality"] = modality
-    body["recaptchaV3Token"] = token
-    if feature_flags:
-        body["featureFlags"] = dict(feature_flags)
+    body["modality"] = turn.modality
+    body["recaptchaV3Token"] = turn.token
+    if turn.feature_flags:
+        body["featureFlags"] = dict(turn.feature_flags)
     return body
 
 

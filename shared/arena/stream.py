@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from shared import events
-from shared.events import Event
+from shared.events import Event, Side
 
 #: The arena marks a failed answer with this token somewhere on a line.
 ARENA_ERROR_MARKER = '"hasArenaError"'
@@ -100,7 +100,7 @@ def parse_line(line: str) -> Part | None:
 
 def to_events(part: Part) -> list[Event]:
     """The normalized events a part stands for; [] for codes that carry nothing for clients."""
-    side = "b" if part.side == "b" else "a"
+    side: Side = "b" if part.side == "b" else "a"
     value = part.value
     match part.code:
         case "0":

@@ -87,13 +87,15 @@ async def floor_once(arena: httpx.AsyncClient, words: int) -> Run:
     ]
     run = Run(prompt_of(words), 0.0)
     request = payloads.create_evaluation(
-        session_id=uuid7(),
-        model_a_id=MODEL_ID,
-        user_message_id=uuid7(),
-        model_a_message_id=uuid7(),
-        content=run.prompt,
-        modality="chat",
-        token=token,
+        payloads.UserTurn(
+            session_id=uuid7(),
+            model_a_id=MODEL_ID,
+            user_message_id=uuid7(),
+            model_a_message_id=uuid7(),
+            content=run.prompt,
+            modality="chat",
+            token=token,
+        )
     )
     parser = LineParser()
     run.started = time.time()

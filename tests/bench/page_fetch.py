@@ -45,13 +45,15 @@ Timing = tuple[float, float, str]
 
 def create_request(token: str) -> payloads.ArenaRequest:
     return payloads.create_evaluation(
-        session_id=uuid7(),
-        model_a_id=MODEL_ID,
-        user_message_id=uuid7(),
-        model_a_message_id=uuid7(),
-        content=f"{' '.join(['word'] * 40)} {uuid7()}",
-        modality="chat",
-        token=token,
+        payloads.UserTurn(
+            session_id=uuid7(),
+            model_a_id=MODEL_ID,
+            user_message_id=uuid7(),
+            model_a_message_id=uuid7(),
+            content=f"{' '.join(['word'] * 40)} {uuid7()}",
+            modality="chat",
+            token=token,
+        )
     )
 
 

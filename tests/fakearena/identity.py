@@ -54,7 +54,7 @@ def username_from(cookies: Mapping[str, str]) -> str | None:
     """The account in the auth cookie (whole or split into `.0`, `.1`, …), if it is valid."""
     value = cookies.get(AUTH_COOKIE)
     if value is None:
-        parts = []
+        parts: list[str] = []
         while (part := cookies.get(f"{AUTH_COOKIE}.{len(parts)}")) is not None:
             parts.append(part)
         value = "".join(parts)

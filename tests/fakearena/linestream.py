@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from starlette.types import Receive, Scope, Send
 
@@ -36,7 +36,7 @@ class LineStream:
 
     def __init__(
         self,
-        lines: AsyncIterator[bytes],
+        lines: AsyncGenerator[bytes, None],
         record: StreamRecord,
         headers: list[tuple[bytes, bytes]],
     ) -> None:

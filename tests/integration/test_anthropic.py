@@ -344,11 +344,11 @@ def test_keys_are_read_from_x_api_key_and_refusals_are_authentication_errors(sta
             client(keyed).messages.create(model=CHAT, max_tokens=5, messages=ask("hi"))
         assert anthropic_error(caught, 401, "authentication_error") == "Incorrect API key provided."
         # The right key gets past the check (to the empty fleet: no catalog here, so a 503).
-        with pytest.raises(anthropic.ServiceUnavailableError) as caught:
+        with pytest.raises(anthropic.ServiceUnavailableError) as unavailable:
             anthropic.Anthropic(
                 base_url=keyed.base_url, api_key=key, max_retries=0
             ).messages.create(model=CHAT, max_tokens=5, messages=ask("hi"))
-        anthropic_error(caught, 503, "overloaded_error")
+        anthropic_error(unavailable, 503, "overloaded_error")
     finally:
         keyed.close()
         keyed.redis.flushdb()

@@ -43,7 +43,7 @@ def ask(stack: Stack, messages: list[dict], *, stream: bool = False) -> str:
         .chat.completions.create(model=CHAT, messages=messages)
         .choices[0]
         .message.content
-    )
+    ) or ""
 
 
 def expected(turn: int, first: str, prompt: str, retry: int = 0) -> str:

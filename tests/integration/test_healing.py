@@ -92,7 +92,7 @@ def answer(stack: Stack, prompt: str) -> str:
     reply = stack.openai().chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": prompt}]
     )
-    return reply.choices[0].message.content
+    return reply.choices[0].message.content or ""
 
 
 def streamed(stack: Stack, prompt: str) -> dict:

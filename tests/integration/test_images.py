@@ -109,7 +109,7 @@ def test_an_image_is_uploaded_through_the_pages_actions_and_attached(
             .chat.completions.create(model=VISION, messages=messages)
             .choices[0]
             .message.content
-        )
+        ) or ""
     # The fake arena's answer names each attachment it received, with its size.
     assert text == f"Turn 1 of «{prompt}» ({VISION}) [image/png, {len(PICTURE)} bytes]: {prompt}"
 

@@ -8,6 +8,7 @@ import pytest
 from shared.arena.payloads import (
     STREAM_PREFIX,
     ArenaRequest,
+    UserTurn,
     create_evaluation,
     post_to_evaluation,
     retry_message,
@@ -47,13 +48,13 @@ def _assert_same_request(built: ArenaRequest, recorded: dict[str, Any]) -> None:
 def test_create_evaluation_reproduces_the_captured_request(name: str) -> None:
     recorded = capture(name)["request"]
     body = recorded["body"]
-    built = create_evaluation(mode=body["mode"], **_arguments(body))
+    built = create_evaluation(UserTurn(**_arguments(body)), mode=body["mode"])
     _assert_same_request(built, recorded)
 
 
 def test_post_to_evaluation_reproduces_the_captured_followup() -> None:
     recorded = capture("followup")["request"]
-    built = post_to_evaluation(**_arguments(recorded["body"]))
+    built = post_to_evaluation(UserTurn(**_arguments(recorded["body"])))
     _assert_same_request(built, recorded)
     assert "mode" not in built.body
 
@@ -81,8 +82,8 @@ def test_stop_posts_an_empty_body_to_the_message() -> None:
 def test_every_path_is_under_the_stream_prefix() -> None:
     body = capture("new")["request"]["body"]
     requests = [
-        create_evaluation(**_arguments(body)),
-        post_to_evaluation(**_arguments(body)),
+        create_evaluation(UserTurn(**_arguments(body))),
+        post_to_evaluation(UserTurn(**_arguments(body))),
         retry_message(session_id="s", model_message_id="m", token="t"),
         stop(session_id="s", model_message_id="m"),
     ]
@@ -91,16 +92,18 @@ def test_every_path_is_under_the_stream_prefix() -> None:
 
 def test_battle_adds_model_b_in_the_sites_key_order() -> None:
     built = create_evaluation(
-        session_id="s",
+        UserTurn(
+            session_id="s",
+            model_a_id="ma",
+            model_b_id="mb",
+            user_message_id="u",
+            model_a_message_id="am",
+            model_b_message_id="bm",
+            content="hi",
+            modality="chat",
+            token="t",
+        ),
         mode="battle",
-        model_a_id="ma",
-        model_b_id="mb",
-        user_message_id="u",
-        model_a_message_id="am",
-        model_b_message_id="bm",
-        content="hi",
-        modality="chat",
-        token="t",
     )
     assert list(built.body) == [
         "id",
@@ -123,21 +126,20 @@ def test_battle_adds_model_b_in_the_sites_key_order() -> None:
 def test_half_a_model_b_is_refused(model_b: dict[str, str]) -> None:
     body = capture("new")["request"]["body"]
     with pytest.raises(ValueError):
-        create_evaluation(**_arguments(body), **model_b)
-    with pytest.raises(ValueError):
-        post_to_evaluation(**_arguments(body), **model_b)
+        UserTurn(**_arguments(body), **model_b)
 
 
 def test_no_feature_flags_key_unless_given() -> None:
     body = capture("new")["request"]["body"]
-    assert "featureFlags" not in create_evaluation(**_arguments(body)).body
-    assert "featureFlags" not in create_evaluation(**_arguments(body), feature_flags={}).body
+    assert "featureFlags" not in create_evaluation(UserTurn(**_arguments(body))).body
+    turn = UserTurn(**_arguments(body), feature_flags={})
+    assert "featureFlags" not in create_evaluation(turn).body
 
 
 def test_body_does_not_share_the_callers_attachments() -> None:
     body = capture("upload")["request"]["body"]
     arguments = _arguments(body)
-    built = create_evaluation(**arguments)
+    built = create_evaluation(UserTurn(**arguments))
     arguments["attachments"][0]["url"] = "changed"
     assert (
         built.body["userMessage"]["experimental_attachments"]

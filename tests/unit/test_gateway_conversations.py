@@ -81,7 +81,7 @@ def test_fingerprints_ignore_whitespace_and_markdown_images_but_not_words_roles_
     assert base[1] != fingerprints(SCOPE, [user("hello world", "data:image/png;base64,AAAA")])[1]
     assert fingerprints(SCOPE, [Turn("system", "x")]) == fingerprints(
         SCOPE, [Turn("developer", "x")]
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_scopes_keep_models_and_client_keys_apart() -> None:

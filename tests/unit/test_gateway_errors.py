@@ -25,7 +25,7 @@ from shared import events
     ],
 )
 def test_worker_error_kinds_map_to_statuses(kind: str, status: int, type_: str) -> None:
-    error = errors.from_event(events.error(kind, "what happened"))  # type: ignore[arg-type]
+    error = errors.from_event(events.error(kind, "what happened"))
     assert (error.status, error.type, error.message) == (status, type_, "what happened")
     assert error.headers == {}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.access.usage import estimate_tokens
+from gateway.answers.tokens import estimate_tokens
 from gateway.apis.openai.render import DONE, ChunkStream, completion, finish_reason
 from gateway.http import errors
 from shared import events

@@ -139,7 +139,9 @@ def sdk_final(stream: list[dict]) -> Response:
     state = ResponseStreamState(input_tools=NOT_GIVEN, text_format=NOT_GIVEN)
     for event in stream:
         list(state.handle_event(construct_type(type_=ResponseStreamEvent, value=event)))
-    return state._completed_response
+    completed = state._completed_response
+    assert completed is not None
+    return completed
 
 
 def test_the_stream_has_the_responses_event_sequence() -> None:

@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.access.usage import Tally, UsageRow, rows_of
-from gateway.answers.job_handle import CONTENT
 from gateway.http.metrics import FleetSnapshot, HttpMetrics, Metrics, render
 from shared import events
 
@@ -23,7 +22,7 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def test_a_tally_counts_tokens_only_of_an_answer() -> None:
-    tally = Tally("p" * 40, CONTENT)
+    tally = Tally("p" * 40)
     tally.add([events.accepted("w", 0)])
     assert (tally.answered, tally.tokens(), tally.first_content_at) == (False, (0, 0), None)
     tally.add([events.reasoning("a", "r" * 8), events.text("a", "t" * 12)])
@@ -33,7 +32,7 @@ def test_a_tally_counts_tokens_only_of_an_answer() -> None:
 
 
 def test_a_tally_prefers_the_arenas_counts_and_keeps_the_error() -> None:
-    tally = Tally("prompt", CONTENT)
+    tally = Tally("prompt")
     tally.add(
         [
             events.text("a", "x"),

@@ -27,7 +27,7 @@ def test_retry_after_is_whole_seconds_and_never_zero(wait_ms: float, seconds: in
 )
 def test_a_refusal_is_a_429_naming_the_limit(limit: str, code: str, words: str) -> None:
     key: ApiKey = record(requests_per_minute=5, daily_requests=100, concurrent_streams=2)
-    error = _too_many(key, Refusal(limit, 7))  # type: ignore[arg-type]
+    error = _too_many(key, Refusal(limit, 7))
     assert (error.status, error.code) == (429, code)
     assert words in error.message
     assert error.headers == {"Retry-After": "7"}

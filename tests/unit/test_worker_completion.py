@@ -96,6 +96,7 @@ def test_a_post_sends_only_the_new_message_to_the_threads_session_with_fresh_mes
         action="post", thread=thread(), prompt="<user>\nall of it\n</user>", message="new"
     )
     ids = RequestIds.fresh(the_job)
+    assert ids.user_message is not None
     assert ids.session == "s-1" and ids.user_message < ids.model_a_message
     attachment = {"name": "k", "contentType": "image/png", "url": "https://x/k"}
     request = build_request(the_job, ids, "tok", [attachment])

@@ -89,32 +89,22 @@ def build_request(
         )
     if ids.user_message is None:
         raise ValueError("a create or post needs a user message id")
-    if job.action == "post":
-        return payloads.post_to_evaluation(
-            session_id=ids.session,
-            model_a_id=job.model_id,
-            user_message_id=ids.user_message,
-            model_a_message_id=ids.model_a_message,
-            content=job.message if job.message is not None else job.prompt,
-            modality=job.modality,
-            token=token,
-            model_b_id=job.model_b_id,
-            model_b_message_id=ids.model_b_message,
-            attachments=attachments,
-        )
-    return payloads.create_evaluation(
+    post = job.action == "post"
+    turn = payloads.UserTurn(
         session_id=ids.session,
         model_a_id=job.model_id,
         user_message_id=ids.user_message,
         model_a_message_id=ids.model_a_message,
-        content=job.prompt,
+        content=job.message if post and job.message is not None else job.prompt,
         modality=job.modality,
         token=token,
-        mode=job.mode,
         model_b_id=job.model_b_id,
         model_b_message_id=ids.model_b_message,
         attachments=attachments,
     )
+    if post:
+        return payloads.post_to_evaluation(turn)
+    return payloads.create_evaluation(turn, mode=job.mode)
 
 
 def thread_gone(error: ArenaError) -> bool:

@@ -10,8 +10,8 @@ again when the site no longer knows them.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -70,7 +70,9 @@ class Uploads:
             raise UploadFailed(str(exc)) from None
 
     async def _upload(self, page: ArenaPage, image: ImageRef) -> dict[str, str]:
-        data = await self._redis.hget(redis_keys.image(image.digest), "d")
+        data = await cast(
+            Awaitable[bytes | None], self._redis.hget(redis_keys.image(image.digest), "d")
+        )
         if data is None:
             raise UploadFailed("the image is no longer stored; send the request again")
         created = await self._action(

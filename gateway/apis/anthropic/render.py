@@ -14,11 +14,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
-from gateway.access.usage import estimate_tokens, token_counts
-from gateway.answers.citations import Sources
-from gateway.apis.openai.render import image_markdown
+from gateway.answers.fold import Answer
+from gateway.answers.tokens import estimate_tokens
+from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
 
@@ -30,7 +28,7 @@ STOP_REASONS: Mapping[str, str] = {
     "tool-calls": "tool_use",
 }
 
-PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+PING = sse.typed({"type": "ping"})
 
 
 def stop_reason(arena_reason: str | None) -> str:
@@ -46,80 +44,58 @@ def signature(thinking: str) -> str:
     return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
 
 
-def sse(event: Mapping[str, Any]) -> bytes:
-    """One stream event, named by its type as Anthropic's API names them."""
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-
-
 class Blocks:
-    """Folds a job's events into content blocks, returning the stream events for each step."""
+    """An answer as content blocks, returning the stream events for each step."""
 
     def __init__(self, *, show_thinking: bool) -> None:
         self.show_thinking = show_thinking
+        self.answer = Answer()
         self.content: list[dict[str, Any]] = []
-        self.stop_reason: str | None = None
-        self.arena_usage: Mapping[str, Any] | None = None
         #: The block deltas go to; None between blocks.
         self._open: dict[str, Any] | None = None
-        #: Sources cited since the last text block closed.
-        self._sources = Sources()
-        #: Where the open text block starts in the answer's text (citations count from 0).
+        #: Where the open text block starts in the answer's text.
         self._text_start = 0
-        self._text_chars = 0
+
+    @property
+    def stop_reason(self) -> str:
+        return stop_reason(self.answer.finish_reason)
 
     def add(self, event: Event) -> list[dict[str, Any]]:
-        kind = event["t"]
-        if self.stop_reason is not None:
+        piece = self.answer.add(event)
+        if piece is None or (piece.kind == "reasoning" and not self.show_thinking):
             return []
-        if kind == "text" and event["text"]:
-            return self._append("text", event["text"])
-        if kind == "reasoning" and event["text"] and self.show_thinking:
-            return self._append("thinking", event["text"])
-        if kind == "image":
-            markdown = image_markdown(event["url"])
-            if self._text_chars:
-                markdown = "\n\n" + markdown
-            return self._append("text", markdown)
-        if kind == "citation":
-            self._sources.add(event["source"], at=self._text_chars)
-        elif kind == "finish":
-            self.stop_reason = stop_reason(event.get("reason"))
-            self.arena_usage = event.get("usage")
-        return []
+        return self._append("text" if piece.kind == "text" else "thinking", piece.text)
 
     def close(self) -> list[dict[str, Any]]:
         """Close the open block; sources not yet attached get a text block of their own."""
         events = self._close()
-        if self._sources:  # cited, but no text block was open to take them
+        if self.answer.cites:  # cited, but no text block was open to take them
             events += self._start("text") + self._close()
         return events
 
     def usage(self, prompt: str) -> dict[str, int]:
-        output_chars = self._text_chars + sum(
-            len(block.get("thinking", "")) for block in self.content
-        )
-        input_tokens, output_tokens = token_counts(prompt, output_chars, self.arena_usage)
+        input_tokens, output_tokens = self.answer.tokens(prompt, reasoning=self.show_thinking)
         return {"input_tokens": input_tokens, "output_tokens": output_tokens}
 
     def _append(self, type_: str, text: str) -> list[dict[str, Any]]:
         events = []
         if self._open is None or self._open["type"] != type_:
-            events += self._close() + self._start(type_)
+            events += self._close() + self._start(type_, text)
         block = self._open
         assert block is not None
         block[type_] += text
         if type_ == "text":
-            self._text_chars += len(text)
             delta = {"type": "text_delta", "text": text}
         else:
             delta = {"type": "thinking_delta", "thinking": text}
         return [*events, _delta(len(self.content) - 1, delta)]
 
-    def _start(self, type_: str) -> list[dict[str, Any]]:
+    def _start(self, type_: str, opening: str = "") -> list[dict[str, Any]]:
         block: dict[str, Any]
         if type_ == "text":
             block = {"type": "text", "text": "", "citations": None}
-            self._text_start = self._text_chars
+            # The piece that opens the block is already in the answer's text.
+            self._text_start = self.answer.text_chars - len(opening)
             shown: dict[str, Any] = {"type": "text", "text": ""}
         else:
             block = {"type": "thinking", "thinking": "", "signature": ""}
@@ -143,30 +119,22 @@ class Blocks:
                 _delta(index, {"type": "signature_delta", "signature": block["signature"]})
             )
         else:
-            citations = self._citations(block["text"])
+            citations = [
+                {
+                    "type": "web_search_result_location",
+                    "url": c.url,
+                    "title": c.title,
+                    "cited_text": block["text"][c.start : c.end].strip(),
+                    "encrypted_index": c.source_id,
+                }
+                for c in self.answer.take_citations(self._text_start, block["text"])
+            ]
             if citations:
                 block["citations"] = citations
                 events += [
                     _delta(index, {"type": "citations_delta", "citation": c}) for c in citations
                 ]
         return [*events, {"type": "content_block_stop", "index": index}]
-
-    def _citations(self, text: str) -> list[dict[str, Any]]:
-        """The block's citations, each quoting the stretch of the block it stands for."""
-        citations = []
-        for c in self._sources.citations():
-            start, end = (min(max(n - self._text_start, 0), len(text)) for n in (c.start, c.end))
-            citations.append(
-                {
-                    "type": "web_search_result_location",
-                    "url": c.url,
-                    "title": c.title,
-                    "cited_text": text[start:end].strip(),
-                    "encrypted_index": c.source_id,
-                }
-            )
-        self._sources = Sources()
-        return citations
 
 
 def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +155,7 @@ def message(
         "role": "assistant",
         "model": model,
         "content": blocks.content,
-        "stop_reason": blocks.stop_reason or "end_turn",
+        "stop_reason": blocks.stop_reason,
         "stop_sequence": None,
         "usage": blocks.usage(prompt),
     }
@@ -220,22 +188,22 @@ class MessageStream:
                 "usage": {"input_tokens": estimate_tokens(len(self._prompt)), "output_tokens": 0},
             },
         }
-        return sse(start) + PING
+        return sse.typed(start) + PING
 
     def event(self, event: Event) -> bytes:
-        return b"".join(map(sse, self._blocks.add(event)))
+        return b"".join(map(sse.typed, self._blocks.add(event)))
 
     def keepalive(self) -> bytes:
         return PING
 
     def end(self) -> bytes:
-        frames = b"".join(map(sse, self._blocks.close()))
+        frames = b"".join(map(sse.typed, self._blocks.close()))
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": self._blocks.stop_reason or "end_turn", "stop_sequence": None},
+            "delta": {"stop_reason": self._blocks.stop_reason, "stop_sequence": None},
             "usage": self._blocks.usage(self._prompt),
         }
-        return frames + sse(delta) + sse({"type": "message_stop"})
+        return frames + sse.typed(delta) + sse.typed({"type": "message_stop"})
 
     def error(self, error: ApiError) -> bytes:
-        return sse(error.anthropic_body())
+        return sse.typed(error.anthropic_body())

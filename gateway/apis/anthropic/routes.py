@@ -5,15 +5,14 @@ Errors on these routes come out in Anthropic's shape (`gateway.http.errors.shape
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.access.client_auth import require_key
-from gateway.access.usage import estimate_tokens
 from gateway.answers import battle, completions
 from gateway.answers.catalog_view import find_model
 from gateway.answers.completions import CompletionRequest
+from gateway.answers.tokens import estimate_tokens
 from gateway.answers.transcript import render
 from gateway.apis.anthropic.render import MessageStream, message
 from gateway.apis.anthropic.schemas import (
@@ -21,39 +20,34 @@ from gateway.apis.anthropic.schemas import (
     parse_count_tokens_request,
     parse_messages_request,
 )
-from gateway.http import errors
+from gateway.apis.requests import openapi_body
 from gateway.http.services import Services, services
+from shared.jobs import CompletionJob
 
 router = APIRouter(dependencies=[Depends(require_key)])
 
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": MessagesRequest.model_json_schema()}},
-    }
-}
 
-
-@router.post("/messages", openapi_extra=_REQUEST_BODY)
+@router.post("/messages", openapi_extra=openapi_body(MessagesRequest))
 async def create_message(request: Request, svc: Services = Depends(services)) -> Response:
     # Read and validated by hand, so that every failure gets Anthropic's body.
     body = parse_messages_request(await request.body())
-    if battle.is_pair(body.model):
-        raise errors.invalid(
-            "A message holds one answer: ask /v1/chat/completions for two models at once.",
-            param="model",
-        )
-    handle = await completions.submit(
-        request, svc, CompletionRequest(model=body.model, turns=body.turns(), stream=body.stream)
+    battle.require_one(body.model, holder="A message")
+    thinking = body.show_thinking
+    return await completions.answer(
+        request,
+        svc,
+        CompletionRequest(model=body.model, turns=body.turns(), stream=body.stream),
+        frames=lambda job: MessageStream(
+            _message_id(job), job.model, job.prompt, show_thinking=thinking
+        ),
+        whole=lambda job, events: message(
+            _message_id(job), job.model, job.prompt, events, show_thinking=thinking
+        ),
     )
-    job = handle.job
-    message_id = f"msg_{job.id}"
-    if body.stream:
-        frames = MessageStream(message_id, job.model, job.prompt, show_thinking=body.show_thinking)
-        return await completions.stream(request, svc, handle, frames)
-    events = await completions.complete(request, svc, handle)
-    answer = message(message_id, job.model, job.prompt, events, show_thinking=body.show_thinking)
-    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _message_id(job: CompletionJob) -> str:
+    return f"msg_{job.id}"
 
 
 @router.post("/messages/count_tokens")

@@ -10,52 +10,49 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.answers.image_inputs import ImageSource
 from gateway.answers.transcript import Turn
+from gateway.apis.requests import Lenient
 from gateway.http import errors
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class TextBlock(_Lenient):
+class TextBlock(Lenient):
     type: Literal["text"]
     text: str
 
 
-class Base64Source(_Lenient):
+class Base64Source(Lenient):
     type: Literal["base64"]
     media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
     data: str
 
 
-class URLSource(_Lenient):
+class URLSource(Lenient):
     type: Literal["url"]
     url: str
 
 
-class ImageBlock(_Lenient):
+class ImageBlock(Lenient):
     type: Literal["image"]
     source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
 
 
-class ThinkingBlock(_Lenient):
+class ThinkingBlock(Lenient):
     """Reasoning from an earlier answer, sent back: the arena keeps none, so it is left out."""
 
     type: Literal["thinking", "redacted_thinking"]
 
 
-class ToolUseBlock(_Lenient):
+class ToolUseBlock(Lenient):
     type: Literal["tool_use"]
     id: str
     name: str
     input: Any = None
 
 
-class ToolResultBlock(_Lenient):
+class ToolResultBlock(Lenient):
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] = ""
@@ -68,16 +65,16 @@ ContentBlock = Annotated[
 ]
 
 
-class MessageParam(_Lenient):
+class MessageParam(Lenient):
     role: Literal["user", "assistant"]
     content: str | list[ContentBlock]
 
 
-class ThinkingConfig(_Lenient):
+class ThinkingConfig(Lenient):
     type: Literal["enabled", "disabled", "adaptive"]
 
 
-class CountTokensRequest(_Lenient):
+class CountTokensRequest(Lenient):
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlock] | None = None

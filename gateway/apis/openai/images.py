@@ -13,12 +13,13 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from gateway.answers import completions
 from gateway.answers.catalog_view import Catalog, find_model
 from gateway.answers.completions import CompletionRequest
 from gateway.answers.transcript import Turn
+from gateway.apis.requests import Lenient, openapi_body
 from gateway.http import errors
 from gateway.http.services import Services, services
 from shared.arena.catalog import Model
@@ -30,9 +31,8 @@ router = APIRouter()
 MAX_IMAGES = 10
 
 
-class ImageGenerationRequest(BaseModel):
-    # size, quality, style, user…: the arena's image models take none of them.
-    model_config = ConfigDict(extra="ignore")
+class ImageGenerationRequest(Lenient):
+    """What the arena's image models can use: size, quality, style and user are ignored."""
 
     prompt: str = Field(min_length=1)
     model: str | None = None
@@ -42,15 +42,10 @@ class ImageGenerationRequest(BaseModel):
 
 @router.post(
     "/images/generations",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ImageGenerationRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=openapi_body(ImageGenerationRequest),
 )
 async def generate(request: Request, svc: Services = Depends(services)) -> Response:
-    body = _parse(await request.body())
+    body = errors.parse_body(await request.body(), ImageGenerationRequest)
     model = _image_model(await completions.catalog(svc, body.model), body.model)
     ask = CompletionRequest(
         model=model.public_name,
@@ -72,19 +67,6 @@ async def generate(request: Request, svc: Services = Depends(services)) -> Respo
     data = [item for answer in answers for item in _images(answer, body.response_format)]
     body_out = {"created": int(time.time()), "data": data}
     return Response(orjson.dumps(body_out), media_type="application/json")
-
-
-def _parse(raw: bytes) -> ImageGenerationRequest:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.invalid(f"We could not parse the JSON body of your request: {exc}.") from None
-    if not isinstance(data, dict):
-        raise errors.invalid("The request body must be a JSON object.")
-    try:
-        return ImageGenerationRequest.model_validate(data)
-    except ValidationError as exc:
-        raise errors.from_validation(exc, data) from None
 
 
 def _image_model(catalog: Catalog, name: str | None) -> Model:

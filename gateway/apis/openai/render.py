@@ -1,22 +1,16 @@
-"""A job's events → OpenAI's chat completion objects and SSE frames. Pure: no IO here."""
+"""A job's answers → OpenAI's chat completion objects and SSE frames. Pure: no IO here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from gateway.access.usage import token_counts
-from gateway.answers.citations import Sources
+from gateway.answers.fold import Answer, Answers, Piece
+from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
 
 DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
-#: The arena's sides, in choice order.
-SIDES = ("a", "b")
 
 #: The arena's finish reasons (Vercel AI SDK names) → OpenAI's.
 FINISH_REASONS: Mapping[str, str] = {
@@ -31,128 +25,71 @@ def finish_reason(arena_reason: str | None) -> str:
     return FINISH_REASONS.get(arena_reason or "", "stop")
 
 
-def sse(obj: Mapping[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-def image_markdown(url: str) -> str:
-    return f"![image]({url})"
-
-
-@dataclass
-class Answer:
-    """What one side of a job has answered so far, folded from its events."""
-
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    images: list[str] = field(default_factory=list)
-    sources: Sources = field(default_factory=Sources)
-    finish_reason: str | None = None
-    arena_usage: Mapping[str, Any] | None = None
-    _chars: int = 0
-
-    def add(self, event: Event) -> dict[str, Any] | None:
-        """Fold in one event; returns the delta a client should see, if any."""
-        kind = event["t"]
-        if self.finish_reason is not None:
-            return None
-        if kind == "text" and event["text"]:
-            return self._content(event["text"])
-        if kind == "reasoning" and event["text"]:
-            self.reasoning.append(event["text"])
-            return {"reasoning_content": event["text"]}
-        if kind == "image":
-            # Markdown for every client, and the URL on its own for those that read `images`.
-            markdown = image_markdown(event["url"])
-            delta = self._content("\n\n" + markdown if self.content else markdown)
-            self.images.append(event["url"])
-            # `index` lets the SDK's stream helper merge entries that arrive one by one.
-            delta["images"] = [{"index": len(self.images) - 1, **image_part(event["url"])}]
-            return delta
-        if kind == "citation":
-            self.sources.add(event["source"], at=self._chars)
-        if kind == "finish":
-            self.finish_reason = finish_reason(event.get("reason"))
-            self.arena_usage = event.get("usage")
-        return None
-
-    def annotations(self) -> list[dict[str, Any]]:
-        """The sources a search answer cites, as OpenAI's `url_citation` annotations."""
-        return [
-            {
-                "type": "url_citation",
-                "url_citation": {
-                    "url": c.url,
-                    "title": c.title or c.url,
-                    "start_index": c.start,
-                    "end_index": c.end,
-                },
-            }
-            for c in self.sources.citations()
-        ]
-
-    def message(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
-        if self.reasoning:
-            message["reasoning_content"] = "".join(self.reasoning)
-        if self.images:
-            message["images"] = [image_part(url) for url in self.images]
-        if self.sources:
-            message["annotations"] = self.annotations()
-        return message
-
-    def usage(self, prompt: str) -> dict[str, int]:
-        """The arena's token counts where it gave them, else estimates."""
-        chars = sum(map(len, self.content)) + sum(map(len, self.reasoning))
-        prompt_tokens, completion_tokens = token_counts(prompt, chars, self.arena_usage)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-
-    def _content(self, text: str) -> dict[str, Any]:
-        self.content.append(text)
-        self._chars += len(text)
-        return {"content": text}
-
-
 def image_part(url: str) -> dict[str, Any]:
     """A generated image as an `image_url` part (the shape OpenRouter uses for `images`)."""
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-class Choices:
-    """One `Answer` per side: a direct answer is choice 0; battles answer as choices 0 and 1.
+def delta(piece: Piece, answer: Answer) -> dict[str, Any]:
+    """What a client sees of one piece of an answer."""
+    if piece.kind == "reasoning":
+        return {"reasoning_content": piece.text}
+    shown: dict[str, Any] = {"content": piece.text}
+    if piece.image is not None:
+        # `index` lets the SDK's stream helper merge entries that arrive one by one.
+        shown["images"] = [{"index": len(answer.images) - 1, **image_part(piece.image)}]
+    return shown
+
+
+def url_citations(answer: Answer) -> list[dict[str, Any]]:
+    """The sources a search answer cites, as OpenAI's `url_citation` annotations."""
+    return [
+        {
+            "type": "url_citation",
+            "url_citation": {
+                "url": c.url,
+                "title": c.title or c.url,
+                "start_index": c.start,
+                "end_index": c.end,
+            },
+        }
+        for c in answer.take_citations(0, "".join(answer.text))
+    ]
+
+
+def message(answer: Answer) -> dict[str, Any]:
+    shown: dict[str, Any] = {"role": "assistant", "content": "".join(answer.text)}
+    if answer.reasoning:
+        shown["reasoning_content"] = "".join(answer.reasoning)
+    if answer.images:
+        shown["images"] = [image_part(url) for url in answer.images]
+    if answer.cites:
+        shown["annotations"] = url_citations(answer)
+    return shown
+
+
+def usage(answers: Answers, prompt: str) -> dict[str, int]:
+    prompt_tokens, completion_tokens = answers.tokens(prompt)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class Choices(Answers):
+    """The answers as choices: a direct answer is choice 0; a battle's are choices 0 and 1.
 
     `names` (battles only) are the models shown with each choice, None where hidden.
     """
 
     def __init__(self, names: Sequence[str | None] | None = None) -> None:
+        super().__init__(len(names) if names else 1)
         self.names = names
-        self.answers = [Answer() for _ in (names or [None])]
-
-    def of(self, event: Event) -> tuple[int, Answer] | None:
-        """The choice an event belongs to (None for events of no side)."""
-        side = event.get("side")
-        if side is None:
-            return None
-        index = SIDES.index(side) if side in SIDES else 0
-        return (index, self.answers[index]) if index < len(self.answers) else None
 
     def extra(self, index: int) -> dict[str, Any]:
         """What a choice carries besides OpenAI's fields: its model, in a battle."""
         return {} if self.names is None else {"model": self.names[index]}
-
-    def usage(self, prompt: str) -> dict[str, int]:
-        totals = [answer.usage(prompt) for answer in self.answers]
-        prompt_tokens = totals[0]["prompt_tokens"]
-        completion_tokens = sum(t["completion_tokens"] for t in totals)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
 
 
 def completion(
@@ -167,8 +104,7 @@ def completion(
     """The `chat.completion` object for a job's events (a non-streamed answer)."""
     choices = Choices(names)
     for event in events:
-        if (found := choices.of(event)) is not None:
-            found[1].add(event)
+        choices.add(event)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -177,14 +113,14 @@ def completion(
         "choices": [
             {
                 "index": index,
-                "message": answer.message(),
+                "message": message(answer),
                 "logprobs": None,
-                "finish_reason": answer.finish_reason or "stop",
+                "finish_reason": finish_reason(answer.finish_reason),
                 **choices.extra(index),
             }
-            for index, answer in enumerate(choices.answers)
+            for index, answer in enumerate(choices.sides)
         ],
-        "usage": choices.usage(prompt),
+        "usage": usage(choices, prompt),
         "system_fingerprint": None,
     }
 
@@ -216,7 +152,7 @@ class ChunkStream:
     def start(self) -> bytes:
         return b"".join(
             self._chunk(index, {"role": "assistant", "content": ""}, first=True)
-            for index in range(len(self._choices.answers))
+            for index in range(len(self._choices.sides))
         )
 
     def event(self, event: Event) -> bytes:
@@ -225,34 +161,36 @@ class ChunkStream:
         if found is None:
             return b""
         index, answer = found
-        delta = answer.add(event)
-        if delta is not None:
-            return self._chunk(index, delta)
-        if event["t"] == "finish":
+        finished = answer.finished
+        piece = answer.add(event)
+        if piece is not None:
+            return self._chunk(index, delta(piece, answer))
+        if answer.finished and not finished:
             return self._finish(index, answer)
         return b""
 
     def end(self) -> bytes:
         """The closing frames: finish chunks not yet sent, usage if asked, [DONE]."""
         frames = b""
-        for index, answer in enumerate(self._choices.answers):
-            if answer.finish_reason is None:
+        for index, answer in enumerate(self._choices.sides):
+            if not answer.finished:
                 answer.finish_reason = "stop"
                 frames += self._finish(index, answer)
         if self._include_usage:
-            frames += sse(self._envelope([], usage=self._choices.usage(self._prompt)))
+            usage_chunk = self._envelope([], usage=usage(self._choices, self._prompt))
+            frames += sse.frame(usage_chunk)
         return frames + DONE
 
     def keepalive(self) -> bytes:
-        return KEEPALIVE
+        return sse.KEEPALIVE
 
     def error(self, error: ApiError) -> bytes:
         """An error after the 200 went out: OpenAI's error body as a frame (the SDK raises it)."""
-        return sse(error.body()) + DONE
+        return sse.frame(error.body()) + DONE
 
     def _finish(self, index: int, answer: Answer) -> bytes:
-        delta = {"annotations": answer.annotations()} if answer.sources else {}
-        return self._chunk(index, delta, finish_reason=answer.finish_reason)
+        shown = {"annotations": url_citations(answer)} if answer.cites else {}
+        return self._chunk(index, shown, finish_reason=finish_reason(answer.finish_reason))
 
     def _chunk(
         self,
@@ -265,7 +203,7 @@ class ChunkStream:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         if first:
             choice |= self._choices.extra(index)
-        return sse(self._envelope([choice]))
+        return sse.frame(self._envelope([choice]))
 
     def _envelope(
         self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None

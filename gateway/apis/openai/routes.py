@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -19,6 +18,7 @@ from gateway.apis.openai.schemas import (
     parse_chat_request,
     turns_from_messages,
 )
+from gateway.apis.requests import openapi_body
 from gateway.http import errors
 from gateway.http.services import Services, services
 from shared.arena.catalog import Model
@@ -26,13 +26,6 @@ from shared.jobs import CompletionJob
 
 router = APIRouter(dependencies=[Depends(require_key)])
 router.include_router(images.router)
-
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
-    }
-}
 
 
 @router.get("/models")
@@ -49,7 +42,7 @@ async def retrieve_model(name: str, svc: Services = Depends(services)) -> dict[s
     return _model_object(find_model(catalog, name), catalog)
 
 
-@router.post("/chat/completions", openapi_extra=_REQUEST_BODY)
+@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
 async def chat_completions(request: Request, svc: Services = Depends(services)) -> Response:
     # Read and validated by hand, so that every failure gets OpenAI's body and a precise param.
     body = parse_chat_request(await request.body())
@@ -59,35 +52,25 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
             "(model `battle` or `side-by-side:<a>,<b>` gives two).",
             param="n",
         )
-    handle = await completions.submit(
+    # A battle answers as two choices, each with its model's name where the arena shows it.
+    names = battle.shown_names(body.model) if battle.is_pair(body.model) else None
+    include_usage = body.include_usage
+    return await completions.answer(
         request,
         svc,
         CompletionRequest(
             model=body.model, turns=turns_from_messages(body.messages), stream=body.stream
         ),
+        frames=lambda job: ChunkStream(
+            *_head(job), job.prompt, include_usage=include_usage, names=names
+        ),
+        whole=lambda job, events: completion(*_head(job), job.prompt, events, names=names),
     )
-    job = handle.job
-    # A battle answers as two choices, each with its model's name where the arena shows it.
-    names = battle.shown_names(body.model) if battle.is_pair(body.model) else None
-    if body.stream:
-        chunks = ChunkStream(
-            _completion_id(job),
-            job.model,
-            int(job.created_at),
-            job.prompt,
-            include_usage=body.include_usage,
-            names=names,
-        )
-        return await completions.stream(request, svc, handle, chunks)
-    events = await completions.complete(request, svc, handle)
-    answer = completion(
-        _completion_id(job), job.model, int(job.created_at), job.prompt, events, names=names
-    )
-    return Response(orjson.dumps(answer), media_type="application/json")
 
 
-def _completion_id(job: CompletionJob) -> str:
-    return f"chatcmpl-{job.id}"
+def _head(job: CompletionJob) -> tuple[str, str, int]:
+    """What a completion says of its request: id, model, creation time."""
+    return f"chatcmpl-{job.id}", job.model, int(job.created_at)
 
 
 def _model_object(model: Model, catalog: Catalog) -> dict[str, Any]:

@@ -5,30 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.answers.image_inputs import ImageSource
 from gateway.answers.transcript import Role as TurnRole
 from gateway.answers.transcript import Turn
+from gateway.apis.requests import Lenient
 from gateway.http import errors
 
 
-class _Lenient(BaseModel):
-    # Clients send many parameters the arena has no use for (temperature, tools, …).
-    model_config = ConfigDict(extra="ignore")
-
-
-class TextPart(_Lenient):
+class TextPart(Lenient):
     type: Literal["text"]
     text: str
 
 
-class ImageURL(_Lenient):
+class ImageURL(Lenient):
     url: str
 
 
-class ImagePart(_Lenient):
+class ImagePart(Lenient):
     type: Literal["image_url"]
     image_url: ImageURL
 
@@ -37,7 +33,7 @@ ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class Message(_Lenient):
+class Message(Lenient):
     role: Role
     content: str | list[ContentPart] | None = Field(default=None, validate_default=True)
 
@@ -50,11 +46,11 @@ class Message(_Lenient):
         return value
 
 
-class StreamOptions(_Lenient):
+class StreamOptions(Lenient):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Lenient):
+class ChatCompletionRequest(Lenient):
     model: str
     messages: list[Message]
     stream: bool = False
@@ -68,11 +64,7 @@ class ChatCompletionRequest(_Lenient):
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     """The request in `raw`, or a 400 that says what is wrong with it."""
-    data = errors.json_object(raw)
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        raise errors.from_validation(exc, data) from None
+    return errors.parse_body(raw, ChatCompletionRequest)
 
 
 #: `developer` is OpenAI's newer name for the system role.

@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from gateway.access.usage import token_counts
-from gateway.answers.citations import Sources
-from gateway.apis.openai.render import KEEPALIVE, image_markdown
+from gateway.answers.fold import Answer
+from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
 
@@ -33,55 +32,36 @@ def error_code(status: int) -> str:
 
 
 class Output:
-    """Folds a job's events into output items, returning the stream events for each step."""
+    """An answer as output items, returning the stream events for each step."""
 
     def __init__(self, item_prefix: str) -> None:
+        self.answer = Answer()
         self.items: list[dict[str, Any]] = []
-        self.finish_reason: str | None = None
-        self.arena_usage: Mapping[str, Any] | None = None
         self._prefix = item_prefix
         #: The item deltas go to; None between items.
         self._open: dict[str, Any] | None = None
-        self._sources = Sources()
-        #: Where the open message starts in the answer's text (citations count from 0).
+        #: Where the open message starts in the answer's text.
         self._text_start = 0
-        self._text_chars = 0
-        self._reasoning_chars = 0
 
     def add(self, event: Event) -> list[dict[str, Any]]:
-        kind = event["t"]
-        if self.finish_reason is not None:
+        piece = self.answer.add(event)
+        if piece is None:
             return []
-        if kind == "text" and event["text"]:
-            return self._append("message", event["text"])
-        if kind == "reasoning" and event["text"]:
-            return self._append("reasoning", event["text"])
-        if kind == "image":
-            markdown = image_markdown(event["url"])
-            if self._text_chars:
-                markdown = "\n\n" + markdown
-            return self._append("message", markdown)
-        if kind == "citation":
-            self._sources.add(event["source"], at=self._text_chars)
-        elif kind == "finish":
-            self.finish_reason = event.get("reason") or "stop"
-            self.arena_usage = event.get("usage")
-        return []
+        return self._append("message" if piece.kind == "text" else "reasoning", piece.text)
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the open item; sources not yet attached get a message of their own."""
         events = self._close()
-        if self._sources:  # cited, but no message was open to take them
+        if self.answer.cites:  # cited, but no message was open to take them
             events += self._start("message") + self._close()
         return events
 
     @property
     def incomplete_reason(self) -> str | None:
-        return INCOMPLETE.get(self.finish_reason or "")
+        return INCOMPLETE.get(self.answer.finish_reason or "")
 
     def usage(self, prompt: str) -> dict[str, Any]:
-        output_chars = self._text_chars + self._reasoning_chars
-        input_tokens, output_tokens = token_counts(prompt, output_chars, self.arena_usage)
+        input_tokens, output_tokens = self.answer.tokens(prompt)
         return {
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -94,21 +74,19 @@ class Output:
     def _append(self, type_: str, text: str) -> list[dict[str, Any]]:
         events = []
         if self._open is None or self._open["type"] != type_:
-            events += self._close() + self._start(type_)
+            events += self._close() + self._start(type_, text)
         item = self._open
         assert item is not None
         where = {"item_id": item["id"], "output_index": len(self.items) - 1}
         if type_ == "message":
             item["content"][0]["text"] += text
-            self._text_chars += len(text)
             delta = {"type": "response.output_text.delta", **where, "content_index": 0}
             return [*events, {**delta, "delta": text, "logprobs": []}]
         item["summary"][0]["text"] += text
-        self._reasoning_chars += len(text)
         delta = {"type": "response.reasoning_summary_text.delta", **where, "summary_index": 0}
         return [*events, {**delta, "delta": text}]
 
-    def _start(self, type_: str) -> list[dict[str, Any]]:
+    def _start(self, type_: str, opening: str = "") -> list[dict[str, Any]]:
         index = len(self.items)
         if type_ == "message":
             item: dict[str, Any] = {
@@ -125,7 +103,8 @@ class Output:
                 "logprobs": [],
             }
             added = "response.content_part.added"
-            self._text_start = self._text_chars
+            # The piece that opens the message is already in the answer's text.
+            self._text_start = self.answer.text_chars - len(opening)
         else:
             item = {"id": f"rs_{self._prefix}_{index}", "type": "reasoning", "summary": []}
             part = {"type": "summary_text", "text": ""}
@@ -195,20 +174,16 @@ class Output:
         return [*events, _item_event("response.output_item.done", index, item)]
 
     def _annotations(self, text: str) -> list[dict[str, Any]]:
-        annotations = []
-        for c in self._sources.citations():
-            start, end = (min(max(n - self._text_start, 0), len(text)) for n in (c.start, c.end))
-            annotations.append(
-                {
-                    "type": "url_citation",
-                    "start_index": start,
-                    "end_index": end,
-                    "title": c.title or c.url,
-                    "url": c.url,
-                }
-            )
-        self._sources = Sources()
-        return annotations
+        return [
+            {
+                "type": "url_citation",
+                "start_index": c.start,
+                "end_index": c.end,
+                "title": c.title or c.url,
+                "url": c.url,
+            }
+            for c in self.answer.take_citations(self._text_start, text)
+        ]
 
 
 def _item_event(type_: str, index: int, item: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +282,7 @@ class ResponseStream:
         return b"".join(map(self._frame, self._output.add(event)))
 
     def keepalive(self) -> bytes:
-        return KEEPALIVE
+        return sse.KEEPALIVE
 
     def end(self) -> bytes:
         frames = b"".join(map(self._frame, self._output.close()))
@@ -333,4 +308,4 @@ class ResponseStream:
     def _frame(self, event: dict[str, Any]) -> bytes:
         event["sequence_number"] = self._sequence
         self._sequence += 1
-        return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        return sse.typed(event)

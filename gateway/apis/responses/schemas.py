@@ -11,30 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import Discriminator, Field, Tag
 
 from gateway.answers.image_inputs import ImageSource
 from gateway.answers.transcript import Role as TurnRole
 from gateway.answers.transcript import Turn
+from gateway.apis.requests import Lenient
 from gateway.http import errors
 
 
-class _Lenient(BaseModel):
-    # Clients send many parameters the arena has no use for (temperature, tools, store, …).
-    model_config = ConfigDict(extra="ignore")
-
-
-class InputText(_Lenient):
+class InputText(Lenient):
     type: Literal["input_text", "output_text"]
     text: str
 
 
-class Refusal(_Lenient):
+class Refusal(Lenient):
     type: Literal["refusal"]
     refusal: str
 
 
-class InputImage(_Lenient):
+class InputImage(Lenient):
     type: Literal["input_image"]
     #: A data: or http(s) URL; images uploaded to OpenAI (`file_id`) do not exist here.
     image_url: str
@@ -44,13 +40,13 @@ ContentPart = Annotated[InputText | Refusal | InputImage, Field(discriminator="t
 Role = Literal["user", "assistant", "system", "developer"]
 
 
-class MessageItem(_Lenient):
+class MessageItem(Lenient):
     type: Literal["message"] = "message"
     role: Role
     content: str | list[ContentPart]
 
 
-class ReasoningItem(_Lenient):
+class ReasoningItem(Lenient):
     type: Literal["reasoning"]
 
 
@@ -74,7 +70,7 @@ _TURN_ROLES: Mapping[Role, TurnRole] = {
 }
 
 
-class ResponsesRequest(_Lenient):
+class ResponsesRequest(Lenient):
     model: str
     input: str | list[Item]
     instructions: str | None = None
@@ -94,11 +90,7 @@ class ResponsesRequest(_Lenient):
 
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
     """The request in `raw`, or a 400 that says what is wrong with it."""
-    data = errors.json_object(raw)
-    try:
-        request = ResponsesRequest.model_validate(data)
-    except ValidationError as exc:
-        raise errors.from_validation(exc, data) from None
+    request = errors.parse_body(raw, ResponsesRequest)
     if request.previous_response_id is not None:
         raise errors.invalid(
             "previous_response_id is not supported: the bridge stores no responses. "

@@ -545,7 +545,7 @@ async def test_other_early_failures_get_their_status(
 ) -> None:
     request = asyncio.create_task(api.post("/v1/chat/completions", json={**CHAT, "stream": True}))
     job = await take_job(redis)
-    failure = events.error(kind, f"{kind} happened")  # type: ignore[arg-type]
+    failure = events.error(kind, f"{kind} happened")
     await emit(redis, job.id, failure, events.done())
     response = await request
     assert response.status_code == status
