@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from shared.arena.ids import uuid7
+from tests.fakearena import site
 from tests.fakearena.pages import error_xml, rsc_action_answer
 from tests.fakearena.state import Arena
 from tests.fakearena.storage import StoredObject
@@ -67,6 +68,9 @@ ACTIONS: dict[str, Callable[[Arena, Request, list[Any]], dict[str, Any]]] = {
 async def server_action(request: Request) -> Response:
     """`POST <page>` with `Next-Action: <id>`: the result rides on line `1:` of the RSC answer."""
     arena = arena_of(request)
+    page = request.path_params.get("page")
+    if page is not None and (not site.is_new(arena) or page not in site.DIRECT_PAGES):
+        return site.not_found(request)
     try:
         args = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -75,7 +79,13 @@ async def server_action(request: Request) -> Response:
     if name is None:
         return PlainTextResponse("Server action not found.", 404)
     result = ACTIONS[name](arena, request, args) if isinstance(args, list) else _FAILED
-    matched = "/[locale]/c/[id]" if request.url.path.startswith("/c/") else "/[locale]"
+    matched = (
+        "/[locale]/c/[id]"
+        if request.url.path.startswith("/c/")
+        else "/[locale]/[arena]/direct"
+        if page is not None
+        else "/[locale]"
+    )
     return Response(
         rsc_action_answer(arena.build_id, result),
         headers={**ACTION_HEADERS, "x-matched-path": matched},

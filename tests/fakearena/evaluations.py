@@ -122,11 +122,14 @@ def _sides(body: Mapping[str, Any], mode: str) -> dict[Side, tuple[Any, Any]]:
 
 
 def _model(arena: Arena, model_id: Any, modality: str) -> Model:
-    model = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
-    if model is None:
+    """The catalog's model for this id and modality (an id may serve several modalities)."""
+    variants = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
+    if not variants:
         raise _bad(f"Unknown model: {model_id}")
-    if model.modality != modality:
-        raise _bad(f"Model {model.public_name} does not support modality {modality}")
+    model = variants.get(modality)
+    if model is None:
+        name = next(iter(variants.values())).public_name
+        raise _bad(f"Model {name} does not support modality {modality}")
     return model
 
 
@@ -176,7 +179,7 @@ def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> T
         text=message["content"],
         modality=modality,
         attachments=attachments,
-        models={side: model.id for side, model in models.items()},
+        models=models,
         message_ids={side: message_id for side, (_, message_id) in sides.items()},
     )
 
@@ -227,7 +230,7 @@ def _answer(
     turn = session.turns[turn_index]
     plans = []
     for side in sides:
-        model = arena.catalog.by_id[turn.models[side]]
+        model = turn.models[side]
         image_url = ""
         if model.kind == "image":
             image_url = _image_url(arena, request, session, turn.message_ids[side], turn.text)
@@ -252,7 +255,7 @@ def _answer(
         session_id=session.id,
         user_message_id=turn.user_message_id,
         message_ids={side: turn.message_ids[side] for side in sides},
-        models={side: arena.catalog.by_id[turn.models[side]].public_name for side in sides},
+        models={side: turn.models[side].public_name for side in sides},
         outcome=OUTCOMES.get(kind or "", "finished"),
     )
     arena.streams.append(record)

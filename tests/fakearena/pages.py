@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakearena.catalog import Catalog
+from tests.fakearena.catalog import Model
 
 # Row 6 of the captured RSC payload up to the catalog (captures/rsc-line-with-initialModels.txt).
 _CATALOG_ROW_HEAD = (
@@ -31,10 +31,14 @@ def script_string(text: str) -> str:
     return "".join(_HTML_SAFE.get(char, char) for char in literal)
 
 
-def rsc_rows(catalog: Catalog, build_id: str) -> list[str]:
-    """The page's React Server Components rows (each ends with a newline)."""
-    models = orjson.dumps(catalog.entries).decode()
-    initial = orjson.dumps(catalog.initial_model_id).decode()
+def rsc_rows(catalog: list[Any] | None, initial_model_id: str | None, build_id: str) -> list[str]:
+    """The page's React Server Components rows (each ends with a newline).
+
+    Without a catalog, row 6 holds `"$undefined"` where the models were, as the 2026 site does.
+    """
+    undefined = '"$undefined"'
+    models = undefined if catalog is None else orjson.dumps(catalog).decode()
+    initial = undefined if catalog is None else orjson.dumps(initial_model_id).decode()
     return [
         f'0:{{"P":null,"b":"{build_id}","p":"","c":["",""],"i":false}}\n',
         '15:I[52341,["3185","static/chunks/3185.js"],"EvaluationStoreProvider"]\n',
@@ -56,26 +60,35 @@ def rsc_scripts(rows: Sequence[str], chunk_chars: int) -> str:
     return f"<script>(self.__next_f=self.__next_f||[]).push([0])</script>{pushes}"
 
 
-def _options(catalog: Catalog) -> str:
+def _options(models: Iterable[Model], selected: str | None) -> str:
     return "".join(
-        f'<option value="{html.escape(model.id)}" data-modality="{model.modality}">'
+        f'<option value="{html.escape(model.id)}" data-modality="{model.modality}"'
+        f"{' selected' if model.public_name == selected else ''}>"
         f"{html.escape(model.public_name)}</option>"
-        for model in catalog.by_id.values()
+        for model in models
         if model.kind != "video"
     )
 
 
 def chat_page(
     *,
-    catalog: Catalog,
+    models: Sequence[Model],
+    rsc_catalog: list[Any] | None,
+    initial_model_id: str | None,
     build_id: str,
     site_key: str,
     scripts: Iterable[str],
     username: str | None,
+    mode: str,
+    selected: str | None = None,
     thread: Sequence[str] = (),
     rsc_chunk_chars: int = 0,
 ) -> str:
-    """The chat page: UI (textarea = ready marker), user, RSC catalog, reCAPTCHA and JS chunks."""
+    """The chat page: UI (textarea = ready marker), user, RSC catalog, reCAPTCHA and JS chunks.
+
+    `models` fill the picker (`selected` is preselected by public name); `mode` is what the UI
+    creates a chat in.
+    """
     who = (
         f'<span data-testid="username">{html.escape(username)}</span>'
         if username
@@ -86,14 +99,25 @@ def chat_page(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>LMArena</title>'
         f'<script src="/recaptcha/enterprise.js?render={site_key}" async></script>{chunks}'
-        f'</head><body><main id="arena" data-sitekey="{site_key}">'
+        f'</head><body><main id="arena" data-sitekey="{site_key}" data-mode="{mode}">'
         f"<header><b>LMArena</b> (fake) · {who}</header>"
         f'<section id="thread">{turns}</section>'
-        f'<select name="model">{_options(catalog)}</select>'
+        f'<select name="model">{_options(models, selected)}</select>'
         '<textarea name="message" placeholder="Ask anything…" rows="4" cols="80"></textarea>'
         '<button id="send" type="button">Send</button>'
         '<div id="answer"></div>'
-        f"</main>{rsc_scripts(rsc_rows(catalog, build_id), rsc_chunk_chars)}</body></html>"
+        f"</main>{rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)}"
+        "</body></html>"
+    )
+
+
+def not_found_page() -> str:
+    """The 2026 site's answer to an unknown path (with status 200)."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Page not found · LMArena</title></head><body><main>"
+        "<h1>404</h1><h2>This page could not be found.</h2>"
+        '<a href="/">Back to LMArena</a></main></body></html>'
     )
 
 
@@ -213,7 +237,7 @@ UI_JS = """(() => {
     } else {
       sessionId = uuidv7();
       path = "/nextjs-api/stream/create-evaluation";
-      Object.assign(body, {id: sessionId, mode: "direct"});
+      Object.assign(body, {id: sessionId, mode: $("#arena").dataset.mode});
     }
     Object.assign(body, {
       modelAId: option.value, userMessageId: uuidv7(), modelAMessageId: uuidv7(),

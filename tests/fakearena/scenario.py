@@ -1,10 +1,15 @@
-"""The knobs a test turns: pacing, failures, challenge, login gate, catalog."""
+"""The knobs a test turns: which site, pacing, failures, challenges, accounts, catalog, replies."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: The site as captured (Nov–Dec 2025), and as public bridges report it in Sep–Oct 2026.
+Site = Literal["2025-12", "2026-10"]
+#: The site the fake serves unless told otherwise (the bridge speaks the captured one).
+DEFAULT_SITE: Site = "2025-12"
 
 FailureKind = Literal[
     "rate_limit_429",
@@ -44,6 +49,7 @@ class Failure(BaseModel):
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    site: Site = Field(default=DEFAULT_SITE, description="Which version of the site to serve.")
     line_delay_seconds: float = Field(default=0.0, ge=0, description="Pause after every line.")
     recaptcha_mint_seconds: float = Field(
         default=0.17, ge=0, description="How long the page's grecaptcha takes to mint a token."
@@ -55,14 +61,39 @@ class Scenario(BaseModel):
         default=False, description="Every page and endpoint is the interstitial until cleared."
     )
     catalog: list[dict[str, Any]] | None = Field(
-        default=None, description="initialModels to serve instead of the captured catalog."
+        default=None,
+        description="The catalog to serve instead of the site's: initialModels entries (2025-12) "
+        "or arena groups (2026-10).",
+    )
+    unselectable: list[str] = Field(
+        default_factory=list, description="Public names served with userSelectable false."
     )
     rsc_chunk_chars: int = Field(
         default=0,
         ge=0,
         description="Split the page's RSC text into pushes of this size (0: per row).",
     )
+    rsc_catalog: bool = Field(default=True, description="The page's RSC carries initialModels.")
+    catalog_endpoint: Literal["ok", "absent", "broken"] = Field(
+        default="ok",
+        description="GET /nextjs-api/model-catalog (2026-10) works, is gone, or is cut.",
+    )
     failures: list[Failure] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _catalog_fits_the_site(self) -> Scenario:
+        grouped = self.site == "2026-10"
+        for item in self.catalog or ():
+            entries = item.get("models") if grouped else [item]
+            if (grouped and not isinstance(item.get("arena"), str)) or not isinstance(
+                entries, list
+            ):
+                raise ValueError('a 2026-10 catalog is a list of {"arena", "models"} groups')
+            if not all(
+                isinstance(entry, dict) and isinstance(entry.get("id"), str) for entry in entries
+            ):
+                raise ValueError("every catalog entry needs an id")
+        return self
 
     def merged(self, update: dict[str, Any]) -> Scenario:
         """This scenario with the given keys replaced (validated like a new one)."""

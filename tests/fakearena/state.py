@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakearena.catalog import Catalog, captured_models
+from tests.fakearena import pages
+from tests.fakearena.catalog import Catalog, Model, captured_models, reported_groups
 from tests.fakearena.replies import Side, text_of
 from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure, Scenario
 from tests.fakearena.storage import Bucket
@@ -30,7 +31,7 @@ class Turn:
     text: str
     modality: str
     attachments: list[dict[str, Any]]
-    models: dict[Side, str]  # side -> catalog id
+    models: dict[Side, Model]  # side -> the model that answers
     message_ids: dict[Side, str]  # side -> model message id
     retries: dict[Side, int] = field(default_factory=dict)
 
@@ -40,7 +41,7 @@ class Turn:
             "text": self.text,
             "modality": self.modality,
             "attachments": self.attachments,
-            "models": self.models,
+            "models": {side: model.id for side, model in self.models.items()},
             "message_ids": self.message_ids,
             "retries": self.retries,
         }
@@ -159,6 +160,20 @@ class Arena:
         self.bucket = Bucket()
         self._apply(self.initial)
 
+    @property
+    def site_key(self) -> str:
+        """The reCAPTCHA site key the page renders and the stand-in accepts."""
+        return SITE_KEY
+
+    def chunks(self) -> dict[str, str]:
+        """The page's JS chunks by path; their names change with the build, as on the site."""
+        return {
+            f"/_next/static/chunks/app/page-{self.build_id}.js": pages.server_reference_chunk(
+                self.actions
+            ),
+            f"/_next/static/chunks/main-app-{self.build_id}.js": pages.UI_JS,
+        }
+
     def set_scenario(self, scenario: Scenario) -> None:
         if scenario.cloudflare and not self.scenario.cloudflare:
             self.clearances.clear()  # switching the challenge on catches every browser again
@@ -166,9 +181,12 @@ class Arena:
 
     def _apply(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.catalog = Catalog(
-            scenario.catalog if scenario.catalog is not None else captured_models()
-        )
+        if scenario.site == "2026-10":
+            groups = scenario.catalog if scenario.catalog is not None else reported_groups()
+            self.catalog = Catalog.from_groups(groups)
+        else:
+            entries = scenario.catalog if scenario.catalog is not None else captured_models()
+            self.catalog = Catalog.from_entries(entries)
         # [requests seen, requests failed] per failure, counted from now
         self.failure_counts = [[0, 0] for _ in scenario.failures]
 

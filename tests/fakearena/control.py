@@ -1,0 +1,55 @@
+"""The control API under `/__fake/`: tokens without a browser, the log, scenario, reset, info."""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tests.fakearena import evaluations
+from tests.fakearena.web import arena_of, error_answer, json_answer, payload_of
+
+
+async def token(request: Request) -> Response:
+    """`POST /__fake/recaptcha-token {"action"}`: a valid token at once, for tests without a page."""
+    action = (await payload_of(request)).get("action")
+    if not isinstance(action, str) or not action:
+        action = evaluations.RECAPTCHA_ACTION
+    return json_answer({"token": arena_of(request).mint_token(action)})
+
+
+async def log(request: Request) -> Response:
+    return json_answer(arena_of(request).log())
+
+
+async def scenario(request: Request) -> Response:
+    """GET: the scenario. POST: replace the given keys (failure counts restart)."""
+    arena = arena_of(request)
+    if request.method == "POST":
+        try:
+            update = orjson.loads(await request.body() or b"{}")
+            arena.set_scenario(arena.scenario.merged(update))
+        except (orjson.JSONDecodeError, TypeError, ValidationError) as exc:
+            return error_answer(400, str(exc))
+    return json_answer(arena.scenario.model_dump())
+
+
+async def reset(request: Request) -> Response:
+    """Forget everything but the process's action ids, and restore the starting scenario."""
+    arena = arena_of(request)
+    arena.reset()
+    return json_answer(arena.scenario.model_dump())
+
+
+async def info(request: Request) -> Response:
+    arena = arena_of(request)
+    return json_answer(
+        {
+            "site": arena.scenario.site,
+            "site_key": arena.site_key,
+            "build_id": arena.build_id,
+            "actions": {name: action_id for action_id, name in arena.actions.items()},
+            "chunks": list(arena.chunks()),
+        }
+    )

@@ -1,0 +1,158 @@
+"""The site as reported in 2026 (`site: "2026-10"`): catalog endpoint, moved pages, not-found pages."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+
+from tests.fakearena.catalog import GROUP_MODALITIES, reported_groups
+from tests.fakearena.client import ArenaClient
+from tests.fakearena.scenario import DEFAULT_SITE
+
+PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
+OPTION = re.compile(r'<option value="([^"]+)" data-modality="(\w+)"( selected)?>([^<]*)</option>')
+GROUPS = {group["arena"]: group["models"] for group in reported_groups()}
+NAMES = {"text", "search", "text-to-image", "text-to-video", "code", "document"}
+ENTRY_KEYS = {"id", "publicName", "name", "displayName", "organization", "provider"}
+
+
+@pytest.fixture
+def new_site(client: ArenaClient) -> ArenaClient:
+    client.scenario(site="2026-10")
+    return client
+
+
+def rsc_of(html: str) -> str:
+    return "".join(orjson.loads(literal) for literal in PUSH.findall(html))
+
+
+def options(html: str) -> list[tuple[str, str, bool, str]]:
+    """(id, modality, selected, public name) of each model in the page's picker."""
+    return [(i, m, bool(s), name) for i, m, s, name in OPTION.findall(html)]
+
+
+def test_the_captured_site_stays_the_default(client: ArenaClient) -> None:
+    assert DEFAULT_SITE == "2025-12" == client.http.get("/__fake/scenario").json()["site"]
+    assert client.info()["site"] == "2025-12"
+
+
+def test_the_catalog_endpoint_serves_the_reported_groups(new_site: ArenaClient) -> None:
+    response = new_site.http.get("/nextjs-api/model-catalog")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    served = response.json()
+    assert served == [dict(group) for group in reported_groups()]
+    assert {group["arena"] for group in served} == NAMES
+    for group in served:
+        for entry in group["models"]:
+            assert set(entry) >= ENTRY_KEYS and entry["userSelectable"] is True
+            assert {"inputCapabilities", "outputCapabilities"} <= set(entry["capabilities"])
+
+
+def test_unselectable_names_are_marked_in_every_group(new_site: ArenaClient) -> None:
+    new_site.scenario(unselectable=["qwen3.7-plus"])
+    served = new_site.http.get("/nextjs-api/model-catalog").json()
+    marked = {
+        (group["arena"], entry["publicName"], entry["userSelectable"])
+        for group in served
+        for entry in group["models"]
+        if entry["publicName"] == "qwen3.7-plus" or not entry["userSelectable"]
+    }
+    assert marked == {(arena, "qwen3.7-plus", False) for arena in ("text", "code", "document")}
+    names = [name for *_, name in options(new_site.visit("/text/direct").text)]
+    assert "qwen3.7-plus" not in names and "gemini-3.1-pro-preview" in names
+
+
+def test_the_captured_site_has_no_catalog_endpoint(client: ArenaClient) -> None:
+    response = client.http.get("/nextjs-api/model-catalog")
+    assert (response.status_code, response.text) == (404, "Not Found")
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("path", ["/no/such/page", "/text/direct", "/webdev/direct"])
+def test_unknown_paths_are_a_plain_404_on_the_captured_site(client: ArenaClient, path: str) -> None:
+    response = client.visit(path)
+    assert (response.status_code, response.text) == (404, "Not Found")
+
+
+@pytest.mark.parametrize("path", ["/no/such/page", "/webdev/direct", "/nextjs-api/nothing"])
+def test_unknown_paths_answer_200_with_a_not_found_page(new_site: ArenaClient, path: str) -> None:
+    response = new_site.visit(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "This page could not be found." in response.text
+    assert "<textarea" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "moved"),
+    [
+        ("mode=direct", "/text/direct"),
+        ("mode=direct&chat-modality=image", "/image/direct"),
+        ("mode=direct&chat-modality=search", "/search/direct"),
+    ],
+)
+def test_the_old_direct_link_moved(new_site: ArenaClient, query: str, moved: str) -> None:
+    response = new_site.visit(f"/?{query}")
+    assert (response.status_code, response.headers["location"]) == (301, moved)
+
+
+@pytest.mark.parametrize(
+    ("page", "group"),
+    [
+        ("text", "text"),
+        ("search", "search"),
+        ("image", "text-to-image"),
+        ("code", "code"),
+    ],
+)
+def test_direct_pages_offer_their_arena_and_carry_no_catalog(
+    new_site: ArenaClient, page: str, group: str
+) -> None:
+    html = new_site.visit(f"/{page}/direct").text
+    assert '<textarea name="message"' in html and 'data-mode="direct-battle"' in html
+    picker = options(html)
+    assert [(i, name) for i, _, _, name in picker] == [
+        (entry["id"], entry["publicName"]) for entry in GROUPS[group]
+    ]
+    assert {modality for _, modality, _, _ in picker} == {GROUP_MODALITIES[group]}
+    rsc = rsc_of(html)
+    assert '"initialModels":"$undefined"' in rsc and '"initialModels":[' not in rsc
+
+
+def test_a_direct_page_preselects_model_a(new_site: ArenaClient) -> None:
+    picker = options(new_site.visit("/code/direct?model_a=qwen3.7-plus").text)
+    selected = [(i, name) for i, _, chosen, name in picker if chosen]
+    code_id = next(e["id"] for e in GROUPS["code"] if e["publicName"] == "qwen3.7-plus")
+    assert selected == [(code_id, "qwen3.7-plus")]
+
+
+def test_the_catalog_endpoint_can_be_absent_or_broken(new_site: ArenaClient) -> None:
+    new_site.scenario(catalog_endpoint="absent")
+    absent = new_site.http.get("/nextjs-api/model-catalog")
+    assert absent.status_code == 200 and "This page could not be found." in absent.text
+    new_site.scenario(catalog_endpoint="broken")
+    broken = new_site.http.get("/nextjs-api/model-catalog")
+    assert broken.status_code == 200 and broken.headers["content-type"] == "application/json"
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(broken.content)
+
+
+def test_the_captured_page_can_lose_its_rsc_catalog(client: ArenaClient) -> None:
+    assert '"initialModels":[' in rsc_of(client.visit("/?mode=direct").text)
+    client.scenario(rsc_catalog=False)
+    html = client.visit("/?mode=direct").text
+    assert '"initialModels":"$undefined","initialModelAId":"$undefined"' in rsc_of(html)
+    assert '<textarea name="message"' in html
+
+
+def test_a_catalog_override_is_arena_groups_on_the_new_site(new_site: ArenaClient) -> None:
+    entry = {"id": "m1", "publicName": "tiny", "capabilities": {"outputCapabilities": {}}}
+    bad = new_site.http.post("/__fake/scenario", json={"catalog": [entry]})
+    assert bad.status_code == 400 and "arena" in bad.text
+    groups = [{"arena": "text", "models": [entry]}]
+    new_site.scenario(catalog=groups)
+    assert new_site.http.get("/nextjs-api/model-catalog").json() == groups
+    assert new_site.http.post("/__fake/scenario", json={"site": "2027-01"}).status_code == 400
