@@ -7,8 +7,9 @@ injected status failure → reCAPTCHA token (403) → caller, session owner, log
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -16,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.fakearena import png, replies
+from tests.fakearena import png, replies, site
 from tests.fakearena.catalog import Model
 from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
@@ -36,9 +37,20 @@ MATCHED_PATHS = {
     "stop": f"{PREFIX_STREAM}/stop/[evaluationSessionId]/messages/[messageId]",
 }
 MAX_PROMPT_CHARS = 113_567
-MODES = ("direct", "battle", "side-by-side")
+#: The modes a chat may be created in, per site.
+MODES = {
+    "2025-12": ("direct", "battle", "side-by-side"),
+    "2026-10": ("direct", "direct-battle", "battle", "side-by-side"),
+}
+#: Modes answered by model A alone; the login gate keeps guests out of them.
+ONE_SIDED = ("direct", "direct-battle")
+DIRECT_REFUSED = "'direct' mode is not allowed when starting a new conversation"
 SERVED_MODALITIES = ("chat", "search", "image")
+#: The catalog group a blind battle (2026-10) draws its two models from, per modality.
+BATTLE_GROUPS = {"chat": "text", "search": "search", "image": "text-to-image"}
 RECAPTCHA_ACTION = "chat_submit"
+#: The action a retry's token must be minted for, per site.
+RETRY_ACTIONS = {"2025-12": RECAPTCHA_ACTION, "2026-10": "chat_retry"}
 OUTCOMES = {"cut_stream": "cut", "error_line": "error", "empty_200": "empty"}
 LOGIN_GATE_BODY = {"error": "LOGIN_GATE", "message": "Sign in to use direct chat."}
 
@@ -82,8 +94,8 @@ def _refuse_if_injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any
         raise Refusal(_status_failure(failure, endpoint, body))
 
 
-def _spend_token(arena: Arena, body: Mapping[str, Any]) -> None:
-    if not arena.take_token(body.get("recaptchaV3Token"), RECAPTCHA_ACTION):
+def _spend_token(arena: Arena, body: Mapping[str, Any], action: str = RECAPTCHA_ACTION) -> None:
+    if not arena.take_token(body.get("recaptchaV3Token"), action):
         raise Refusal(error_answer(403, "recaptcha validation failed"))
 
 
@@ -95,7 +107,7 @@ def _caller(request: Request) -> Identity:
 
 
 def _gate(arena: Arena, identity: Identity, mode: object) -> None:
-    if arena.scenario.login_gate and mode == "direct" and not identity.signed_in:
+    if arena.scenario.login_gate and mode in ONE_SIDED and not identity.signed_in:
         raise Refusal(json_answer(LOGIN_GATE_BODY, 401))
 
 
@@ -113,12 +125,40 @@ def _bad(message: str) -> Refusal:
     return Refusal(error_answer(400, message))
 
 
-def _sides(body: Mapping[str, Any], mode: str) -> dict[Side, tuple[Any, Any]]:
-    """side -> (model id, model message id) as the body gives them."""
-    sides: dict[Side, tuple[Any, Any]] = {"a": (body.get("modelAId"), body.get("modelAMessageId"))}
-    if mode != "direct":
-        sides["b"] = (body.get("modelBId"), body.get("modelBMessageId"))
-    return sides
+def _message_ids(body: Mapping[str, Any], mode: str) -> dict[Side, Any]:
+    """side -> model message id as the body gives them (direct-battle: side a only, strictly)."""
+    if mode == "direct-battle":
+        extra = [key for key in ("modelBId", "modelBMessageId") if key in body]
+        if extra:
+            raise _bad(f"Unexpected field in direct-battle: {extra[0]}")
+    sides: tuple[Side, ...] = ("a",) if mode in ONE_SIDED else ("a", "b")
+    return {side: body.get(f"model{side.upper()}MessageId") for side in sides}
+
+
+def _draw(arena: Arena, modality: str, session_id: str) -> dict[Side, str]:
+    """A blind battle's two models, drawn by the site (seeded by the session id: repeatable)."""
+    pool = arena.catalog.models(BATTLE_GROUPS[modality])
+    if len(pool) < 2:
+        raise _bad(f"No models to battle in modality {modality}")
+    model_a, model_b = random.Random(session_id).sample(pool, 2)
+    return {"a": model_a.id, "b": model_b.id}
+
+
+def _model_ids(
+    arena: Arena,
+    body: Mapping[str, Any],
+    mode: str,
+    modality: str,
+    sides: Iterable[Side],
+    session_id: str,
+    first: Turn | None,
+) -> dict[Side, Any]:
+    """side -> model id: from the body, or, in a 2026 blind battle, the site's own draw."""
+    if mode == "battle" and site.is_new(arena):
+        if first is not None:
+            return {side: model.id for side, model in first.models.items()}
+        return _draw(arena, modality, session_id)
+    return {side: body.get(f"model{side.upper()}Id") for side in sides}
 
 
 def _model(arena: Arena, model_id: Any, modality: str) -> Model:
@@ -154,21 +194,30 @@ def _attachments(arena: Arena, message: Mapping[str, Any], now: float) -> list[d
     return attachments
 
 
-def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> Turn:
-    """The turn a create or post body asks for, after every body check."""
+def _new_turn(
+    arena: Arena,
+    body: Mapping[str, Any],
+    mode: str,
+    now: float,
+    session_id: str,
+    first: Turn | None = None,
+) -> Turn:
+    """The turn a create or post body asks for, after every body check (`first`: the session's
+    first turn, for a post)."""
     message = body.get("userMessage")
     if not isinstance(message, dict) or not isinstance(message.get("content"), str):
         raise _bad("Invalid userMessage")
     modality = body.get("modality")
     if modality not in SERVED_MODALITIES:
         raise _bad(f"Unsupported modality: {modality}")
-    sides = _sides(body, mode)
-    message_ids = [body.get("userMessageId"), *(message_id for _, message_id in sides.values())]
+    sides = _message_ids(body, mode)
+    message_ids = [body.get("userMessageId"), *sides.values()]
     if not all(is_fresh_uuid7(message_id, now) for message_id in message_ids):
         raise _bad("Message ID seems spoofed")
     if len(set(message_ids)) != len(message_ids) or arena.used_ids.intersection(message_ids):
         raise _bad("Message ID already used")
-    models = {side: _model(arena, model_id, modality) for side, (model_id, _) in sides.items()}
+    model_ids = _model_ids(arena, body, mode, modality, sides, session_id, first)
+    models = {side: _model(arena, model_ids[side], modality) for side in sides}
     if len(message["content"]) > MAX_PROMPT_CHARS:
         raise _bad(f"Message is too long (at most {MAX_PROMPT_CHARS} characters)")
     attachments = _attachments(arena, message, now)
@@ -180,7 +229,7 @@ def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> T
         modality=modality,
         attachments=attachments,
         models=models,
-        message_ids={side: message_id for side, (_, message_id) in sides.items()},
+        message_ids=sides,
     )
 
 
@@ -275,14 +324,16 @@ async def create_evaluation(request: Request) -> Response | LineStream:
         identity = _caller(request)
         mode = body.get("mode")
         _gate(arena, identity, mode)
-        if mode not in MODES:
+        if mode not in MODES[arena.scenario.site]:
             raise _bad(f"Invalid mode: {mode}")
+        if mode == "direct" and site.is_new(arena):
+            raise _bad(DIRECT_REFUSED)
         now = time.time()
         if not is_fresh_uuid7(body.get("id"), now):
             raise _bad("Evaluation session ID seems spoofed")
         if body["id"] in arena.sessions:
             raise _bad("Evaluation session already exists")
-        turn = _new_turn(arena, body, mode, now)
+        turn = _new_turn(arena, body, mode, now, body["id"])
     except Refusal as refusal:
         return refusal.response
     failure = arena.next_failure("create", status=False)
@@ -305,7 +356,7 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
         _gate(arena, identity, session.mode)
         if body.get("id") != session_id:
             raise _bad("Evaluation session ID does not match the path")
-        turn = _new_turn(arena, body, session.mode, time.time())
+        turn = _new_turn(arena, body, session.mode, time.time(), session.id, session.turns[0])
     except Refusal as refusal:
         return refusal.response
     failure = arena.next_failure("post", status=False)
@@ -324,7 +375,7 @@ async def retry_message(request: Request) -> Response | LineStream:
     try:
         body = await _json_body(request)
         _refuse_if_injected(arena, "retry", body)
-        _spend_token(arena, body)
+        _spend_token(arena, body, RETRY_ACTIONS[arena.scenario.site])
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)
