@@ -296,7 +296,12 @@ def _answer(
             ),
             image_url=image_url,
         )
-        plans.append(replies.lines(side, ask))
+        framing = replies.Framing(
+            message_id=turn.message_ids[side],
+            step_lines=arena.scenario.step_lines,
+            heartbeats=arena.scenario.heartbeat_lines,
+        )
+        plans.append(replies.framed(side, replies.lines(side, ask), turn.text, framing))
     kind = failure.kind if failure else None
     plan = replies.shaped(replies.interleave(*plans), kind, failure.message if failure else "")
     record = StreamRecord(

@@ -78,6 +78,10 @@ class Scenario(BaseModel):
         default="ok",
         description="GET /nextjs-api/model-catalog (2026-10) works, is gone, or is cut.",
     )
+    step_lines: bool = Field(default=False, description="Answers carry `f` and `e` lines.")
+    heartbeat_lines: int = Field(
+        default=0, ge=0, description="Heartbeats each side sends before its first content line."
+    )
     failures: list[Failure] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import pytest
 from shared.arena.ids import uuid7
 from tests.fakearena.catalog import reported_groups
 from tests.fakearena.client import STREAM, ArenaClient, evaluation_body, lines_of
-from tests.fakearena.replies import Ask, answer_text, lines
+from tests.fakearena.replies import Ask, Framing, answer_text, framed, lines
 
 IDS = {
     (group["arena"], entry["publicName"]): entry["id"]
@@ -157,3 +157,21 @@ def test_the_login_gate_keeps_guests_out_of_direct_battle(new_site: ArenaClient)
     assert new_site.create(None, "hi", mode="battle", blind=True)[1].status_code == 200
     new_site.sign_in("frank")
     assert new_site.create(TEXT, "hi", mode="direct-battle")[1].status_code == 200
+
+
+def test_answers_can_carry_step_lines_and_heartbeats(new_site: ArenaClient) -> None:
+    new_site.scenario(step_lines=True, heartbeat_lines=2)
+    body, response = new_site.create(TEXT, "beat", mode="side-by-side", model_b_id=QWEN_TEXT)
+    served = lines_of(response)
+    for side, name in (("a", "gemini-3.1-pro-preview"), ("b", "qwen3.7-plus")):
+        own = [line for line in served if line[0] == side]
+        ask = Ask(model=name, kind="chat", turn=1, first="beat", prompt="beat")
+        framing = Framing(body[f"model{side.upper()}MessageId"], step_lines=True, heartbeats=2)
+        assert own == framed(side, lines(side, ask), "beat", framing)
+        assert own[0] == f'{side}f:{{"messageId":"{body[f"model{side.upper()}MessageId"]}"}}'
+        assert own[1:3] == [f'{side}2:[{{"type":"heartbeat"}}]'] * 2
+        assert own[-2].startswith(f'{side}e:{{"finishReason":"stop","usage":{{"promptTokens":1,')
+    assert (
+        new_site.log()["streams"][-1]["text"]["a"]
+        == "Turn 1 of «beat» (gemini-3.1-pro-preview): beat"
+    )

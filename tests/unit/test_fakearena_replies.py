@@ -183,3 +183,36 @@ def test_rsc_pushes_decode_back_to_the_rows_even_when_split() -> None:
         strings = re.findall(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)', html)
         assert "".join(orjson.loads(s) for s in strings) == "".join(rows)
         assert "<" not in "".join(strings)
+
+
+def test_framing_adds_message_start_heartbeats_and_step_finish() -> None:
+    answer = replies.lines("b", ask(kind="reasoning", prompt="two words"))
+    framing = replies.Framing(message_id="m-1", step_lines=True, heartbeats=2)
+    framed = replies.framed("b", answer, "two words", framing)
+    assert framed[:3] == ['bf:{"messageId":"m-1"}', *['b2:[{"type":"heartbeat"}]'] * 2]
+    assert framed[3:-2] == answer[:-1]
+    step = orjson.loads(framed[-2].removeprefix("be:"))
+    assert step == {
+        "finishReason": "stop",
+        "usage": {"promptTokens": 2, "completionTokens": len(answer) - 1},
+        "isContinued": False,
+    }
+    assert framed[-1] == answer[-1] == 'bd:{"finishReason":"stop"}'
+    assert replies.text_of(framed, "b") == replies.text_of(answer, "b")
+    bare = replies.framed("b", answer, "two words", replies.Framing(message_id="m-1"))
+    assert bare == answer
+
+
+def test_a_search_step_finishes_with_the_answers_reason() -> None:
+    answer = replies.lines("a", ask(kind="search"))
+    framed = replies.framed("a", answer, "test", replies.Framing("m", step_lines=True))
+    assert orjson.loads(framed[-2][3:])["finishReason"] == "unknown"
+
+
+def test_failure_shaping_drops_step_finishes_too() -> None:
+    answer = replies.lines("a", ask(prompt="a b c d"))
+    framed = replies.framed("a", answer, "a b c d", replies.Framing("m", step_lines=True))
+    body = framed[:-2]  # without the step finish and the finish
+    assert not any(entry.startswith(("ae:", "ad:")) for entry in body)
+    assert replies.shaped(framed, "cut_stream", "") == body[: len(body) // 2]
+    assert replies.shaped(framed, "error_line", "x") == [*body[: len(body) // 2], 'a3:"x"']
