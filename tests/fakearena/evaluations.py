@@ -295,6 +295,7 @@ def _answer(
                 for a in turn.attachments
             ),
             image_url=image_url,
+            scripted=arena.scenario.scripted(turn.text),
         )
         framing = replies.Framing(
             message_id=turn.message_ids[side],

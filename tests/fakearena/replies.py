@@ -42,6 +42,7 @@ class Ask:
     retry: int = 0
     attachments: tuple[Attachment, ...] = ()
     image_url: str = ""
+    scripted: str | None = None  # a scenario reply's text, instead of the deterministic one
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,10 @@ def brief(text: str) -> str:
 
 
 def answer_text(ask: Ask) -> str:
-    """`Turn N of «F» (model): P`, or `Retry k of turn N …` for the k-th regeneration."""
+    """`Turn N of «F» (model): P`, or `Retry k of turn N …` for the k-th regeneration; or the
+    scripted text, whole."""
+    if ask.scripted is not None:
+        return ask.scripted
     label = f"Retry {ask.retry} of turn {ask.turn}" if ask.retry else f"Turn {ask.turn}"
     seen = "".join(f" [{a.content_type}, {a.size} bytes]" for a in ask.attachments)
     return f"{label} of «{brief(ask.first)}» ({ask.model}){seen}: {ask.prompt}"

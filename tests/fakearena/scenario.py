@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The site as captured (Nov–Dec 2025), and as public bridges report it in Sep–Oct 2026.
 Site = Literal["2025-12", "2026-10"]
@@ -46,6 +47,24 @@ class Failure(BaseModel):
         return self.endpoint in ("any", endpoint)
 
 
+class Reply(BaseModel):
+    """A scripted answer: `text` for a turn whose user message `match` (a regex) is found in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str
+    text: str
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
+        return pattern
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,6 +101,7 @@ class Scenario(BaseModel):
     heartbeat_lines: int = Field(
         default=0, ge=0, description="Heartbeats each side sends before its first content line."
     )
+    replies: list[Reply] = Field(default_factory=list, description="Scripted answer texts.")
     failures: list[Failure] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -98,6 +118,10 @@ class Scenario(BaseModel):
             ):
                 raise ValueError("every catalog entry needs an id")
         return self
+
+    def scripted(self, prompt: str) -> str | None:
+        """The text of the first scripted reply whose regex is found in this user message."""
+        return next((reply.text for reply in self.replies if re.search(reply.match, prompt)), None)
 
     def merged(self, update: dict[str, Any]) -> Scenario:
         """This scenario with the given keys replaced (validated like a new one)."""
