@@ -26,13 +26,14 @@ async def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """Any non-empty username and password sign in; the split auth cookie names the username."""
+    """Any non-empty username and password sign in; the auth cookie names the username."""
     form = parse_qs((await request.body()).decode(errors="replace"))
     username = form.get("username", [""])[0].strip()
     if not username or not form.get("password", [""])[0]:
         return HTMLResponse(pages.login_page("Enter a username and a password."), 400)
     response = RedirectResponse("/", 303)
-    for name, value in auth_cookies(username).items():
+    split = arena_of(request).scenario.auth_cookie == "split"
+    for name, value in auth_cookies(username, split).items():
         response.set_cookie(name, value, max_age=7 * 86400, samesite="lax")
     return response
 
@@ -72,6 +73,7 @@ def create_app(scenario: Scenario | None = None) -> Starlette:
         Route("/nextjs-api/model-catalog", site.model_catalog, methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
+        Route("/api/me", site.me, methods=["GET"]),
         Route("/_next/static/chunks/{name:path}", chunk, methods=["GET"]),
         Route("/recaptcha/enterprise.js", recaptcha_script, methods=["GET"]),
         Route("/recaptcha/enterprise/reload", recaptcha_reload, methods=["POST"]),

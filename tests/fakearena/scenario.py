@@ -79,6 +79,9 @@ class Scenario(BaseModel):
     cloudflare: bool = Field(
         default=False, description="Every page and endpoint is the interstitial until cleared."
     )
+    auth_cookie: Literal["split", "single"] = Field(
+        default="split", description="What sign-in sets: `.0` and `.1`, or one cookie."
+    )
     catalog: list[dict[str, Any]] | None = Field(
         default=None,
         description="The catalog to serve instead of the site's: initialModels entries (2025-12) "

@@ -15,9 +15,9 @@ from starlette.types import Receive, Scope, Send
 
 from shared.arena.ids import uuid7
 from tests.fakearena import pages
-from tests.fakearena.identity import GUEST_COOKIE, resolve
+from tests.fakearena.identity import GUEST_COOKIE, resolve, user_of
 from tests.fakearena.state import Arena
-from tests.fakearena.web import arena_of
+from tests.fakearena.web import arena_of, error_answer, json_answer
 
 COOKIE_SECONDS = 365 * 86400
 NEW_SITE = "2026-10"
@@ -107,3 +107,11 @@ async def model_catalog(request: Request) -> Response:
     if arena.scenario.catalog_endpoint == "broken":
         body = body[: len(body) // 2]  # cut mid-way: not JSON
     return Response(body, media_type="application/json")
+
+
+async def me(request: Request) -> Response:
+    """`GET /api/me`: the signed-in user, else 401 (a guest is signed out)."""
+    identity = resolve(request.cookies)
+    if identity is None or identity.username is None:
+        return error_answer(401, "Unauthorized")
+    return json_answer(user_of(identity.username))
