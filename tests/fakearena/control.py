@@ -49,7 +49,7 @@ async def info(request: Request) -> Response:
             "site": arena.scenario.site,
             "site_key": arena.site_key,
             "build_id": arena.build_id,
-            "actions": {name: action_id for action_id, name in arena.actions.items()},
+            "actions": {name: action_id for action_id, name in arena.actions().items()},
             "chunks": list(arena.chunks()),
         }
     )

@@ -113,7 +113,7 @@ def _gate(arena: Arena, identity: Identity, mode: object) -> None:
 
 def _owned_session(arena: Arena, identity: Identity, session_id: str) -> Session:
     session = arena.sessions.get(session_id)
-    if session is None:
+    if session is None or session.state == "deleted":
         raise Refusal(error_answer(404, "Evaluation session not found"))
     if session.owner != identity.key:
         message = f"User {identity.user_id} does not have access to evaluation session {session_id}"

@@ -26,6 +26,14 @@ FailureKind = Literal[
 STATUS_FAILURES = frozenset({"rate_limit_429", "recaptcha_403", "unauthorized_401", "server_500"})
 
 Endpoint = Literal["create", "post", "retry"]
+ActionName = Literal[
+    "updateTouConsent",
+    "generateUploadUrl",
+    "getSignedUrl",
+    "getHistory",
+    "deleteEvaluationSession",
+    "archiveEvaluationSession",
+]
 
 
 class Failure(BaseModel):
@@ -99,6 +107,12 @@ class Scenario(BaseModel):
     catalog_endpoint: Literal["ok", "absent", "broken"] = Field(
         default="ok",
         description="GET /nextjs-api/model-catalog (2026-10) works, is gone, or is cut.",
+    )
+    recaptcha_site_key: str | None = Field(
+        default=None, description="The reCAPTCHA site key in the page; null: the site's."
+    )
+    missing_actions: list[ActionName] = Field(
+        default_factory=list, description="Server actions this build lacks (chunk and server)."
     )
     step_lines: bool = Field(default=False, description="Answers carry `f` and `e` lines.")
     heartbeat_lines: int = Field(

@@ -52,7 +52,10 @@ def _page(request: Request, group: str | None, selected: str | None = None) -> R
     session = arena.sessions.get(request.path_params.get("session_id", ""))
     thread = (
         [turn.text for turn in session.turns]
-        if session is not None and identity is not None and session.owner == identity.key
+        if session is not None
+        and session.state != "deleted"
+        and identity is not None
+        and session.owner == identity.key
         else []
     )
     hidden = set(arena.scenario.unselectable) if is_new(arena) else set()

@@ -6,23 +6,33 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tests.fakearena import pages
 from tests.fakearena.catalog import Catalog, Model, captured_models, reported_groups
 from tests.fakearena.replies import Side, text_of
-from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure, Scenario
+from tests.fakearena.scenario import (
+    STATUS_FAILURES,
+    ActionName,
+    Endpoint,
+    Failure,
+    Scenario,
+)
 from tests.fakearena.storage import Bucket
 
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
-#: Server actions the page's JS chunk references, with the id prefix the site's ids had.
 _TOKENS_BEFORE_PRUNING = 10_000
-ACTIONS = {
+#: Server actions the page's JS chunk references, with the id prefix the site's ids had.
+ACTIONS: dict[ActionName, str] = {
     "updateTouConsent": "40",
     "generateUploadUrl": "70",
     "getSignedUrl": "60",
     "getHistory": "70",
+    "deleteEvaluationSession": "60",
+    "archiveEvaluationSession": "60",
 }
+#: Actions only the 2026 site's build has.
+NEW_ACTIONS = frozenset({"deleteEvaluationSession", "archiveEvaluationSession"})
 
 
 @dataclass
@@ -54,6 +64,7 @@ class Session:
     owner_id: str  # the user id the site names in its errors
     mode: str
     turns: list[Turn] = field(default_factory=list)
+    state: Literal["active", "archived", "deleted"] = "active"
 
     def find(self, model_message_id: str) -> tuple[int, Side] | None:
         """(turn index, side) of a model message of this session."""
@@ -68,6 +79,7 @@ class Session:
             "id": self.id,
             "owner": self.owner,
             "mode": self.mode,
+            "state": self.state,
             "turns": [turn.to_json() for turn in self.turns],
         }
 
@@ -143,7 +155,7 @@ class Arena:
     def __init__(self, scenario: Scenario) -> None:
         self.initial = scenario
         self.build_id = secrets.token_hex(8)
-        self.actions = {prefix + secrets.token_hex(20): name for name, prefix in ACTIONS.items()}
+        self.action_ids = {name: prefix + secrets.token_hex(20) for name, prefix in ACTIONS.items()}
         self.reset()
 
     def reset(self) -> None:
@@ -163,13 +175,22 @@ class Arena:
     @property
     def site_key(self) -> str:
         """The reCAPTCHA site key the page renders and the stand-in accepts."""
-        return SITE_KEY
+        return self.scenario.recaptcha_site_key or SITE_KEY
+
+    def actions(self) -> dict[str, ActionName]:
+        """The server actions of the build being served, by id."""
+        missing = set(self.scenario.missing_actions)
+        if self.scenario.site != "2026-10":
+            missing |= NEW_ACTIONS
+        return {
+            action_id: name for name, action_id in self.action_ids.items() if name not in missing
+        }
 
     def chunks(self) -> dict[str, str]:
         """The page's JS chunks by path; their names change with the build, as on the site."""
         return {
             f"/_next/static/chunks/app/page-{self.build_id}.js": pages.server_reference_chunk(
-                self.actions
+                self.actions()
             ),
             f"/_next/static/chunks/main-app-{self.build_id}.js": pages.UI_JS,
         }

@@ -1,4 +1,5 @@
-"""The site as reported in 2026 (`site: "2026-10"`): catalog endpoint, moved pages, not-found pages."""
+"""The site as reported in 2026 (`site: "2026-10"`): catalog endpoint, moved pages, not-found
+pages, chat deletion; and the broken builds a doctor must notice."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import re
 import orjson
 import pytest
 
-from tests.fakearena.catalog import GROUP_MODALITIES, reported_groups
+from shared.arena.ids import uuid7
+from tests.fakearena.catalog import GROUP_MODALITIES, captured_models, reported_groups
 from tests.fakearena.client import ArenaClient
 from tests.fakearena.scenario import DEFAULT_SITE
+from tests.fakearena.state import SITE_KEY
 
 PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
 OPTION = re.compile(r'<option value="([^"]+)" data-modality="(\w+)"( selected)?>([^<]*)</option>')
 GROUPS = {group["arena"]: group["models"] for group in reported_groups()}
 NAMES = {"text", "search", "text-to-image", "text-to-video", "code", "document"}
+REFERENCE = re.compile(r'createServerReference\)\("([0-9a-f]{42})",[^"]*"(\w+)"\)')
+TEXT = next(e["id"] for e in GROUPS["text"] if e["publicName"] == "gemini-3.1-pro-preview")
+CHAT = next(e["id"] for e in captured_models() if e["publicName"] == "gemini-2.5-pro")
 ENTRY_KEYS = {"id", "publicName", "name", "displayName", "organization", "provider"}
 
 
@@ -156,3 +162,88 @@ def test_a_catalog_override_is_arena_groups_on_the_new_site(new_site: ArenaClien
     new_site.scenario(catalog=groups)
     assert new_site.http.get("/nextjs-api/model-catalog").json() == groups
     assert new_site.http.post("/__fake/scenario", json={"site": "2027-01"}).status_code == 400
+
+
+def chunk_actions(client: ArenaClient, page: str = "/") -> dict[str, str]:
+    """name -> id of every server reference in the page's JS chunks."""
+    found: dict[str, str] = {}
+    for source in re.findall(
+        r'<script src="(/_next/static/chunks/[^"]+)"', client.visit(page).text
+    ):
+        found.update({name: i for i, name in REFERENCE.findall(client.http.get(source).text)})
+    return found
+
+
+def test_the_new_build_can_delete_and_archive_chats(new_site: ArenaClient) -> None:
+    found = chunk_actions(new_site, "/text/direct")
+    assert found == new_site.info()["actions"]
+    assert {"deleteEvaluationSession", "archiveEvaluationSession"} <= set(found)
+    assert found["deleteEvaluationSession"].startswith("60")
+
+
+def test_the_captured_build_has_no_delete_action(client: ArenaClient) -> None:
+    client.scenario(site="2026-10")
+    delete = client.info()["actions"]["deleteEvaluationSession"]
+    client.scenario(site="2025-12")
+    assert "deleteEvaluationSession" not in chunk_actions(client)
+    response = client.action(delete, [uuid7()])
+    assert (response.status_code, response.text) == (404, "Server action not found.")
+
+
+def test_deleting_a_chat_forgets_it(new_site: ArenaClient, origin: str) -> None:
+    body, _ = new_site.create(TEXT, "forget me", mode="direct-battle")
+    with ArenaClient(origin) as stranger:
+        stranger.visit()
+        refused = stranger.action_result("deleteEvaluationSession", [body["id"]], "/text/direct")
+        assert refused == {"success": False, "error": "Evaluation session not found"}
+    result = new_site.action_result("deleteEvaluationSession", [body["id"]], "/text/direct")
+    assert result == {"success": True}
+    log = new_site.log()
+    assert log["sessions"][-1]["state"] == "deleted"
+    assert (
+        log["requests"][-1]["next_action"] == new_site.info()["actions"]["deleteEvaluationSession"]
+    )
+    assert log["requests"][-1]["body"] == [body["id"]]
+    _, post = new_site.post(body["id"], TEXT, "still there?")
+    assert (post.status_code, post.json()) == (404, {"error": "Evaluation session not found"})
+    retry = new_site.retry(body["id"], body["modelAMessageId"], action="chat_retry")
+    assert retry.status_code == 404
+    assert "forget me" not in new_site.visit(f"/c/{body['id']}").text
+    again = new_site.action_result("deleteEvaluationSession", [body["id"]])
+    assert again["success"] is False
+
+
+def test_archiving_a_chat_keeps_it(new_site: ArenaClient) -> None:
+    body, _ = new_site.create(TEXT, "keep me", mode="direct-battle")
+    assert new_site.action_result("archiveEvaluationSession", [body["id"]]) == {"success": True}
+    assert new_site.log()["sessions"][-1]["state"] == "archived"
+    assert new_site.post(body["id"], TEXT, "still here")[1].status_code == 200
+    bad = new_site.action_result("archiveEvaluationSession", [1, 2])
+    assert bad == {"success": False, "error": "Invalid arguments"}
+
+
+@pytest.mark.parametrize("site", ["2025-12", "2026-10"])
+def test_a_build_can_lack_the_upload_actions(client: ArenaClient, site: str) -> None:
+    client.scenario(site=site)
+    upload = client.info()["actions"]["generateUploadUrl"]
+    client.scenario(missing_actions=["generateUploadUrl", "getSignedUrl"])
+    found = chunk_actions(client)
+    assert found == client.info()["actions"]
+    assert not {"generateUploadUrl", "getSignedUrl"} & set(found) and "getHistory" in found
+    assert client.action(upload, ["a.png", "image/png"]).status_code == 404
+    bad = client.http.post("/__fake/scenario", json={"missing_actions": ["noSuchAction"]})
+    assert bad.status_code == 400
+
+
+def test_the_page_can_render_another_site_key(client: ArenaClient) -> None:
+    key = "6LeNEWKEYAAAAAchangedAfterADeployXXXXXXXXXX"
+    client.scenario(recaptcha_site_key=key)
+    html = client.visit("/").text
+    assert f"enterprise.js?render={key}" in html and f'data-sitekey="{key}"' in html
+    assert SITE_KEY not in html and client.info()["site_key"] == key
+    old = client.http.post(f"/recaptcha/enterprise/reload?k={SITE_KEY}", json={"action": "x"})
+    assert old.status_code == 400
+    token = client.http.post(
+        f"/recaptcha/enterprise/reload?k={key}", json={"action": "chat_submit"}
+    ).json()["token"]
+    assert client.create(CHAT, "hi", token=token)[1].status_code == 200
