@@ -80,6 +80,7 @@ def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any
         }
         return Response("Too many requests, please try again later.", 429, headers)
     status, message = {
+        "prompt_failed": (429, "prompt failed"),
         "recaptcha_403": (403, "recaptcha validation failed"),
         "unauthorized_401": (401, "Unauthorized"),
         "server_500": (500, "Internal Server Error"),
@@ -87,9 +88,12 @@ def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any
     return error_answer(status, message)
 
 
-def _refuse_if_injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any]) -> None:
-    """An injected status failure answers before any check."""
-    failure = arena.next_failure(endpoint, status=True)
+def _refuse_if_injected(
+    arena: Arena, request: Request, endpoint: Endpoint, body: Mapping[str, Any]
+) -> None:
+    """An injected status failure answers before any check (it may be for one account only)."""
+    identity = resolve(request.cookies)
+    failure = arena.next_failure(endpoint, identity.key if identity else None, status=True)
     if failure is not None:
         raise Refusal(_status_failure(failure, endpoint, body))
 
@@ -135,9 +139,10 @@ def _message_ids(body: Mapping[str, Any], mode: str) -> dict[Side, Any]:
     return {side: body.get(f"model{side.upper()}MessageId") for side in sides}
 
 
-def _draw(arena: Arena, modality: str, session_id: str) -> dict[Side, str]:
+def _draw(arena: Arena, modality: str, session_id: str, lacking: set[str]) -> dict[Side, str]:
     """A blind battle's two models, drawn by the site (seeded by the session id: repeatable)."""
-    pool = arena.catalog.models(BATTLE_GROUPS[modality])
+    group = arena.catalog.models(BATTLE_GROUPS[modality])
+    pool = [model for model in group if model.public_name not in lacking]
     if len(pool) < 2:
         raise _bad(f"No models to battle in modality {modality}")
     model_a, model_b = random.Random(session_id).sample(pool, 2)
@@ -152,19 +157,21 @@ def _model_ids(
     sides: Iterable[Side],
     session_id: str,
     first: Turn | None,
+    lacking: set[str],
 ) -> dict[Side, Any]:
     """side -> model id: from the body, or, in a 2026 blind battle, the site's own draw."""
     if mode == "battle" and site.is_new(arena):
         if first is not None:
             return {side: model.id for side, model in first.models.items()}
-        return _draw(arena, modality, session_id)
+        return _draw(arena, modality, session_id, lacking)
     return {side: body.get(f"model{side.upper()}Id") for side in sides}
 
 
-def _model(arena: Arena, model_id: Any, modality: str) -> Model:
-    """The catalog's model for this id and modality (an id may serve several modalities)."""
+def _model(arena: Arena, model_id: Any, modality: str, lacking: set[str]) -> Model:
+    """The catalog's model for this id and modality (an id may serve several modalities), if the
+    caller's catalog has it."""
     variants = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
-    if not variants:
+    if not variants or any(model.public_name in lacking for model in variants.values()):
         raise _bad(f"Unknown model: {model_id}")
     model = variants.get(modality)
     if model is None:
@@ -196,6 +203,7 @@ def _attachments(arena: Arena, message: Mapping[str, Any], now: float) -> list[d
 
 def _new_turn(
     arena: Arena,
+    identity: Identity,
     body: Mapping[str, Any],
     mode: str,
     now: float,
@@ -216,8 +224,9 @@ def _new_turn(
         raise _bad("Message ID seems spoofed")
     if len(set(message_ids)) != len(message_ids) or arena.used_ids.intersection(message_ids):
         raise _bad("Message ID already used")
-    model_ids = _model_ids(arena, body, mode, modality, sides, session_id, first)
-    models = {side: _model(arena, model_ids[side], modality) for side in sides}
+    lacking = site.lacking(arena, identity)
+    model_ids = _model_ids(arena, body, mode, modality, sides, session_id, first, lacking)
+    models = {side: _model(arena, model_ids[side], modality, lacking) for side in sides}
     if len(message["content"]) > MAX_PROMPT_CHARS:
         raise _bad(f"Message is too long (at most {MAX_PROMPT_CHARS} characters)")
     attachments = _attachments(arena, message, now)
@@ -325,7 +334,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
     arena = arena_of(request)
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "create", body)
+        _refuse_if_injected(arena, request, "create", body)
         _spend_token(arena, body)
         identity = _caller(request)
         mode = body.get("mode")
@@ -339,10 +348,10 @@ async def create_evaluation(request: Request) -> Response | LineStream:
             raise _bad("Evaluation session ID seems spoofed")
         if body["id"] in arena.sessions:
             raise _bad("Evaluation session already exists")
-        turn = _new_turn(arena, body, mode, now, body["id"])
+        turn = _new_turn(arena, identity, body, mode, now, body["id"])
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("create", status=False)
+    failure = arena.next_failure("create", identity.key, status=False)
     session = Session(id=body["id"], owner=identity.key, owner_id=identity.user_id, mode=mode)
     session.turns.append(turn)
     arena.sessions[session.id] = session
@@ -355,17 +364,19 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
     session_id = request.path_params["session_id"]
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "post", body)
+        _refuse_if_injected(arena, request, "post", body)
         _spend_token(arena, body)
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)
         if body.get("id") != session_id:
             raise _bad("Evaluation session ID does not match the path")
-        turn = _new_turn(arena, body, session.mode, time.time(), session.id, session.turns[0])
+        turn = _new_turn(
+            arena, identity, body, session.mode, time.time(), session.id, session.turns[0]
+        )
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("post", status=False)
+    failure = arena.next_failure("post", identity.key, status=False)
     session.turns.append(turn)
     arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
     index = len(session.turns) - 1
@@ -380,7 +391,7 @@ async def retry_message(request: Request) -> Response | LineStream:
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "retry", body)
+        _refuse_if_injected(arena, request, "retry", body)
         _spend_token(arena, body, RETRY_ACTIONS[arena.scenario.site])
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
@@ -390,7 +401,7 @@ async def retry_message(request: Request) -> Response | LineStream:
             raise Refusal(error_answer(404, "Message not found"))
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("retry", status=False)
+    failure = arena.next_failure("retry", identity.key, status=False)
     index, side = found
     turn = session.turns[index]
     turn.retries[side] = turn.retries.get(side, 0) + 1

@@ -14,6 +14,7 @@ DEFAULT_SITE: Site = "2025-12"
 
 FailureKind = Literal[
     "rate_limit_429",
+    "prompt_failed",
     "recaptcha_403",
     "unauthorized_401",
     "server_500",
@@ -23,7 +24,9 @@ FailureKind = Literal[
     "pause",
 ]
 #: Failures answered instead of the stream; the others shape a 200 stream.
-STATUS_FAILURES = frozenset({"rate_limit_429", "recaptcha_403", "unauthorized_401", "server_500"})
+STATUS_FAILURES = frozenset(
+    {"rate_limit_429", "prompt_failed", "recaptcha_403", "unauthorized_401", "server_500"}
+)
 
 Endpoint = Literal["create", "post", "retry"]
 ActionName = Literal[
@@ -43,6 +46,9 @@ class Failure(BaseModel):
 
     kind: FailureKind
     endpoint: Literal["create", "post", "retry", "any"] = "any"
+    account: str | None = Field(
+        default=None, description="Only requests of this account (`user:<name>`, `guest:<id>`)."
+    )
     after: int = Field(default=0, ge=0, description="Matching requests to let through first.")
     times: int | None = Field(default=1, ge=1, description="Requests to fail; null: all of them.")
     retry_after: int = Field(default=60, ge=0, description="rate_limit_429: retry-after seconds.")
@@ -51,8 +57,8 @@ class Failure(BaseModel):
         default="Resource exhausted. Please try again later.", description="error_line: a3 text."
     )
 
-    def matches(self, endpoint: Endpoint) -> bool:
-        return self.endpoint in ("any", endpoint)
+    def matches(self, endpoint: Endpoint, account: str | None) -> bool:
+        return self.endpoint in ("any", endpoint) and self.account in (None, account)
 
 
 class Reply(BaseModel):
@@ -97,6 +103,9 @@ class Scenario(BaseModel):
     )
     unselectable: list[str] = Field(
         default_factory=list, description="Public names served with userSelectable false."
+    )
+    missing_models: dict[str, list[str]] = Field(
+        default_factory=dict, description="Account key -> public names that account lacks."
     )
     rsc_chunk_chars: int = Field(
         default=0,

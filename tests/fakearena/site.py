@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from shared.arena.ids import uuid7
 from tests.fakearena import pages
-from tests.fakearena.identity import GUEST_COOKIE, resolve, user_of
+from tests.fakearena.identity import GUEST_COOKIE, Identity, resolve, user_of
 from tests.fakearena.state import Arena
 from tests.fakearena.web import arena_of, error_answer, json_answer
 
@@ -45,6 +45,11 @@ async def unknown_path(scope: Scope, receive: Receive, send: Send) -> None:
     await not_found(Request(scope, receive))(scope, receive, send)
 
 
+def lacking(arena: Arena, identity: Identity | None) -> set[str]:
+    """The public names this account's catalog lacks (scenario `missing_models`)."""
+    return set(arena.scenario.missing_models.get(identity.key, ())) if identity else set()
+
+
 def _page(request: Request, group: str | None, selected: str | None = None) -> Response:
     """A chat page offering `group`'s models (None: the whole 2025 catalog)."""
     arena = arena_of(request)
@@ -58,11 +63,13 @@ def _page(request: Request, group: str | None, selected: str | None = None) -> R
         and session.owner == identity.key
         else []
     )
-    hidden = set(arena.scenario.unselectable) if is_new(arena) else set()
+    hidden = lacking(arena, identity)
+    if is_new(arena):
+        hidden |= set(arena.scenario.unselectable)
     models = [m for m in arena.catalog.models(group) if m.public_name not in hidden]
     rsc = None
     if not is_new(arena) and arena.scenario.rsc_catalog:
-        rsc = arena.catalog.served_for((), ())
+        rsc = arena.catalog.served_for(lacking(arena, identity), ())
     response = HTMLResponse(
         pages.chat_page(
             models=models,
@@ -105,7 +112,9 @@ async def model_catalog(request: Request) -> Response:
     arena = arena_of(request)
     if not is_new(arena) or arena.scenario.catalog_endpoint == "absent":
         return not_found(request)
-    served = arena.catalog.served_for((), set(arena.scenario.unselectable))
+    served = arena.catalog.served_for(
+        lacking(arena, resolve(request.cookies)), set(arena.scenario.unselectable)
+    )
     body = orjson.dumps(served)
     if arena.scenario.catalog_endpoint == "broken":
         body = body[: len(body) // 2]  # cut mid-way: not JSON

@@ -211,15 +211,20 @@ class Arena:
         # [requests seen, requests failed] per failure, counted from now
         self.failure_counts = [[0, 0] for _ in scenario.failures]
 
-    def next_failure(self, endpoint: Endpoint, *, status: bool) -> Failure | None:
-        """The injected status (or stream) failure for this request, if any.
+    def next_failure(
+        self, endpoint: Endpoint, account: str | None, *, status: bool
+    ) -> Failure | None:
+        """The injected status (or stream) failure for this request of `account`, if any.
 
-        Each failure counts its own matches: a status failure every request to its endpoint, a
-        stream failure only the requests that passed every check and are about to stream.
+        Each failure counts its own matches: a status failure every request to its endpoint (of
+        its account), a stream failure only those that passed every check and are about to stream.
         """
         chosen = None
         for failure, counts in zip(self.scenario.failures, self.failure_counts, strict=True):
-            if not failure.matches(endpoint) or (failure.kind in STATUS_FAILURES) != status:
+            if (
+                not failure.matches(endpoint, account)
+                or (failure.kind in STATUS_FAILURES) != status
+            ):
                 continue
             counts[0] += 1
             due = counts[0] > failure.after and (failure.times is None or counts[1] < failure.times)
