@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.tls:
         asyncio.run(serve_tls(app, args.host, args.port, args.tls))
     else:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        # The log reports each request's TCP peer: no X-Forwarded-For may stand in for it.
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def create_app(scenario: Scenario | None = None) -> Starlette:
         Route("/__fake/scenario", control.scenario, methods=["GET", "POST"]),
         Route("/__fake/reset", control.reset, methods=["POST"]),
         Route("/__fake/info", control.info, methods=["GET"]),
+        Route("/__fake/peer", control.peer, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

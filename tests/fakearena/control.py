@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.fakearena import evaluations
+from tests.fakearena.recording import peer_of
 from tests.fakearena.web import arena_of, error_answer, json_answer, payload_of
 
 
@@ -53,3 +54,8 @@ async def info(request: Request) -> Response:
             "chunks": list(arena.chunks()),
         }
     )
+
+
+async def peer(request: Request) -> Response:
+    """`GET /__fake/peer`: the address this very request came from (through a proxy: the proxy's)."""
+    return json_answer(peer_of(request.scope))

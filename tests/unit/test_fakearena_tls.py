@@ -28,6 +28,7 @@ async def test_http2_streams_share_one_connection(origin: tuple[str, ssl.SSLCont
     async with httpx.AsyncClient(base_url=url, http2=True, verify=ca) as client:
         page = await client.get("/")
         assert page.http_version == "HTTP/2" and "initialModels" in page.text
+        assert (await client.get("/__fake/peer")).json()["host"] == "127.0.0.1"
         await client.post("/__fake/scenario", json={"line_delay_seconds": 0.02})
 
         async def ask(n: int) -> str:
