@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.fakearena import actions, challenge, control, evaluations, pages, site
+from tests.fakearena import actions, challenge, control, evaluations, pages, security, site
 from tests.fakearena.identity import auth_cookies
 from tests.fakearena.recording import Recorder
 from tests.fakearena.scenario import Scenario
@@ -77,6 +77,7 @@ def create_app(scenario: Scenario | None = None) -> Starlette:
         Route("/_next/static/chunks/{name:path}", chunk, methods=["GET"]),
         Route("/recaptcha/enterprise.js", recaptcha_script, methods=["GET"]),
         Route("/recaptcha/enterprise/reload", recaptcha_reload, methods=["POST"]),
+        Route(security.V2_VERIFY_PATH, security.user_verify, methods=["POST"]),
         Route(f"{stream}/create-evaluation", evaluations.create_evaluation, methods=["POST"]),
         Route(
             f"{stream}/post-to-evaluation/{{session_id}}",
@@ -102,6 +103,7 @@ def create_app(scenario: Scenario | None = None) -> Starlette:
         Route("/__fake/reset", control.reset, methods=["POST"]),
         Route("/__fake/info", control.info, methods=["GET"]),
         Route("/__fake/peer", control.peer, methods=["GET"]),
+        Route("/__fake/flags", control.flags, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -13,11 +15,34 @@ from tests.fakearena.web import arena_of, error_answer, json_answer, payload_of
 
 
 async def token(request: Request) -> Response:
-    """`POST /__fake/recaptcha-token {"action"}`: a valid token at once, for tests without a page."""
-    action = (await payload_of(request)).get("action")
+    """`POST /__fake/recaptcha-token {"action"}`: a valid token at once, for tests without a page;
+    `{"v2": true}`: a v2 token, as passing the verification modal gives."""
+    payload = await payload_of(request)
+    if payload.get("v2") is True:
+        return json_answer({"token": arena_of(request).mint_token("", 2)})
+    action = payload.get("action")
     if not isinstance(action, str) or not action:
         action = evaluations.RECAPTCHA_ACTION
     return json_answer({"token": arena_of(request).mint_token(action)})
+
+
+async def flags(request: Request) -> Response:
+    """GET: the flagged accounts. POST `{"account", "flagged"}`: flag an account, or clear it."""
+    arena = arena_of(request)
+    now = time.time()
+    if request.method == "POST":
+        payload = await payload_of(request)
+        account, flagged = payload.get("account"), payload.get("flagged")
+        if not isinstance(account, str) or not isinstance(flagged, bool):
+            return error_answer(400, 'expected {"account": <key>, "flagged": true|false}')
+        if flagged:
+            rule = arena.scenario.flag
+            arena.standing.raise_flag(account, now, rule.lasts_seconds if rule else None)
+        else:
+            arena.standing.clear(account)
+    return json_answer(
+        {account: flag.to_json() for account, flag in arena.standing.live(now).items()}
+    )
 
 
 async def log(request: Request) -> Response:

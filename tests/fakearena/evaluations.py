@@ -1,8 +1,8 @@
 """The stream endpoints: create, post to and retry an evaluation (streamed answers), and stop.
 
 Checks run in this order; the first that fails answers:
-injected status failure → reCAPTCHA token (403) → caller, session owner, login gate (401/404)
-→ body checks (400). Ids are spent only by a request that passes every check.
+injected status failure → reCAPTCHA token and the account's flag (403) → caller, session owner,
+login gate (401/404) → body checks (400). Ids are spent only by a request that passes every check.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.fakearena import png, replies, site
+from tests.fakearena import png, replies, security, site
 from tests.fakearena.catalog import Model
 from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
@@ -98,8 +98,12 @@ def _refuse_if_injected(
         raise Refusal(_status_failure(failure, endpoint, body))
 
 
-def _spend_token(arena: Arena, body: Mapping[str, Any], action: str = RECAPTCHA_ACTION) -> None:
-    if not arena.take_token(body.get("recaptchaV3Token"), action):
+def _spend_tokens(
+    arena: Arena, request: Request, body: Mapping[str, Any], action: str = RECAPTCHA_ACTION
+) -> None:
+    """The reCAPTCHA check, with the caller's standing (flagged accounts need a v2 token)."""
+    identity = resolve(request.cookies)
+    if not security.recaptcha_passes(arena, identity.key if identity else None, body, action):
         raise Refusal(error_answer(403, "recaptcha validation failed"))
 
 
@@ -335,7 +339,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
     try:
         body = await _json_body(request)
         _refuse_if_injected(arena, request, "create", body)
-        _spend_token(arena, body)
+        _spend_tokens(arena, request, body)
         identity = _caller(request)
         mode = body.get("mode")
         _gate(arena, identity, mode)
@@ -365,7 +369,7 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
     try:
         body = await _json_body(request)
         _refuse_if_injected(arena, request, "post", body)
-        _spend_token(arena, body)
+        _spend_tokens(arena, request, body)
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)
@@ -392,7 +396,7 @@ async def retry_message(request: Request) -> Response | LineStream:
     try:
         body = await _json_body(request)
         _refuse_if_injected(arena, request, "retry", body)
-        _spend_token(arena, body, RETRY_ACTIONS[arena.scenario.site])
+        _spend_tokens(arena, request, body, RETRY_ACTIONS[arena.scenario.site])
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)

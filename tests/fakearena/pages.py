@@ -10,6 +10,9 @@ import orjson
 
 from tests.fakearena.catalog import Model
 
+#: The reCAPTCHA v2 key of the "Security Verification" checkbox (reported 2026).
+V2_SITE_KEY = "6Le3_cYsAAAAAGwWOK2RLDgNI15Bh8C0yLBOL1yL"
+
 # Row 6 of the captured RSC payload up to the catalog (captures/rsc-line-with-initialModels.txt).
 _CATALOG_ROW_HEAD = (
     '6:["$","$L15",null,{"initialState":"$undefined","data-sentry-element":"EvaluationStoreProvider",'
@@ -83,11 +86,12 @@ def chat_page(
     selected: str | None = None,
     thread: Sequence[str] = (),
     rsc_chunk_chars: int = 0,
+    security_check: str | None = None,
 ) -> str:
     """The chat page: UI (textarea = ready marker), user, RSC catalog, reCAPTCHA and JS chunks.
 
     `models` fill the picker (`selected` is preselected by public name); `mode` is what the UI
-    creates a chat in.
+    creates a chat in; `security_check`, a flagged account's nonce, adds the verification modal.
     """
     who = (
         f'<span data-testid="username">{html.escape(username)}</span>'
@@ -106,8 +110,44 @@ def chat_page(
         '<textarea name="message" placeholder="Ask anything…" rows="4" cols="80"></textarea>'
         '<button id="send" type="button">Send</button>'
         '<div id="answer"></div>'
-        f"</main>{rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)}"
+        f"{security_modal(security_check) if security_check else ''}</main>{rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)}"
         "</body></html>"
+    )
+
+
+def security_modal(nonce: str) -> str:
+    """The "Security Verification" modal over a flagged account's page: a reCAPTCHA v2 checkbox.
+
+    Only a trusted click (a person's, or WebDriver's) posts the nonce; the v2 token it gets back
+    lands in `textarea[name=g-recaptcha-response]`, as Google's widget leaves it, for the next call.
+    """
+    return (
+        "<style>#security-verification{position:fixed;inset:0;display:flex;align-items:center;"
+        "justify-content:center;background:rgba(0,0,0,.6)}"
+        "#security-verification[hidden]{display:none}"
+        "#security-verification>div{background:#fff;padding:24px;border-radius:8px}</style>"
+        '<div id="security-verification" role="dialog" aria-modal="true" data-state="open"><div>'
+        "<h2>Security Verification</h2>"
+        "<p>We detected unusual activity. Please verify that you are human to continue.</p>"
+        f'<div class="g-recaptcha" data-sitekey="{V2_SITE_KEY}">'
+        '<label><input type="checkbox" id="recaptcha-anchor"> I\'m not a robot</label>'
+        '<textarea id="g-recaptcha-response" name="g-recaptcha-response" hidden></textarea>'
+        "</div></div></div>"
+        "<script>(() => {"
+        "const modal = document.getElementById('security-verification');"
+        "const box = document.getElementById('recaptcha-anchor');"
+        "box.addEventListener('click', (event) => {"
+        "if (!event.isTrusted) { event.preventDefault(); return; }"
+        "modal.dataset.state = 'verifying';"
+        f"fetch('/recaptcha/api2/userverify?k={V2_SITE_KEY}', {{method: 'POST',"
+        "headers: {'content-type': 'application/json'},"
+        f"body: JSON.stringify({{nonce: {script_string(nonce)}}})}})"
+        ".then((r) => r.ok ? r.json() : Promise.reject(r.status))"
+        ".then((answer) => {"
+        "document.getElementById('g-recaptcha-response').value = answer.token;"
+        "modal.dataset.state = 'passed'; modal.hidden = true; })"
+        ".catch(() => { modal.dataset.state = 'open'; box.checked = false; });"
+        "});})();</script>"
     )
 
 
@@ -229,6 +269,7 @@ UI_JS = """(() => {
     const option = $("select[name=model]").selectedOptions[0];
     const text = $("textarea[name=message]").value;
     const token = await grecaptcha.enterprise.execute($("#arena").dataset.sitekey, {action: "chat_submit"});
+    const passed = $("textarea[name=g-recaptcha-response]");
     let path;
     const body = {};
     if (sessionId) {
@@ -244,6 +285,11 @@ UI_JS = """(() => {
       userMessage: {content: text, experimental_attachments: []},
       modality: option.dataset.modality, recaptchaV3Token: token,
     });
+    if (passed && passed.value) {
+      // The verification modal was passed: the v2 token rides on the next call, once.
+      body.recaptchaV2Token = passed.value;
+      passed.value = "";
+    }
     out.textContent = "";
     delete out.dataset.done;
     const response = await fetch(path, {

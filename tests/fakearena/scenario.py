@@ -61,6 +61,18 @@ class Failure(BaseModel):
         return self.endpoint in ("any", endpoint) and self.account in (None, account)
 
 
+class FlagRule(BaseModel):
+    """When the site's security check flags an account: `requests` stream calls in a window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(ge=1, description="The call that makes this many in the window trips.")
+    within_seconds: float = Field(gt=0, description="The window, from the first counted call.")
+    lasts_seconds: float | None = Field(
+        default=None, gt=0, description="Life of a flag after its latest refusal; null: forever."
+    )
+
+
 class Reply(BaseModel):
     """A scripted answer: `text` for a turn whose user message `match` (a regex) is found in."""
 
@@ -127,6 +139,7 @@ class Scenario(BaseModel):
     heartbeat_lines: int = Field(
         default=0, ge=0, description="Heartbeats each side sends before its first content line."
     )
+    flag: FlagRule | None = Field(default=None, description="When an account gets flagged.")
     replies: list[Reply] = Field(default_factory=list, description="Scripted answer texts.")
     failures: list[Failure] = Field(default_factory=list)
 

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.types import Receive, Scope, Send
 
 from shared.arena.ids import uuid7
-from tests.fakearena import pages
+from tests.fakearena import pages, security
 from tests.fakearena.identity import GUEST_COOKIE, Identity, resolve, user_of
 from tests.fakearena.state import Arena
 from tests.fakearena.web import arena_of, error_answer, json_answer
@@ -83,6 +83,7 @@ def _page(request: Request, group: str | None, selected: str | None = None) -> R
             mode=UI_MODES[arena.scenario.site],
             thread=thread,
             rsc_chunk_chars=arena.scenario.rsc_chunk_chars,
+            security_check=security.security_check(arena, identity.key if identity else None),
         )
     )
     if GUEST_COOKIE not in request.cookies:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tests.fakearena import pages
+from tests.fakearena.accounts import Standing
 from tests.fakearena.catalog import Catalog, Model, captured_models, reported_groups
 from tests.fakearena.replies import Side, text_of
 from tests.fakearena.scenario import (
@@ -145,8 +146,9 @@ def _wake_up(future: asyncio.Future[None]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    action: str
+    action: str  # a v3 token's; a v2 token has none
     minted_at: float  # time.monotonic()
+    version: int = 3  # Enterprise v3 (minted by execute) or v2 (a passed checkbox)
 
 
 class Arena:
@@ -169,6 +171,8 @@ class Arena:
         self.stream_counts: dict[str, int] = {}
         self.challenge_nonces: set[str] = set()
         self.clearances: set[str] = set()
+        self.v2_nonces: set[str] = set()
+        self.standing = Standing()
         self.bucket = Bucket()
         self._apply(self.initial)
 
@@ -208,8 +212,9 @@ class Arena:
         else:
             entries = scenario.catalog if scenario.catalog is not None else captured_models()
             self.catalog = Catalog.from_entries(entries)
-        # [requests seen, requests failed] per failure, counted from now
+        # [requests seen, requests failed] per failure, counted from now; calls towards a flag too
         self.failure_counts = [[0, 0] for _ in scenario.failures]
+        self.standing.calls.clear()
 
     def next_failure(
         self, endpoint: Endpoint, account: str | None, *, status: bool
@@ -233,19 +238,19 @@ class Arena:
                 chosen = failure
         return chosen
 
-    def mint_token(self, action: str) -> str:
+    def mint_token(self, action: str, version: int = 3) -> str:
         if len(self.tokens) >= _TOKENS_BEFORE_PRUNING:
             self._drop_expired_tokens()
         token = "03AF" + secrets.token_urlsafe(96)
-        self.tokens[token] = Token(action, time.monotonic())
+        self.tokens[token] = Token(action, time.monotonic(), version)
         return token
 
-    def take_token(self, token: object, action: str) -> bool:
-        """Spend a token: it must exist, be unused, fresh and minted for `action`."""
+    def take_token(self, token: object, action: str, version: int = 3) -> bool:
+        """Spend a token: it must exist, be unused, fresh, of `version` and minted for `action`."""
         found = self.tokens.pop(token, None) if isinstance(token, str) else None
         return (
             found is not None
-            and found.action == action
+            and (found.version, found.action) == (version, action)
             and time.monotonic() - found.minted_at < self.scenario.token_ttl_seconds
         )
 
