@@ -100,7 +100,7 @@ async def server_action(request: Request) -> Response:
     """`POST <page>` with `Next-Action: <id>`: the result rides on line `1:` of the RSC answer."""
     arena = arena_of(request)
     page = request.path_params.get("page")
-    if page is not None and (not site.is_new(arena) or page not in site.DIRECT_PAGES):
+    if page is not None and (not arena.scenario.new_site or page not in site.DIRECT_PAGES):
         return site.not_found(request)
     try:
         args = orjson.loads(await request.body())

@@ -135,11 +135,6 @@ class Catalog:
             return list(self.groups.get(group, ()))
         return [model for variants in self.by_id.values() for model in variants.values()]
 
-    @property
-    def initial_model_id(self) -> str | None:
-        """The model the page preselects: the first chat model."""
-        return next((m.id for m in self.models() if m.kind == "chat"), None)
-
     def served_for(self, lacking: Collection[str], unselectable: Collection[str]) -> list[Any]:
         """What one account is served: without the public names it lacks; in a grouped catalog,
         `userSelectable` false for the unselectable ones."""

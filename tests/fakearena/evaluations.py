@@ -23,7 +23,7 @@ from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.linestream import LineStream, paced
 from tests.fakearena.replies import Ask, Attachment, Side
-from tests.fakearena.scenario import Endpoint, Failure
+from tests.fakearena.scenario import CAPTURED_SITE, NEW_SITE, Endpoint, Failure
 from tests.fakearena.state import Arena, Session, StreamRecord, Turn
 from tests.fakearena.storage import PREFIX, StoredObject
 from tests.fakearena.web import Refusal, arena_of, error_answer, json_answer, origin_of
@@ -39,8 +39,8 @@ MATCHED_PATHS = {
 MAX_PROMPT_CHARS = 113_567
 #: The modes a chat may be created in, per site.
 MODES = {
-    "2025-12": ("direct", "battle", "side-by-side"),
-    "2026-10": ("direct", "direct-battle", "battle", "side-by-side"),
+    CAPTURED_SITE: ("direct", "battle", "side-by-side"),
+    NEW_SITE: ("direct", "direct-battle", "battle", "side-by-side"),
 }
 #: Modes answered by model A alone; the login gate keeps guests out of them.
 ONE_SIDED = ("direct", "direct-battle")
@@ -50,7 +50,7 @@ SERVED_MODALITIES = ("chat", "search", "image")
 BATTLE_GROUPS = {"chat": "text", "search": "search", "image": "text-to-image"}
 RECAPTCHA_ACTION = "chat_submit"
 #: The action a retry's token must be minted for, per site.
-RETRY_ACTIONS = {"2025-12": RECAPTCHA_ACTION, "2026-10": "chat_retry"}
+RETRY_ACTIONS = {CAPTURED_SITE: RECAPTCHA_ACTION, NEW_SITE: "chat_retry"}
 OUTCOMES = {"cut_stream": "cut", "error_line": "error", "empty_200": "empty"}
 LOGIN_GATE_BODY = {"error": "LOGIN_GATE", "message": "Sign in to use direct chat."}
 
@@ -164,7 +164,7 @@ def _model_ids(
     lacking: set[str],
 ) -> dict[Side, Any]:
     """side -> model id: from the body, or, in a 2026 blind battle, the site's own draw."""
-    if mode == "battle" and site.is_new(arena):
+    if mode == "battle" and arena.scenario.new_site:
         if first is not None:
             return {side: model.id for side, model in first.models.items()}
         return _draw(arena, modality, session_id, lacking)
@@ -345,7 +345,7 @@ async def create_evaluation(request: Request) -> Response | LineStream:
         _gate(arena, identity, mode)
         if mode not in MODES[arena.scenario.site]:
             raise _bad(f"Invalid mode: {mode}")
-        if mode == "direct" and site.is_new(arena):
+        if mode == "direct" and arena.scenario.new_site:
             raise _bad(DIRECT_REFUSED)
         now = time.time()
         if not is_fresh_uuid7(body.get("id"), now):

@@ -93,6 +93,7 @@ def chat_page(
     `models` fill the picker (`selected` is preselected by public name); `mode` is what the UI
     creates a chat in; `security_check`, a flagged account's nonce, adds the verification modal.
     """
+    rsc = rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)
     who = (
         f'<span data-testid="username">{html.escape(username)}</span>'
         if username
@@ -110,8 +111,7 @@ def chat_page(
         '<textarea name="message" placeholder="Ask anything…" rows="4" cols="80"></textarea>'
         '<button id="send" type="button">Send</button>'
         '<div id="answer"></div>'
-        f"{security_modal(security_check) if security_check else ''}</main>{rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)}"
-        "</body></html>"
+        f"{security_modal(security_check) if security_check else ''}</main>{rsc}</body></html>"
     )
 
 

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: The site as captured (Nov–Dec 2025), and as public bridges report it in Sep–Oct 2026.
 Site = Literal["2025-12", "2026-10"]
+CAPTURED_SITE: Site = "2025-12"
+NEW_SITE: Site = "2026-10"
 #: The site the fake serves unless told otherwise (the bridge speaks the captured one).
-DEFAULT_SITE: Site = "2025-12"
+DEFAULT_SITE: Site = CAPTURED_SITE
 
 FailureKind = Literal[
     "rate_limit_429",
@@ -145,7 +147,7 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _catalog_fits_the_site(self) -> Scenario:
-        grouped = self.site == "2026-10"
+        grouped = self.new_site
         for item in self.catalog or ():
             entries = item.get("models") if grouped else [item]
             if (grouped and not isinstance(item.get("arena"), str)) or not isinstance(
@@ -157,6 +159,11 @@ class Scenario(BaseModel):
             ):
                 raise ValueError("every catalog entry needs an id")
         return self
+
+    @property
+    def new_site(self) -> bool:
+        """Whether this is the 2026 site (else the captured one)."""
+        return self.site == NEW_SITE
 
     def scripted(self, prompt: str) -> str | None:
         """The text of the first scripted reply whose regex is found in this user message."""

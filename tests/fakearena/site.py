@@ -16,26 +16,22 @@ from starlette.types import Receive, Scope, Send
 from shared.arena.ids import uuid7
 from tests.fakearena import pages, security
 from tests.fakearena.identity import GUEST_COOKIE, Identity, resolve, user_of
+from tests.fakearena.scenario import CAPTURED_SITE, NEW_SITE
 from tests.fakearena.state import Arena
 from tests.fakearena.web import arena_of, error_answer, json_answer
 
 COOKIE_SECONDS = 365 * 86400
-NEW_SITE = "2026-10"
 #: 2026 pages `/<page>/direct` and the catalog group whose models they offer.
 DIRECT_PAGES = {"text": "text", "search": "search", "image": "text-to-image", "code": "code"}
 #: `?chat-modality=` of an old `/?mode=direct` link, and the page it moved to.
 MOVED_PAGES = {"chat": "text", "search": "search", "image": "image"}
 #: The mode the page's UI starts a chat in.
-UI_MODES = {"2025-12": "direct", NEW_SITE: "direct-battle"}
-
-
-def is_new(arena: Arena) -> bool:
-    return arena.scenario.site == NEW_SITE
+UI_MODES = {CAPTURED_SITE: "direct", NEW_SITE: "direct-battle"}
 
 
 def not_found(request: Request) -> Response:
     """An unknown path: 2025-12 answers a plain 404, 2026-10 a 200 "not found" page to a GET."""
-    if is_new(arena_of(request)) and request.method in ("GET", "HEAD"):
+    if arena_of(request).scenario.new_site and request.method in ("GET", "HEAD"):
         return HTMLResponse(pages.not_found_page())
     return PlainTextResponse("Not Found", 404)
 
@@ -64,11 +60,11 @@ def _page(request: Request, group: str | None, selected: str | None = None) -> R
         else []
     )
     hidden = lacking(arena, identity)
-    if is_new(arena):
+    if arena.scenario.new_site:
         hidden |= set(arena.scenario.unselectable)
     models = [m for m in arena.catalog.models(group) if m.public_name not in hidden]
     rsc = None
-    if not is_new(arena) and arena.scenario.rsc_catalog:
+    if not arena.scenario.new_site and arena.scenario.rsc_catalog:
         rsc = arena.catalog.served_for(lacking(arena, identity), ())
     response = HTMLResponse(
         pages.chat_page(
@@ -94,16 +90,20 @@ def _page(request: Request, group: str | None, selected: str | None = None) -> R
 async def chat_page(request: Request) -> Response:
     """`/`, `/?mode=direct`, `/c/{id}`: the chat page (2026: `/?mode=direct` has moved)."""
     arena = arena_of(request)
-    if is_new(arena) and request.url.path == "/" and request.query_params.get("mode") == "direct":
+    if (
+        arena.scenario.new_site
+        and request.url.path == "/"
+        and request.query_params.get("mode") == "direct"
+    ):
         moved = MOVED_PAGES.get(request.query_params.get("chat-modality", "chat"), "text")
         return RedirectResponse(f"/{moved}/direct", 301)
-    return _page(request, "text" if is_new(arena) else None)
+    return _page(request, "text" if arena.scenario.new_site else None)
 
 
 async def direct_page(request: Request) -> Response:
     """2026: `/text/direct`, `/search/direct`, `/image/direct`, `/code/direct` [`?model_a=`]."""
     page = request.path_params["page"]
-    if not is_new(arena_of(request)) or page not in DIRECT_PAGES:
+    if not arena_of(request).scenario.new_site or page not in DIRECT_PAGES:
         return not_found(request)
     return _page(request, DIRECT_PAGES[page], request.query_params.get("model_a"))
 
@@ -111,7 +111,7 @@ async def direct_page(request: Request) -> Response:
 async def model_catalog(request: Request) -> Response:
     """2026: the catalog as arena groups, as this account sees it (a knob breaks or hides it)."""
     arena = arena_of(request)
-    if not is_new(arena) or arena.scenario.catalog_endpoint == "absent":
+    if not arena.scenario.new_site or arena.scenario.catalog_endpoint == "absent":
         return not_found(request)
     served = arena.catalog.served_for(
         lacking(arena, resolve(request.cookies)), set(arena.scenario.unselectable)

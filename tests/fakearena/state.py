@@ -184,7 +184,7 @@ class Arena:
     def actions(self) -> dict[str, ActionName]:
         """The server actions of the build being served, by id."""
         missing = set(self.scenario.missing_actions)
-        if self.scenario.site != "2026-10":
+        if not self.scenario.new_site:
             missing |= NEW_ACTIONS
         return {
             action_id: name for name, action_id in self.action_ids.items() if name not in missing
@@ -206,7 +206,7 @@ class Arena:
 
     def _apply(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        if scenario.site == "2026-10":
+        if scenario.new_site:
             groups = scenario.catalog if scenario.catalog is not None else reported_groups()
             self.catalog = Catalog.from_groups(groups)
         else:

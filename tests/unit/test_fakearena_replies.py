@@ -177,7 +177,7 @@ def test_catalog_kinds_follow_the_capabilities() -> None:
 
 def test_rsc_pushes_decode_back_to_the_rows_even_when_split() -> None:
     catalog = Catalog.from_entries(captured_models())
-    rows = pages.rsc_rows(catalog.served, catalog.initial_model_id, "build")
+    rows = pages.rsc_rows(catalog.served, catalog.models()[0].id, "build")
     for chunk_chars in (0, 997):
         html = pages.rsc_scripts(rows, chunk_chars)
         strings = re.findall(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)', html)
