@@ -16,6 +16,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import ArenaClient, evaluation_body
 from tests.fakearena.replies import Ask, answer_text, lines
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena
 
 pytestmark = pytest.mark.browser
@@ -64,7 +65,7 @@ const [path, body, done] = arguments;
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
+    with fake_arena(tmp_path_factory.mktemp("fakearena"), "--site", CAPTURED_SITE) as origin:
         yield origin
 
 

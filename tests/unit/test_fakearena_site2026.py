@@ -4,6 +4,7 @@ pages, chat deletion; and the broken builds a doctor must notice."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import orjson
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from shared.arena.ids import uuid7
 from tests.fakearena.catalog import GROUP_MODALITIES, captured_models, reported_groups
 from tests.fakearena.client import ArenaClient
-from tests.fakearena.scenario import DEFAULT_SITE
+from tests.fakearena.scenario import DEFAULT_SITE, Scenario
 from tests.fakearena.state import SITE_KEY
+from tests.support.procs import fake_arena
 
 PUSH = re.compile(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)')
 OPTION = re.compile(r'<option value="([^"]+)" data-modality="(\w+)"( selected)?>([^<]*)</option>')
@@ -39,9 +41,22 @@ def options(html: str) -> list[tuple[str, str, bool, str]]:
     return [(i, m, bool(s), name) for i, m, s, name in OPTION.findall(html)]
 
 
-def test_the_captured_site_stays_the_default(client: ArenaClient) -> None:
-    assert DEFAULT_SITE == "2025-12" == client.http.get("/__fake/scenario").json()["site"]
-    assert client.info()["site"] == "2025-12"
+def test_the_default_site_is_one_constant(tmp_path: Path) -> None:
+    with fake_arena(tmp_path) as origin, ArenaClient(origin) as fresh:
+        assert fresh.http.get("/__fake/scenario").json()["site"] == DEFAULT_SITE
+        assert fresh.info()["site"] == DEFAULT_SITE
+    assert Scenario().site == DEFAULT_SITE
+
+
+def test_a_fake_can_start_on_either_site(tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_bytes(orjson.dumps({"site": "2025-12", "login_gate": True}))
+    extra = ("--scenario", str(scenario), "--site", "2026-10")
+    with fake_arena(tmp_path, *extra) as origin, ArenaClient(origin) as fresh:
+        fresh.scenario(site="2025-12")
+        fresh.reset()
+        assert fresh.http.get("/__fake/scenario").json()["site"] == "2026-10"
+        assert fresh.http.get("/__fake/scenario").json()["login_gate"] is True
 
 
 def test_the_catalog_endpoint_serves_the_reported_groups(new_site: ArenaClient) -> None:
