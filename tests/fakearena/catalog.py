@@ -23,11 +23,9 @@ CAPTURED_CATALOG = CAPTURES / "model-catalog-2025-12-01.json"
 REPORTED_CATALOG = CAPTURES / "model-catalog-2026-10-06.json"
 
 Kind = Literal["chat", "reasoning", "search", "image", "video"]
-#: The modality a request must carry for a model of each arena group (video is never served).
-GROUP_MODALITIES = {
-    "text": "chat",
-    "code": "chat",
-    "document": "chat",
+#: The kind of answer the models of an arena group give; the text groups (`text`, `code`,
+#: `document`, any other) chat, or reason when their name says so.
+GROUP_KINDS: dict[str, Kind] = {
     "search": "search",
     "text-to-image": "image",
     "text-to-video": "video",
@@ -66,9 +64,8 @@ def kind_of(entry: Mapping[str, Any]) -> Kind:
 
 
 def kind_in_group(arena: str, entry: Mapping[str, Any]) -> Kind:
-    """The kind of a 2026-10 entry, from its arena group (unknown groups: text)."""
-    modality = GROUP_MODALITIES.get(arena, "chat")
-    return _text_kind(entry) if modality == "chat" else modality  # type: ignore[return-value]
+    """The kind of a 2026-10 entry, from its arena group."""
+    return GROUP_KINDS.get(arena) or _text_kind(entry)
 
 
 def modality_of(kind: Kind) -> str:

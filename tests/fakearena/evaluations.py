@@ -174,12 +174,12 @@ def _model_ids(
 def _model(arena: Arena, model_id: Any, modality: str, lacking: set[str]) -> Model:
     """The catalog's model for this id and modality (an id may serve several modalities), if the
     caller's catalog has it."""
-    variants = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
-    if not variants or any(model.public_name in lacking for model in variants.values()):
+    variants = arena.catalog.by_id.get(model_id, {}) if isinstance(model_id, str) else {}
+    name = next((model.public_name for model in variants.values()), None)
+    if name is None or name in lacking:
         raise _bad(f"Unknown model: {model_id}")
     model = variants.get(modality)
     if model is None:
-        name = next(iter(variants.values())).public_name
         raise _bad(f"Model {name} does not support modality {modality}")
     return model
 

@@ -13,7 +13,14 @@ import pytest
 
 from shared.arena.ids import uuid7
 from tests.fakearena import identity, pages, png, replies
-from tests.fakearena.catalog import CAPTURES, Catalog, captured_models, kind_of
+from tests.fakearena.catalog import (
+    CAPTURES,
+    Catalog,
+    captured_models,
+    kind_in_group,
+    kind_of,
+    reported_groups,
+)
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.replies import Ask, Attachment
 
@@ -216,3 +223,19 @@ def test_failure_shaping_drops_step_finishes_too() -> None:
     assert not any(entry.startswith(("ae:", "ad:")) for entry in body)
     assert replies.shaped(framed, "cut_stream", "") == body[: len(body) // 2]
     assert replies.shaped(framed, "error_line", "x") == [*body[: len(body) // 2], 'a3:"x"']
+
+
+def test_a_grouped_catalog_takes_kinds_from_the_groups() -> None:
+    catalog = Catalog.from_groups(reported_groups())
+    ids = {(g["arena"], e["publicName"]): e["id"] for g in reported_groups() for e in g["models"]}
+    router = catalog.by_id[ids["text", "Max"]]
+    assert {modality: model.kind for modality, model in router.items()} == {
+        "chat": "chat",
+        "search": "search",
+        "image": "image",
+    }
+    assert ids["text", "qwen3.7-plus"] != ids["code", "qwen3.7-plus"]
+    assert set(catalog.by_id[ids["code", "qwen3.7-plus"]]) == {"chat"}
+    assert kind_in_group("document", {"publicName": "qwen3-max-thinking"}) == "reasoning"
+    assert kind_in_group("search", {"publicName": "some-thinking-search"}) == "search"
+    assert kind_in_group("text-to-video", {"publicName": "veo"}) == "video"

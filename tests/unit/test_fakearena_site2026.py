@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from shared.arena.ids import uuid7
-from tests.fakearena.catalog import GROUP_MODALITIES, captured_models, reported_groups
+from tests.fakearena.catalog import captured_models, reported_groups
 from tests.fakearena.client import ArenaClient
 from tests.fakearena.scenario import DEFAULT_SITE, Scenario
 from tests.fakearena.state import SITE_KEY
@@ -121,16 +121,16 @@ def test_the_old_direct_link_moved(new_site: ArenaClient, query: str, moved: str
 
 
 @pytest.mark.parametrize(
-    ("page", "group"),
+    ("page", "group", "modality"),
     [
-        ("text", "text"),
-        ("search", "search"),
-        ("image", "text-to-image"),
-        ("code", "code"),
+        ("text", "text", "chat"),
+        ("search", "search", "search"),
+        ("image", "text-to-image", "image"),
+        ("code", "code", "chat"),
     ],
 )
 def test_direct_pages_offer_their_arena_and_carry_no_catalog(
-    new_site: ArenaClient, page: str, group: str
+    new_site: ArenaClient, page: str, group: str, modality: str
 ) -> None:
     html = new_site.visit(f"/{page}/direct").text
     assert '<textarea name="message"' in html and 'data-mode="direct-battle"' in html
@@ -138,7 +138,7 @@ def test_direct_pages_offer_their_arena_and_carry_no_catalog(
     assert [(i, name) for i, _, _, name in picker] == [
         (entry["id"], entry["publicName"]) for entry in GROUPS[group]
     ]
-    assert {modality for _, modality, _, _ in picker} == {GROUP_MODALITIES[group]}
+    assert {served for _, served, _, _ in picker} == {modality}
     rsc = rsc_of(html)
     assert '"initialModels":"$undefined"' in rsc and '"initialModels":[' not in rsc
 
