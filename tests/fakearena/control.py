@@ -19,7 +19,7 @@ async def token(request: Request) -> Response:
     `{"v2": true}`: a v2 token, as passing the verification modal gives."""
     payload = await payload_of(request)
     if payload.get("v2") is True:
-        return json_answer({"token": arena_of(request).mint_token("", 2)})
+        return json_answer({"token": arena_of(request).mint_token("", version=2)})
     action = payload.get("action")
     if not isinstance(action, str) or not action:
         action = evaluations.RECAPTCHA_ACTION

@@ -27,7 +27,7 @@ def recaptcha_passes(
     other call of it is refused and extends the flag. Anyone else passes with a valid v2 token
     or a valid v3 token for `action`, unless the call is the one that gets the account flagged.
     """
-    v2 = "recaptchaV2Token" in body and arena.take_token(body["recaptchaV2Token"], "", 2)
+    v2 = "recaptchaV2Token" in body and arena.take_token(body["recaptchaV2Token"], "", version=2)
     v3 = arena.take_token(body.get("recaptchaV3Token"), action)
     if account is None:
         return v2 or v3
@@ -67,4 +67,4 @@ async def user_verify(request: Request) -> Response:
     if not isinstance(nonce, str) or nonce not in arena.v2_nonces:
         return json_answer({"success": False}, 403)
     arena.v2_nonces.discard(nonce)
-    return json_answer({"success": True, "token": arena.mint_token("", 2)})
+    return json_answer({"success": True, "token": arena.mint_token("", version=2)})

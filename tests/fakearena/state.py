@@ -12,13 +12,7 @@ from tests.fakearena import pages
 from tests.fakearena.accounts import Standing
 from tests.fakearena.catalog import Catalog, Model, captured_models, reported_groups
 from tests.fakearena.replies import Side, text_of
-from tests.fakearena.scenario import (
-    STATUS_FAILURES,
-    ActionName,
-    Endpoint,
-    Failure,
-    Scenario,
-)
+from tests.fakearena.scenario import STATUS_FAILURES, ActionName, Endpoint, Failure, Scenario
 from tests.fakearena.storage import Bucket
 
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
