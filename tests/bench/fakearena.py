@@ -30,6 +30,7 @@ from tests.fakearena import replies
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import ArenaClient, evaluation_body
 from tests.fakearena.replies import Ask, answer_text, text_of
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import fake_arena, free_port, spawn, stop, wait_for_port
 
 MODEL_NAME = "gemini-2.5-pro"
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        fake_arena(Path(tmp)) as fake,
+        fake_arena(Path(tmp), "--site", CAPTURED_SITE) as fake,
         baseline_server(Path(tmp)) as baseline,
         ArenaClient(fake) as client,
     ):

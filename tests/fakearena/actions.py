@@ -1,4 +1,5 @@
-"""Image upload: Next.js server actions posted to a page, and the object store they sign URLs for."""
+"""Next.js server actions posted to a page (image upload, deleting a chat), and the object store
+the upload ones sign URLs for."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from shared.arena.ids import uuid7
+from tests.fakearena import site
+from tests.fakearena.identity import resolve
 from tests.fakearena.pages import error_xml, rsc_action_answer
 from tests.fakearena.state import Arena
 from tests.fakearena.storage import StoredObject
@@ -56,26 +59,64 @@ def _get_history(arena: Arena, request: Request, args: list[Any]) -> dict[str, A
     return {"success": True, "data": {"history": [], "pagination": pagination}}
 
 
+def _set_session_state(
+    arena: Arena, request: Request, args: list[Any], state: Literal["archived", "deleted"]
+) -> dict[str, Any]:
+    """Archive or delete one of the caller's chats; a deleted one is gone for every endpoint."""
+    if len(args) != 1 or not isinstance(args[0], str):
+        return _FAILED
+    identity = resolve(request.cookies)
+    session = arena.sessions.get(args[0])
+    if (
+        session is None
+        or session.state == "deleted"
+        or identity is None
+        or session.owner != identity.key
+    ):
+        return {"success": False, "error": "Evaluation session not found"}
+    session.state = state
+    return {"success": True}
+
+
+def _delete_session(arena: Arena, request: Request, args: list[Any]) -> dict[str, Any]:
+    return _set_session_state(arena, request, args, "deleted")
+
+
+def _archive_session(arena: Arena, request: Request, args: list[Any]) -> dict[str, Any]:
+    return _set_session_state(arena, request, args, "archived")
+
+
 ACTIONS: dict[str, Callable[[Arena, Request, list[Any]], dict[str, Any]]] = {
     "updateTouConsent": _update_tou_consent,
     "generateUploadUrl": _generate_upload_url,
     "getSignedUrl": _get_signed_url,
     "getHistory": _get_history,
+    "deleteEvaluationSession": _delete_session,
+    "archiveEvaluationSession": _archive_session,
 }
 
 
 async def server_action(request: Request) -> Response:
     """`POST <page>` with `Next-Action: <id>`: the result rides on line `1:` of the RSC answer."""
     arena = arena_of(request)
+    page = request.path_params.get("page")
+    if page is not None and (not arena.scenario.new_site or page not in site.DIRECT_PAGES):
+        return site.not_found(request)
     try:
         args = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         args = None
-    name = arena.actions.get(request.headers.get("next-action", ""))
+    name = arena.actions().get(request.headers.get("next-action", ""))
     if name is None:
         return PlainTextResponse("Server action not found.", 404)
     result = ACTIONS[name](arena, request, args) if isinstance(args, list) else _FAILED
-    matched = "/[locale]/c/[id]" if request.url.path.startswith("/c/") else "/[locale]"
+    matched = (
+        "/[locale]/c/[id]"
+        if request.url.path.startswith("/c/")
+        else "/[locale]/[arena]/direct"
+        if page is not None
+        else "/[locale]"
+    )
     return Response(
         rsc_action_answer(arena.build_id, result),
         headers={**ACTION_HEADERS, "x-matched-path": matched},

@@ -16,25 +16,30 @@ PAGE_HEADERS = {"content-type": "text/plain;charset=UTF-8"}
 
 def evaluation_body(
     *,
-    model_id: str,
+    model_id: str | None,
     content: str,
     token: str,
     session_id: str | None = None,
     mode: str | None = "direct",
     modality: str = "chat",
     model_b_id: str | None = None,
+    blind: bool = False,
     attachments: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """A create (with `mode`) or post (`mode=None`) body in the captured key order, fresh ids."""
+    """A create (with `mode`) or post (`mode=None`) body in the captured key order, fresh ids.
+
+    `blind`: a battle whose models the site draws (2026-10): no model ids, both message ids.
+    """
     body: dict[str, Any] = {"id": session_id or uuid7()}
     if mode is not None:
         body["mode"] = mode
-    body["modelAId"] = model_id
+    if model_id is not None:
+        body["modelAId"] = model_id
     if model_b_id is not None:
         body["modelBId"] = model_b_id
     body["userMessageId"] = uuid7()
     body["modelAMessageId"] = uuid7()
-    if model_b_id is not None:
+    if model_b_id is not None or blind:
         body["modelBMessageId"] = uuid7()
     body["userMessage"] = {"content": content, "experimental_attachments": list(attachments)}
     body["modality"] = modality
@@ -78,14 +83,14 @@ class ArenaClient:
         return self.http.request(method, path, content=content, headers=PAGE_HEADERS)
 
     def create(
-        self, model_id: str, content: str, **fields: Any
+        self, model_id: str | None, content: str, **fields: Any
     ) -> tuple[dict[str, Any], httpx.Response]:
         fields.setdefault("token", self.token())
         body = evaluation_body(model_id=model_id, content=content, **fields)
         return body, self.send("POST", f"{STREAM}/create-evaluation", body)
 
     def post(
-        self, session_id: str, model_id: str, content: str, **fields: Any
+        self, session_id: str, model_id: str | None, content: str, **fields: Any
     ) -> tuple[dict[str, Any], httpx.Response]:
         fields.setdefault("token", self.token())
         body = evaluation_body(
@@ -93,9 +98,16 @@ class ArenaClient:
         )
         return body, self.send("POST", f"{STREAM}/post-to-evaluation/{session_id}", body)
 
-    def retry(self, session_id: str, message_id: str, token: str | None = None) -> httpx.Response:
+    def retry(
+        self,
+        session_id: str,
+        message_id: str,
+        token: str | None = None,
+        action: str = "chat_submit",
+    ) -> httpx.Response:
+        """Regenerate a model message (`action`: the token's; 2026-10 wants `chat_retry`)."""
         path = f"{STREAM}/retry-evaluation-session-message/{session_id}/messages/{message_id}"
-        return self.send("PUT", path, {"recaptchaV3Token": token or self.token()})
+        return self.send("PUT", path, {"recaptchaV3Token": token or self.token(action)})
 
     def stop(self, session_id: str, message_id: str) -> httpx.Response:
         return self.send("POST", f"{STREAM}/stop/{session_id}/messages/{message_id}", {})

@@ -1,14 +1,15 @@
 """The stream endpoints: create, post to and retry an evaluation (streamed answers), and stop.
 
 Checks run in this order; the first that fails answers:
-injected status failure → reCAPTCHA token (403) → caller, session owner, login gate (401/404)
-→ body checks (400). Ids are spent only by a request that passes every check.
+injected status failure → reCAPTCHA token and the account's flag (403) → caller, session owner,
+login gate (401/404) → body checks (400). Ids are spent only by a request that passes every check.
 """
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -16,13 +17,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.fakearena import png, replies
+from tests.fakearena import png, replies, security, site
 from tests.fakearena.catalog import Model
 from tests.fakearena.identity import Identity, resolve
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.linestream import LineStream, paced
 from tests.fakearena.replies import Ask, Attachment, Side
-from tests.fakearena.scenario import Endpoint, Failure
+from tests.fakearena.scenario import CAPTURED_SITE, NEW_SITE, Endpoint, Failure
 from tests.fakearena.state import Arena, Session, StreamRecord, Turn
 from tests.fakearena.storage import PREFIX, StoredObject
 from tests.fakearena.web import Refusal, arena_of, error_answer, json_answer, origin_of
@@ -36,9 +37,20 @@ MATCHED_PATHS = {
     "stop": f"{PREFIX_STREAM}/stop/[evaluationSessionId]/messages/[messageId]",
 }
 MAX_PROMPT_CHARS = 113_567
-MODES = ("direct", "battle", "side-by-side")
+#: The modes a chat may be created in, per site.
+MODES = {
+    CAPTURED_SITE: ("direct", "battle", "side-by-side"),
+    NEW_SITE: ("direct", "direct-battle", "battle", "side-by-side"),
+}
+#: Modes answered by model A alone; the login gate keeps guests out of them.
+ONE_SIDED = ("direct", "direct-battle")
+DIRECT_REFUSED = "'direct' mode is not allowed when starting a new conversation"
 SERVED_MODALITIES = ("chat", "search", "image")
+#: The catalog group a blind battle (2026-10) draws its two models from, per modality.
+BATTLE_GROUPS = {"chat": "text", "search": "search", "image": "text-to-image"}
 RECAPTCHA_ACTION = "chat_submit"
+#: The action a retry's token must be minted for, per site.
+RETRY_ACTIONS = {CAPTURED_SITE: RECAPTCHA_ACTION, NEW_SITE: "chat_retry"}
 OUTCOMES = {"cut_stream": "cut", "error_line": "error", "empty_200": "empty"}
 LOGIN_GATE_BODY = {"error": "LOGIN_GATE", "message": "Sign in to use direct chat."}
 
@@ -68,6 +80,7 @@ def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any
         }
         return Response("Too many requests, please try again later.", 429, headers)
     status, message = {
+        "prompt_failed": (429, "prompt failed"),
         "recaptcha_403": (403, "recaptcha validation failed"),
         "unauthorized_401": (401, "Unauthorized"),
         "server_500": (500, "Internal Server Error"),
@@ -75,15 +88,22 @@ def _status_failure(failure: Failure, endpoint: Endpoint, body: Mapping[str, Any
     return error_answer(status, message)
 
 
-def _refuse_if_injected(arena: Arena, endpoint: Endpoint, body: Mapping[str, Any]) -> None:
-    """An injected status failure answers before any check."""
-    failure = arena.next_failure(endpoint, status=True)
+def _refuse_if_injected(
+    arena: Arena, request: Request, endpoint: Endpoint, body: Mapping[str, Any]
+) -> None:
+    """An injected status failure answers before any check (it may be for one account only)."""
+    identity = resolve(request.cookies)
+    failure = arena.next_failure(endpoint, identity.key if identity else None, status=True)
     if failure is not None:
         raise Refusal(_status_failure(failure, endpoint, body))
 
 
-def _spend_token(arena: Arena, body: Mapping[str, Any]) -> None:
-    if not arena.take_token(body.get("recaptchaV3Token"), RECAPTCHA_ACTION):
+def _spend_tokens(
+    arena: Arena, request: Request, body: Mapping[str, Any], action: str = RECAPTCHA_ACTION
+) -> None:
+    """The reCAPTCHA check, with the caller's standing (flagged accounts need a v2 token)."""
+    identity = resolve(request.cookies)
+    if not security.recaptcha_passes(arena, identity.key if identity else None, body, action):
         raise Refusal(error_answer(403, "recaptcha validation failed"))
 
 
@@ -95,13 +115,13 @@ def _caller(request: Request) -> Identity:
 
 
 def _gate(arena: Arena, identity: Identity, mode: object) -> None:
-    if arena.scenario.login_gate and mode == "direct" and not identity.signed_in:
+    if arena.scenario.login_gate and mode in ONE_SIDED and not identity.signed_in:
         raise Refusal(json_answer(LOGIN_GATE_BODY, 401))
 
 
 def _owned_session(arena: Arena, identity: Identity, session_id: str) -> Session:
     session = arena.sessions.get(session_id)
-    if session is None:
+    if session is None or session.state == "deleted":
         raise Refusal(error_answer(404, "Evaluation session not found"))
     if session.owner != identity.key:
         message = f"User {identity.user_id} does not have access to evaluation session {session_id}"
@@ -113,20 +133,54 @@ def _bad(message: str) -> Refusal:
     return Refusal(error_answer(400, message))
 
 
-def _sides(body: Mapping[str, Any], mode: str) -> dict[Side, tuple[Any, Any]]:
-    """side -> (model id, model message id) as the body gives them."""
-    sides: dict[Side, tuple[Any, Any]] = {"a": (body.get("modelAId"), body.get("modelAMessageId"))}
-    if mode != "direct":
-        sides["b"] = (body.get("modelBId"), body.get("modelBMessageId"))
-    return sides
+def _message_ids(body: Mapping[str, Any], mode: str) -> dict[Side, Any]:
+    """side -> model message id as the body gives them (direct-battle: side a only, strictly)."""
+    if mode == "direct-battle":
+        extra = [key for key in ("modelBId", "modelBMessageId") if key in body]
+        if extra:
+            raise _bad(f"Unexpected field in direct-battle: {extra[0]}")
+    sides: tuple[Side, ...] = ("a",) if mode in ONE_SIDED else ("a", "b")
+    return {side: body.get(f"model{side.upper()}MessageId") for side in sides}
 
 
-def _model(arena: Arena, model_id: Any, modality: str) -> Model:
-    model = arena.catalog.by_id.get(model_id) if isinstance(model_id, str) else None
-    if model is None:
+def _draw(arena: Arena, modality: str, session_id: str, lacking: set[str]) -> dict[Side, str]:
+    """A blind battle's two models, drawn by the site (seeded by the session id: repeatable)."""
+    group = arena.catalog.models(BATTLE_GROUPS[modality])
+    pool = [model for model in group if model.public_name not in lacking]
+    if len(pool) < 2:
+        raise _bad(f"No models to battle in modality {modality}")
+    model_a, model_b = random.Random(session_id).sample(pool, 2)
+    return {"a": model_a.id, "b": model_b.id}
+
+
+def _model_ids(
+    arena: Arena,
+    body: Mapping[str, Any],
+    mode: str,
+    modality: str,
+    sides: Iterable[Side],
+    session_id: str,
+    first: Turn | None,
+    lacking: set[str],
+) -> dict[Side, Any]:
+    """side -> model id: from the body, or, in a 2026 blind battle, the site's own draw."""
+    if mode == "battle" and arena.scenario.new_site:
+        if first is not None:
+            return {side: model.id for side, model in first.models.items()}
+        return _draw(arena, modality, session_id, lacking)
+    return {side: body.get(f"model{side.upper()}Id") for side in sides}
+
+
+def _model(arena: Arena, model_id: Any, modality: str, lacking: set[str]) -> Model:
+    """The catalog's model for this id and modality (an id may serve several modalities), if the
+    caller's catalog has it."""
+    variants = arena.catalog.by_id.get(model_id, {}) if isinstance(model_id, str) else {}
+    name = next((model.public_name for model in variants.values()), None)
+    if name is None or name in lacking:
         raise _bad(f"Unknown model: {model_id}")
-    if model.modality != modality:
-        raise _bad(f"Model {model.public_name} does not support modality {modality}")
+    model = variants.get(modality)
+    if model is None:
+        raise _bad(f"Model {name} does not support modality {modality}")
     return model
 
 
@@ -151,21 +205,32 @@ def _attachments(arena: Arena, message: Mapping[str, Any], now: float) -> list[d
     return attachments
 
 
-def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> Turn:
-    """The turn a create or post body asks for, after every body check."""
+def _new_turn(
+    arena: Arena,
+    identity: Identity,
+    body: Mapping[str, Any],
+    mode: str,
+    now: float,
+    session_id: str,
+    first: Turn | None = None,
+) -> Turn:
+    """The turn a create or post body asks for, after every body check (`first`: the session's
+    first turn, for a post)."""
     message = body.get("userMessage")
     if not isinstance(message, dict) or not isinstance(message.get("content"), str):
         raise _bad("Invalid userMessage")
     modality = body.get("modality")
     if modality not in SERVED_MODALITIES:
         raise _bad(f"Unsupported modality: {modality}")
-    sides = _sides(body, mode)
-    message_ids = [body.get("userMessageId"), *(message_id for _, message_id in sides.values())]
+    sides = _message_ids(body, mode)
+    message_ids = [body.get("userMessageId"), *sides.values()]
     if not all(is_fresh_uuid7(message_id, now) for message_id in message_ids):
         raise _bad("Message ID seems spoofed")
     if len(set(message_ids)) != len(message_ids) or arena.used_ids.intersection(message_ids):
         raise _bad("Message ID already used")
-    models = {side: _model(arena, model_id, modality) for side, (model_id, _) in sides.items()}
+    lacking = site.lacking(arena, identity)
+    model_ids = _model_ids(arena, body, mode, modality, sides, session_id, first, lacking)
+    models = {side: _model(arena, model_ids[side], modality, lacking) for side in sides}
     if len(message["content"]) > MAX_PROMPT_CHARS:
         raise _bad(f"Message is too long (at most {MAX_PROMPT_CHARS} characters)")
     attachments = _attachments(arena, message, now)
@@ -176,8 +241,8 @@ def _new_turn(arena: Arena, body: Mapping[str, Any], mode: str, now: float) -> T
         text=message["content"],
         modality=modality,
         attachments=attachments,
-        models={side: model.id for side, model in models.items()},
-        message_ids={side: message_id for side, (_, message_id) in sides.items()},
+        models=models,
+        message_ids=sides,
     )
 
 
@@ -227,7 +292,7 @@ def _answer(
     turn = session.turns[turn_index]
     plans = []
     for side in sides:
-        model = arena.catalog.by_id[turn.models[side]]
+        model = turn.models[side]
         image_url = ""
         if model.kind == "image":
             image_url = _image_url(arena, request, session, turn.message_ids[side], turn.text)
@@ -243,8 +308,14 @@ def _answer(
                 for a in turn.attachments
             ),
             image_url=image_url,
+            scripted=arena.scenario.scripted(turn.text),
         )
-        plans.append(replies.lines(side, ask))
+        framing = replies.Framing(
+            message_id=turn.message_ids[side],
+            step_lines=arena.scenario.step_lines,
+            heartbeats=arena.scenario.heartbeat_lines,
+        )
+        plans.append(replies.framed(side, replies.lines(side, ask), turn.text, framing))
     kind = failure.kind if failure else None
     plan = replies.shaped(replies.interleave(*plans), kind, failure.message if failure else "")
     record = StreamRecord(
@@ -252,7 +323,7 @@ def _answer(
         session_id=session.id,
         user_message_id=turn.user_message_id,
         message_ids={side: turn.message_ids[side] for side in sides},
-        models={side: arena.catalog.by_id[turn.models[side]].public_name for side in sides},
+        models={side: turn.models[side].public_name for side in sides},
         outcome=OUTCOMES.get(kind or "", "finished"),
     )
     arena.streams.append(record)
@@ -267,22 +338,24 @@ async def create_evaluation(request: Request) -> Response | LineStream:
     arena = arena_of(request)
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "create", body)
-        _spend_token(arena, body)
+        _refuse_if_injected(arena, request, "create", body)
+        _spend_tokens(arena, request, body)
         identity = _caller(request)
         mode = body.get("mode")
         _gate(arena, identity, mode)
-        if mode not in MODES:
+        if mode not in MODES[arena.scenario.site]:
             raise _bad(f"Invalid mode: {mode}")
+        if mode == "direct" and arena.scenario.new_site:
+            raise _bad(DIRECT_REFUSED)
         now = time.time()
         if not is_fresh_uuid7(body.get("id"), now):
             raise _bad("Evaluation session ID seems spoofed")
         if body["id"] in arena.sessions:
             raise _bad("Evaluation session already exists")
-        turn = _new_turn(arena, body, mode, now)
+        turn = _new_turn(arena, identity, body, mode, now, body["id"])
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("create", status=False)
+    failure = arena.next_failure("create", identity.key, status=False)
     session = Session(id=body["id"], owner=identity.key, owner_id=identity.user_id, mode=mode)
     session.turns.append(turn)
     arena.sessions[session.id] = session
@@ -295,17 +368,19 @@ async def post_to_evaluation(request: Request) -> Response | LineStream:
     session_id = request.path_params["session_id"]
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "post", body)
-        _spend_token(arena, body)
+        _refuse_if_injected(arena, request, "post", body)
+        _spend_tokens(arena, request, body)
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)
         if body.get("id") != session_id:
             raise _bad("Evaluation session ID does not match the path")
-        turn = _new_turn(arena, body, session.mode, time.time())
+        turn = _new_turn(
+            arena, identity, body, session.mode, time.time(), session.id, session.turns[0]
+        )
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("post", status=False)
+    failure = arena.next_failure("post", identity.key, status=False)
     session.turns.append(turn)
     arena.used_ids.update([turn.user_message_id, *turn.message_ids.values()])
     index = len(session.turns) - 1
@@ -320,8 +395,8 @@ async def retry_message(request: Request) -> Response | LineStream:
     session_id, message_id = request.path_params["session_id"], request.path_params["message_id"]
     try:
         body = await _json_body(request)
-        _refuse_if_injected(arena, "retry", body)
-        _spend_token(arena, body)
+        _refuse_if_injected(arena, request, "retry", body)
+        _spend_tokens(arena, request, body, RETRY_ACTIONS[arena.scenario.site])
         identity = _caller(request)
         session = _owned_session(arena, identity, session_id)
         _gate(arena, identity, session.mode)
@@ -330,7 +405,7 @@ async def retry_message(request: Request) -> Response | LineStream:
             raise Refusal(error_answer(404, "Message not found"))
     except Refusal as refusal:
         return refusal.response
-    failure = arena.next_failure("retry", status=False)
+    failure = arena.next_failure("retry", identity.key, status=False)
     index, side = found
     turn = session.turns[index]
     turn.retries[side] = turn.retries.get(side, 0) + 1

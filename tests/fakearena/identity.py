@@ -1,4 +1,4 @@
-"""Who is calling: a signed-in account (split Supabase-style auth cookie) or a guest."""
+"""Who is calling: a signed-in account (Supabase-style auth cookie, whole or split) or a guest."""
 
 from __future__ import annotations
 
@@ -37,15 +37,22 @@ def account_id(username: str) -> str:
     return str(uuid.uuid5(_USERS, username))
 
 
-def auth_cookies(username: str) -> dict[str, str]:
-    """The split session cookie a sign-in sets: `.0` and `.1` joined are `base64-<session>`."""
+def user_of(username: str) -> dict[str, object]:
+    """The user object of a session (in the auth cookie, and what `/api/me` answers)."""
+    return {"id": account_id(username), "user_metadata": {"username": username}}
+
+
+def auth_cookies(username: str, split: bool = True) -> dict[str, str]:
+    """The session cookie a sign-in sets: `base64-<session>`, whole or cut into `.0` and `.1`."""
     session = {
         "access_token": secrets.token_urlsafe(24),
         "token_type": "bearer",
         "expires_at": int(time.time()) + 7 * 86400,
-        "user": {"id": account_id(username), "user_metadata": {"username": username}},
+        "user": user_of(username),
     }
     value = _PREFIX + base64.urlsafe_b64encode(orjson.dumps(session)).decode().rstrip("=")
+    if not split:
+        return {AUTH_COOKIE: value}
     half = len(value) // 2
     return {f"{AUTH_COOKIE}.0": value[:half], f"{AUTH_COOKIE}.1": value[half:]}
 

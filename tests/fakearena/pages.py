@@ -8,7 +8,10 @@ from typing import Any
 
 import orjson
 
-from tests.fakearena.catalog import Catalog
+from tests.fakearena.catalog import Model
+
+#: The reCAPTCHA v2 key of the "Security Verification" checkbox (reported 2026).
+V2_SITE_KEY = "6Le3_cYsAAAAAGwWOK2RLDgNI15Bh8C0yLBOL1yL"
 
 # Row 6 of the captured RSC payload up to the catalog (captures/rsc-line-with-initialModels.txt).
 _CATALOG_ROW_HEAD = (
@@ -31,10 +34,14 @@ def script_string(text: str) -> str:
     return "".join(_HTML_SAFE.get(char, char) for char in literal)
 
 
-def rsc_rows(catalog: Catalog, build_id: str) -> list[str]:
-    """The page's React Server Components rows (each ends with a newline)."""
-    models = orjson.dumps(catalog.entries).decode()
-    initial = orjson.dumps(catalog.initial_model_id).decode()
+def rsc_rows(catalog: list[Any] | None, initial_model_id: str | None, build_id: str) -> list[str]:
+    """The page's React Server Components rows (each ends with a newline).
+
+    Without a catalog, row 6 holds `"$undefined"` where the models were, as the 2026 site does.
+    """
+    undefined = '"$undefined"'
+    models = undefined if catalog is None else orjson.dumps(catalog).decode()
+    initial = undefined if catalog is None else orjson.dumps(initial_model_id).decode()
     return [
         f'0:{{"P":null,"b":"{build_id}","p":"","c":["",""],"i":false}}\n',
         '15:I[52341,["3185","static/chunks/3185.js"],"EvaluationStoreProvider"]\n',
@@ -56,26 +63,37 @@ def rsc_scripts(rows: Sequence[str], chunk_chars: int) -> str:
     return f"<script>(self.__next_f=self.__next_f||[]).push([0])</script>{pushes}"
 
 
-def _options(catalog: Catalog) -> str:
+def _options(models: Iterable[Model], selected: str | None) -> str:
     return "".join(
-        f'<option value="{html.escape(model.id)}" data-modality="{model.modality}">'
+        f'<option value="{html.escape(model.id)}" data-modality="{model.modality}"'
+        f"{' selected' if model.public_name == selected else ''}>"
         f"{html.escape(model.public_name)}</option>"
-        for model in catalog.by_id.values()
+        for model in models
         if model.kind != "video"
     )
 
 
 def chat_page(
     *,
-    catalog: Catalog,
+    models: Sequence[Model],
+    rsc_catalog: list[Any] | None,
+    initial_model_id: str | None,
     build_id: str,
     site_key: str,
     scripts: Iterable[str],
     username: str | None,
+    mode: str,
+    selected: str | None = None,
     thread: Sequence[str] = (),
     rsc_chunk_chars: int = 0,
+    security_check: str | None = None,
 ) -> str:
-    """The chat page: UI (textarea = ready marker), user, RSC catalog, reCAPTCHA and JS chunks."""
+    """The chat page: UI (textarea = ready marker), user, RSC catalog, reCAPTCHA and JS chunks.
+
+    `models` fill the picker (`selected` is preselected by public name); `mode` is what the UI
+    creates a chat in; `security_check`, a flagged account's nonce, adds the verification modal.
+    """
+    rsc = rsc_scripts(rsc_rows(rsc_catalog, initial_model_id, build_id), rsc_chunk_chars)
     who = (
         f'<span data-testid="username">{html.escape(username)}</span>'
         if username
@@ -86,14 +104,60 @@ def chat_page(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>LMArena</title>'
         f'<script src="/recaptcha/enterprise.js?render={site_key}" async></script>{chunks}'
-        f'</head><body><main id="arena" data-sitekey="{site_key}">'
+        f'</head><body><main id="arena" data-sitekey="{site_key}" data-mode="{mode}">'
         f"<header><b>LMArena</b> (fake) · {who}</header>"
         f'<section id="thread">{turns}</section>'
-        f'<select name="model">{_options(catalog)}</select>'
+        f'<select name="model">{_options(models, selected)}</select>'
         '<textarea name="message" placeholder="Ask anything…" rows="4" cols="80"></textarea>'
         '<button id="send" type="button">Send</button>'
         '<div id="answer"></div>'
-        f"</main>{rsc_scripts(rsc_rows(catalog, build_id), rsc_chunk_chars)}</body></html>"
+        f"{security_modal(security_check) if security_check else ''}</main>{rsc}</body></html>"
+    )
+
+
+def security_modal(nonce: str) -> str:
+    """The "Security Verification" modal over a flagged account's page: a reCAPTCHA v2 checkbox.
+
+    Only a trusted click (a person's, or WebDriver's) posts the nonce; the v2 token it gets back
+    lands in `textarea[name=g-recaptcha-response]`, as Google's widget leaves it, for the next call.
+    """
+    return (
+        "<style>#security-verification{position:fixed;inset:0;display:flex;align-items:center;"
+        "justify-content:center;background:rgba(0,0,0,.6)}"
+        "#security-verification[hidden]{display:none}"
+        "#security-verification>div{background:#fff;padding:24px;border-radius:8px}</style>"
+        '<div id="security-verification" role="dialog" aria-modal="true" data-state="open"><div>'
+        "<h2>Security Verification</h2>"
+        "<p>We detected unusual activity. Please verify that you are human to continue.</p>"
+        f'<div class="g-recaptcha" data-sitekey="{V2_SITE_KEY}">'
+        '<label><input type="checkbox" id="recaptcha-anchor"> I\'m not a robot</label>'
+        '<textarea id="g-recaptcha-response" name="g-recaptcha-response" hidden></textarea>'
+        "</div></div></div>"
+        "<script>(() => {"
+        "const modal = document.getElementById('security-verification');"
+        "const box = document.getElementById('recaptcha-anchor');"
+        "box.addEventListener('click', (event) => {"
+        "if (!event.isTrusted) { event.preventDefault(); return; }"
+        "modal.dataset.state = 'verifying';"
+        f"fetch('/recaptcha/api2/userverify?k={V2_SITE_KEY}', {{method: 'POST',"
+        "headers: {'content-type': 'application/json'},"
+        f"body: JSON.stringify({{nonce: {script_string(nonce)}}})}})"
+        ".then((r) => r.ok ? r.json() : Promise.reject(r.status))"
+        ".then((answer) => {"
+        "document.getElementById('g-recaptcha-response').value = answer.token;"
+        "modal.dataset.state = 'passed'; modal.hidden = true; })"
+        ".catch(() => { modal.dataset.state = 'open'; box.checked = false; });"
+        "});})();</script>"
+    )
+
+
+def not_found_page() -> str:
+    """The 2026 site's answer to an unknown path (with status 200)."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Page not found · LMArena</title></head><body><main>"
+        "<h1>404</h1><h2>This page could not be found.</h2>"
+        '<a href="/">Back to LMArena</a></main></body></html>'
     )
 
 
@@ -205,6 +269,7 @@ UI_JS = """(() => {
     const option = $("select[name=model]").selectedOptions[0];
     const text = $("textarea[name=message]").value;
     const token = await grecaptcha.enterprise.execute($("#arena").dataset.sitekey, {action: "chat_submit"});
+    const passed = $("textarea[name=g-recaptcha-response]");
     let path;
     const body = {};
     if (sessionId) {
@@ -213,13 +278,18 @@ UI_JS = """(() => {
     } else {
       sessionId = uuidv7();
       path = "/nextjs-api/stream/create-evaluation";
-      Object.assign(body, {id: sessionId, mode: "direct"});
+      Object.assign(body, {id: sessionId, mode: $("#arena").dataset.mode});
     }
     Object.assign(body, {
       modelAId: option.value, userMessageId: uuidv7(), modelAMessageId: uuidv7(),
       userMessage: {content: text, experimental_attachments: []},
       modality: option.dataset.modality, recaptchaV3Token: token,
     });
+    if (passed && passed.value) {
+      // The verification modal was passed: the v2 token rides on the next call, once.
+      body.recaptchaV2Token = passed.value;
+      passed.value = "";
+    }
     out.textContent = "";
     delete out.dataset.done;
     const response = await fetch(path, {

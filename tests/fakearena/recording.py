@@ -1,4 +1,5 @@
-"""The request log: every request but the control API's, with the headers that matter."""
+"""The request log: every request but the control API's, with the headers that matter and the
+address it came from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from tests.fakearena.identity import resolve
 from tests.fakearena.state import Arena
 
 CONTROL_PREFIX = "/__fake/"
+
+
+def peer_of(scope: Scope) -> dict[str, Any] | None:
+    """The TCP peer of the connection (never a forwarded-for header): who really called."""
+    client = scope.get("client")
+    return {"host": client[0], "port": client[1]} if client else None
 
 
 def _parsed(body: bytes) -> Any:
@@ -67,4 +74,5 @@ class Recorder:
             "identity": identity.key if identity else None,
             "status": status,
             "received_at": received_at,
+            "peer": peer_of(scope),
         }

@@ -20,6 +20,8 @@ Side = Literal["a", "b"]
 
 BRIEF_CHARS = 40
 _PIECE = re.compile(r"\S+\s*|\s+")
+#: Line codes that end an answer (`d`) or a step of it (`e`).
+FINISHES = ("d", "e")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,16 @@ class Ask:
     retry: int = 0
     attachments: tuple[Attachment, ...] = ()
     image_url: str = ""
+    scripted: str | None = None  # a scenario reply's text, instead of the deterministic one
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """The extra lines around one side's answer (scenario `step_lines`, `heartbeat_lines`)."""
+
+    message_id: str
+    step_lines: bool = False
+    heartbeats: int = 0
 
 
 def brief(text: str) -> str:
@@ -49,7 +61,10 @@ def brief(text: str) -> str:
 
 
 def answer_text(ask: Ask) -> str:
-    """`Turn N of «F» (model): P`, or `Retry k of turn N …` for the k-th regeneration."""
+    """`Turn N of «F» (model): P`, or `Retry k of turn N …` for the k-th regeneration; or the
+    scripted text, whole."""
+    if ask.scripted is not None:
+        return ask.scripted
     label = f"Retry {ask.retry} of turn {ask.turn}" if ask.retry else f"Turn {ask.turn}"
     seen = "".join(f" [{a.content_type}, {a.size} bytes]" for a in ask.attachments)
     return f"{label} of «{brief(ask.first)}» ({ask.model}){seen}: {ask.prompt}"
@@ -124,6 +139,23 @@ def lines(side: Side, ask: Ask) -> list[str]:
     return out
 
 
+def framed(side: Side, answer: Sequence[str], prompt: str, framing: Framing) -> list[str]:
+    """One side's answer with the lines the 2026 site adds around it: `f` (message start) first,
+    heartbeats (`2`) while the model thinks, `e` (step finish, with usage) before the finish."""
+    *content, finish = answer
+    out = []
+    if framing.step_lines:
+        out.append(line(side, "f", {"messageId": framing.message_id}))
+    out.extend(line(side, "2", [{"type": "heartbeat"}]) for _ in range(framing.heartbeats))
+    out.extend(content)
+    if framing.step_lines:
+        usage = {"promptTokens": len(pieces(prompt)), "completionTokens": len(content)}
+        reason = orjson.loads(finish[len(side) + 2 :])["finishReason"]
+        out.append(line(side, "e", {"finishReason": reason, "usage": usage, "isContinued": False}))
+    out.append(finish)
+    return out
+
+
 def interleave(*sides: Sequence[str]) -> list[str]:
     """Battle answers: one line of each side in turn."""
     merged = itertools.chain.from_iterable(itertools.zip_longest(*sides))
@@ -132,7 +164,7 @@ def interleave(*sides: Sequence[str]) -> list[str]:
 
 def shaped(plan: list[str], failure: FailureKind | None, message: str) -> list[str]:
     """The lines actually sent when a stream failure is injected."""
-    body = [entry for entry in plan if entry[1] != "d"]
+    body = [entry for entry in plan if entry[1] not in FINISHES]
     if failure == "cut_stream":
         return body[: max(1, len(body) // 2)]
     if failure == "error_line":

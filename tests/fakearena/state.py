@@ -6,22 +6,28 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from tests.fakearena.catalog import Catalog, captured_models
+from tests.fakearena import pages
+from tests.fakearena.accounts import Standing
+from tests.fakearena.catalog import Catalog, Model, captured_models, reported_groups
 from tests.fakearena.replies import Side, text_of
-from tests.fakearena.scenario import STATUS_FAILURES, Endpoint, Failure, Scenario
+from tests.fakearena.scenario import STATUS_FAILURES, ActionName, Endpoint, Failure, Scenario
 from tests.fakearena.storage import Bucket
 
 SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
-#: Server actions the page's JS chunk references, with the id prefix the site's ids had.
 _TOKENS_BEFORE_PRUNING = 10_000
-ACTIONS = {
+#: Server actions the page's JS chunk references, with the id prefix the site's ids had.
+ACTIONS: dict[ActionName, str] = {
     "updateTouConsent": "40",
     "generateUploadUrl": "70",
     "getSignedUrl": "60",
     "getHistory": "70",
+    "deleteEvaluationSession": "60",
+    "archiveEvaluationSession": "60",
 }
+#: Actions only the 2026 site's build has.
+NEW_ACTIONS = frozenset({"deleteEvaluationSession", "archiveEvaluationSession"})
 
 
 @dataclass
@@ -30,7 +36,7 @@ class Turn:
     text: str
     modality: str
     attachments: list[dict[str, Any]]
-    models: dict[Side, str]  # side -> catalog id
+    models: dict[Side, Model]  # side -> the model that answers
     message_ids: dict[Side, str]  # side -> model message id
     retries: dict[Side, int] = field(default_factory=dict)
 
@@ -40,7 +46,7 @@ class Turn:
             "text": self.text,
             "modality": self.modality,
             "attachments": self.attachments,
-            "models": self.models,
+            "models": {side: model.id for side, model in self.models.items()},
             "message_ids": self.message_ids,
             "retries": self.retries,
         }
@@ -53,6 +59,7 @@ class Session:
     owner_id: str  # the user id the site names in its errors
     mode: str
     turns: list[Turn] = field(default_factory=list)
+    state: Literal["active", "archived", "deleted"] = "active"
 
     def find(self, model_message_id: str) -> tuple[int, Side] | None:
         """(turn index, side) of a model message of this session."""
@@ -67,6 +74,7 @@ class Session:
             "id": self.id,
             "owner": self.owner,
             "mode": self.mode,
+            "state": self.state,
             "turns": [turn.to_json() for turn in self.turns],
         }
 
@@ -132,8 +140,9 @@ def _wake_up(future: asyncio.Future[None]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    action: str
+    action: str  # a v3 token's; a v2 token has none
     minted_at: float  # time.monotonic()
+    version: int = 3  # Enterprise v3 (minted by execute) or v2 (a passed checkbox)
 
 
 class Arena:
@@ -142,7 +151,7 @@ class Arena:
     def __init__(self, scenario: Scenario) -> None:
         self.initial = scenario
         self.build_id = secrets.token_hex(8)
-        self.actions = {prefix + secrets.token_hex(20): name for name, prefix in ACTIONS.items()}
+        self.action_ids = {name: prefix + secrets.token_hex(20) for name, prefix in ACTIONS.items()}
         self.reset()
 
     def reset(self) -> None:
@@ -156,8 +165,33 @@ class Arena:
         self.stream_counts: dict[str, int] = {}
         self.challenge_nonces: set[str] = set()
         self.clearances: set[str] = set()
+        self.v2_nonces: set[str] = set()
+        self.standing = Standing()
         self.bucket = Bucket()
         self._apply(self.initial)
+
+    @property
+    def site_key(self) -> str:
+        """The reCAPTCHA site key the page renders and the stand-in accepts."""
+        return self.scenario.recaptcha_site_key or SITE_KEY
+
+    def actions(self) -> dict[str, ActionName]:
+        """The server actions of the build being served, by id."""
+        missing = set(self.scenario.missing_actions)
+        if not self.scenario.new_site:
+            missing |= NEW_ACTIONS
+        return {
+            action_id: name for name, action_id in self.action_ids.items() if name not in missing
+        }
+
+    def chunks(self) -> dict[str, str]:
+        """The page's JS chunks by path; their names change with the build, as on the site."""
+        return {
+            f"/_next/static/chunks/app/page-{self.build_id}.js": pages.server_reference_chunk(
+                self.actions()
+            ),
+            f"/_next/static/chunks/main-app-{self.build_id}.js": pages.UI_JS,
+        }
 
     def set_scenario(self, scenario: Scenario) -> None:
         if scenario.cloudflare and not self.scenario.cloudflare:
@@ -166,21 +200,30 @@ class Arena:
 
     def _apply(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.catalog = Catalog(
-            scenario.catalog if scenario.catalog is not None else captured_models()
-        )
-        # [requests seen, requests failed] per failure, counted from now
+        if scenario.new_site:
+            groups = scenario.catalog if scenario.catalog is not None else reported_groups()
+            self.catalog = Catalog.from_groups(groups)
+        else:
+            entries = scenario.catalog if scenario.catalog is not None else captured_models()
+            self.catalog = Catalog.from_entries(entries)
+        # [requests seen, requests failed] per failure, counted from now; calls towards a flag too
         self.failure_counts = [[0, 0] for _ in scenario.failures]
+        self.standing.calls.clear()
 
-    def next_failure(self, endpoint: Endpoint, *, status: bool) -> Failure | None:
-        """The injected status (or stream) failure for this request, if any.
+    def next_failure(
+        self, endpoint: Endpoint, account: str | None, *, status: bool
+    ) -> Failure | None:
+        """The injected status (or stream) failure for this request of `account`, if any.
 
-        Each failure counts its own matches: a status failure every request to its endpoint, a
-        stream failure only the requests that passed every check and are about to stream.
+        Each failure counts its own matches: a status failure every request to its endpoint (of
+        its account), a stream failure only those that passed every check and are about to stream.
         """
         chosen = None
         for failure, counts in zip(self.scenario.failures, self.failure_counts, strict=True):
-            if not failure.matches(endpoint) or (failure.kind in STATUS_FAILURES) != status:
+            if (
+                not failure.matches(endpoint, account)
+                or (failure.kind in STATUS_FAILURES) != status
+            ):
                 continue
             counts[0] += 1
             due = counts[0] > failure.after and (failure.times is None or counts[1] < failure.times)
@@ -189,19 +232,19 @@ class Arena:
                 chosen = failure
         return chosen
 
-    def mint_token(self, action: str) -> str:
+    def mint_token(self, action: str, version: int = 3) -> str:
         if len(self.tokens) >= _TOKENS_BEFORE_PRUNING:
             self._drop_expired_tokens()
         token = "03AF" + secrets.token_urlsafe(96)
-        self.tokens[token] = Token(action, time.monotonic())
+        self.tokens[token] = Token(action, time.monotonic(), version)
         return token
 
-    def take_token(self, token: object, action: str) -> bool:
-        """Spend a token: it must exist, be unused, fresh and minted for `action`."""
+    def take_token(self, token: object, action: str, version: int = 3) -> bool:
+        """Spend a token: it must exist, be unused, fresh, of `version` and minted for `action`."""
         found = self.tokens.pop(token, None) if isinstance(token, str) else None
         return (
             found is not None
-            and found.action == action
+            and (found.version, found.action) == (version, action)
             and time.monotonic() - found.minted_at < self.scenario.token_ttl_seconds
         )
 

@@ -20,6 +20,15 @@ def origin_of(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+async def payload_of(request: Request) -> dict[str, Any]:
+    """The request's JSON object body, or an empty one if it is anything else."""
+    try:
+        payload = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 

@@ -16,6 +16,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import ArenaClient, evaluation_body
 from tests.fakearena.replies import Ask, answer_text, lines
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena
 
 pytestmark = pytest.mark.browser
@@ -64,7 +65,7 @@ const [path, body, done] = arguments;
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with fake_arena(tmp_path_factory.mktemp("fakearena")) as origin:
+    with fake_arena(tmp_path_factory.mktemp("fakearena"), "--site", CAPTURED_SITE) as origin:
         yield origin
 
 
@@ -188,3 +189,59 @@ def test_cloudflare_passes_only_a_trusted_click(
     browser.find_element(By.ID, "cf-checkbox").click()
     wait_for(browser, "textarea[name=message]")
     assert "cf_clearance" in {cookie["name"] for cookie in browser.get_cookies()}
+
+
+def test_the_new_site_ui_chats_in_direct_battle_and_skips_extra_lines(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
+    control.scenario(site="2026-10", step_lines=True, heartbeat_lines=2)
+    browser.get(f"{origin}/?mode=direct")
+    textarea = wait_for(browser, "textarea[name=message]")
+    assert browser.current_url == f"{origin}/text/direct"
+    textarea.send_keys("hello from 2026")
+    browser.find_element(By.ID, "send").click()
+    answer = wait_for(browser, "#answer[data-done=true]")
+    expected = "Turn 1 of «hello from 2026» (gemini-3.1-pro-preview): hello from 2026"
+    assert answer.text == expected
+    session = control.log()["sessions"][-1]
+    assert session["mode"] == "direct-battle"
+    assert control.log()["streams"][-1]["lines"][0].startswith("af:")
+
+
+def test_the_security_check_passes_only_a_trusted_click(
+    browser: webdriver.Chrome, control: ArenaClient, origin: str
+) -> None:
+    browser.get(origin)
+    wait_for(browser, "textarea[name=message]")
+    guest = browser.get_cookie("provisional_user_id")["value"]
+    control.http.post("/__fake/flags", json={"account": f"guest:{guest}", "flagged": True})
+    browser.get(origin)
+    modal = wait_for(browser, "#security-verification[data-state=open]")
+    assert "Security Verification" in modal.text
+    # A script's click runs the handler at once: had it been taken, the state would have moved.
+    untrusted = browser.execute_script(
+        "const box = document.getElementById('recaptcha-anchor');"
+        "box.dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true}));"
+        "return [document.getElementById('security-verification').dataset.state, box.checked,"
+        " document.querySelector('[name=g-recaptcha-response]').value];"
+    )
+    assert untrusted == ["open", False, ""]
+    browser.find_element(By.ID, "recaptcha-anchor").click()
+    wait_for(browser, "#security-verification[data-state=passed]")
+    token = browser.execute_script(
+        "return document.querySelector('[name=g-recaptcha-response]').value"
+    )
+    assert token.startswith("03AF")
+    verifications = [
+        r for r in control.log()["requests"] if r["path"] == "/recaptcha/api2/userverify"
+    ]
+    assert len(verifications) == 1  # the trusted click's only
+    # The page's own UI carries the v2 token on its next call, which clears the flag.
+    browser.find_element(By.NAME, "message").send_keys("verified")
+    browser.find_element(By.ID, "send").click()
+    answer = wait_for(browser, "#answer[data-done=true]")
+    assert answer.text.endswith(": verified")
+    create = control.log()["requests"][-1]
+    assert create["path"] == "/nextjs-api/stream/create-evaluation" and create["status"] == 200
+    assert create["body"]["recaptchaV2Token"] == token
+    assert control.http.get("/__fake/flags").json() == {}

@@ -6,11 +6,12 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
 from tests.fakearena.catalog import captured_models
-from tests.fakearena.client import ArenaClient, lines_of
+from tests.fakearena.client import ArenaClient, evaluation_body, lines_of
 from tests.fakearena.replies import text_of
 from tests.fakearena.state import SITE_KEY
 from tests.support.procs import fake_arena
@@ -112,6 +113,7 @@ def test_log_records_requests_and_streams(client: ArenaClient) -> None:
     log = client.log()
     request = log["requests"][-1]
     received_at = request.pop("received_at")
+    assert request.pop("peer")["host"] == "127.0.0.1"
     assert before <= received_at <= log["streams"][0]["sent_at"][0]
     assert request == {
         "method": "POST",
@@ -153,3 +155,19 @@ def test_scenario_file_at_start_and_reset_returns_to_it(tmp_path: Path) -> None:
         client.scenario(login_gate=False)
         client.reset()
         assert client.http.get("/__fake/scenario").json()["login_gate"] is True
+
+
+def test_the_log_and_the_peer_endpoint_name_the_tcp_peer(client: ArenaClient, origin: str) -> None:
+    forged = {"x-forwarded-for": "203.0.113.9", "forwarded": "for=203.0.113.9"}
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=origin, transport=transport, headers=forged) as far:
+        far.get("/")
+        token = far.post("/__fake/recaptcha-token", json={}).json()["token"]
+        body = evaluation_body(model_id=CHAT, content="from afar", token=token)
+        assert far.post("/nextjs-api/stream/create-evaluation", json=body).status_code == 200
+        seen = far.get("/__fake/peer").json()
+    assert seen["host"] == "127.0.0.2" and isinstance(seen["port"], int)
+    assert client.http.get("/__fake/peer").json()["host"] == "127.0.0.1"
+    request = client.log()["requests"][-1]
+    assert request["path"] == "/nextjs-api/stream/create-evaluation"
+    assert request["peer"]["host"] == "127.0.0.2"

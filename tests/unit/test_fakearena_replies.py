@@ -13,7 +13,14 @@ import pytest
 
 from shared.arena.ids import uuid7
 from tests.fakearena import identity, pages, png, replies
-from tests.fakearena.catalog import CAPTURES, Catalog, captured_models, kind_of
+from tests.fakearena.catalog import (
+    CAPTURES,
+    Catalog,
+    captured_models,
+    kind_in_group,
+    kind_of,
+    reported_groups,
+)
 from tests.fakearena.ids import is_fresh_uuid7
 from tests.fakearena.replies import Ask, Attachment
 
@@ -176,10 +183,59 @@ def test_catalog_kinds_follow_the_capabilities() -> None:
 
 
 def test_rsc_pushes_decode_back_to_the_rows_even_when_split() -> None:
-    catalog = Catalog(captured_models())
-    rows = pages.rsc_rows(catalog, "build")
+    catalog = Catalog.from_entries(captured_models())
+    rows = pages.rsc_rows(catalog.served, catalog.models()[0].id, "build")
     for chunk_chars in (0, 997):
         html = pages.rsc_scripts(rows, chunk_chars)
         strings = re.findall(r'self\.__next_f\.push\(\[1,("(?:[^"\\]|\\.)*")\]\)', html)
         assert "".join(orjson.loads(s) for s in strings) == "".join(rows)
         assert "<" not in "".join(strings)
+
+
+def test_framing_adds_message_start_heartbeats_and_step_finish() -> None:
+    answer = replies.lines("b", ask(kind="reasoning", prompt="two words"))
+    framing = replies.Framing(message_id="m-1", step_lines=True, heartbeats=2)
+    framed = replies.framed("b", answer, "two words", framing)
+    assert framed[:3] == ['bf:{"messageId":"m-1"}', *['b2:[{"type":"heartbeat"}]'] * 2]
+    assert framed[3:-2] == answer[:-1]
+    step = orjson.loads(framed[-2].removeprefix("be:"))
+    assert step == {
+        "finishReason": "stop",
+        "usage": {"promptTokens": 2, "completionTokens": len(answer) - 1},
+        "isContinued": False,
+    }
+    assert framed[-1] == answer[-1] == 'bd:{"finishReason":"stop"}'
+    assert replies.text_of(framed, "b") == replies.text_of(answer, "b")
+    bare = replies.framed("b", answer, "two words", replies.Framing(message_id="m-1"))
+    assert bare == answer
+
+
+def test_a_search_step_finishes_with_the_answers_reason() -> None:
+    answer = replies.lines("a", ask(kind="search"))
+    framed = replies.framed("a", answer, "test", replies.Framing("m", step_lines=True))
+    assert orjson.loads(framed[-2][3:])["finishReason"] == "unknown"
+
+
+def test_failure_shaping_drops_step_finishes_too() -> None:
+    answer = replies.lines("a", ask(prompt="a b c d"))
+    framed = replies.framed("a", answer, "a b c d", replies.Framing("m", step_lines=True))
+    body = framed[:-2]  # without the step finish and the finish
+    assert not any(entry.startswith(("ae:", "ad:")) for entry in body)
+    assert replies.shaped(framed, "cut_stream", "") == body[: len(body) // 2]
+    assert replies.shaped(framed, "error_line", "x") == [*body[: len(body) // 2], 'a3:"x"']
+
+
+def test_a_grouped_catalog_takes_kinds_from_the_groups() -> None:
+    catalog = Catalog.from_groups(reported_groups())
+    ids = {(g["arena"], e["publicName"]): e["id"] for g in reported_groups() for e in g["models"]}
+    router = catalog.by_id[ids["text", "Max"]]
+    assert {modality: model.kind for modality, model in router.items()} == {
+        "chat": "chat",
+        "search": "search",
+        "image": "image",
+    }
+    assert ids["text", "qwen3.7-plus"] != ids["code", "qwen3.7-plus"]
+    assert set(catalog.by_id[ids["code", "qwen3.7-plus"]]) == {"chat"}
+    assert kind_in_group("document", {"publicName": "qwen3-max-thinking"}) == "reasoning"
+    assert kind_in_group("search", {"publicName": "some-thinking-search"}) == "search"
+    assert kind_in_group("text-to-video", {"publicName": "veo"}) == "video"

@@ -6,11 +6,12 @@ import itertools
 import re
 import time
 
+import orjson
 import pytest
 
 from tests.fakearena.catalog import captured_models
 from tests.fakearena.client import STREAM, ArenaClient, evaluation_body, lines_of
-from tests.fakearena.replies import Ask, answer_text, lines
+from tests.fakearena.replies import Ask, answer_text, lines, pieces, text_of
 
 MODELS = {entry["publicName"]: entry["id"] for entry in captured_models()}
 CHAT = MODELS["gemini-2.5-pro"]
@@ -244,3 +245,32 @@ def test_a_stream_failure_waits_for_a_request_that_passes_every_check(client: Ar
     assert cut.status_code == 200 and not lines_of(cut)[-1].startswith("ad:")
     _, whole = client.create(CHAT, PROMPT)
     assert lines_of(whole) == FULL
+
+
+def test_scripted_replies_replace_the_answer_text(client: ArenaClient) -> None:
+    call = 'I will look. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    client.scenario(
+        replies=[
+            {"match": r"^TOOL RESULT\b", "text": "It is sunny in Paris.\n"},
+            {"match": "(?i)weather", "text": call},
+        ]
+    )
+    body, response = client.create(CHAT, "What is the weather in Paris?")
+    assert lines_of(response) == [
+        *(f"a0:{orjson.dumps(piece).decode()}" for piece in pieces(call)),
+        'ad:{"finishReason":"stop"}',
+    ]
+    _, answered = client.post(body["id"], CHAT, "TOOL RESULT get_weather: sunny (weather ok)")
+    assert text_of(lines_of(answered), "a") == "It is sunny in Paris.\n"  # the first match wins
+    _, plain = client.post(body["id"], CHAT, "thanks")
+    assert (
+        text_of(lines_of(plain), "a")
+        == "Turn 3 of «What is the weather in Paris?» (gemini-2.5-pro): thanks"
+    )
+    retried = client.retry(body["id"], body["modelAMessageId"])
+    assert text_of(lines_of(retried), "a") == call
+
+
+def test_a_scripted_reply_needs_a_valid_regex(client: ArenaClient) -> None:
+    response = client.http.post("/__fake/scenario", json={"replies": [{"match": "(", "text": "x"}]})
+    assert response.status_code == 400 and "bad regex" in response.text

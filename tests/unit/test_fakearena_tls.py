@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakearena.client import evaluation_body
 from tests.fakearena.replies import text_of
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import arena_tls, fake_arena
 
 CHAT = "0199f060-b306-7e1f-aeae-0ebb4e3f1122"
@@ -19,7 +20,7 @@ CHAT = "0199f060-b306-7e1f-aeae-0ebb4e3f1122"
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSLContext]]:
     workdir = tmp_path_factory.mktemp("tls")
-    with fake_arena(workdir, tls=True) as url:
+    with fake_arena(workdir, "--site", CAPTURED_SITE, tls=True) as url:
         yield url, arena_tls(workdir)
 
 
@@ -28,6 +29,7 @@ async def test_http2_streams_share_one_connection(origin: tuple[str, ssl.SSLCont
     async with httpx.AsyncClient(base_url=url, http2=True, verify=ca) as client:
         page = await client.get("/")
         assert page.http_version == "HTTP/2" and "initialModels" in page.text
+        assert (await client.get("/__fake/peer")).json()["host"] == "127.0.0.1"
         await client.post("/__fake/scenario", json={"line_delay_seconds": 0.02})
 
         async def ask(n: int) -> str:
