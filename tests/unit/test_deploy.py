@@ -71,6 +71,15 @@ def test_nginx_does_not_buffer_streams() -> None:
     assert re.search(r"server gateway-1:8000", conf) and re.search(r"server gateway-2:8000", conf)
 
 
+def test_nginx_passes_the_clients_host_with_its_port_and_retries_a_gateway_that_is_down() -> None:
+    """What tests/integration/test_nginx.py shows with the real nginx, read off the file."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header Host $http_host;" in conf
+    assert "proxy_set_header Host $host;" not in conf
+    assert "proxy_next_upstream error timeout;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+
+
 def test_compose_workers_serve_novnc_to_the_gateways_under_their_own_name(compose: dict) -> None:
     for name in ("worker-1", "worker-2"):
         env = compose["services"][name]["environment"]
