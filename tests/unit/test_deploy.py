@@ -59,8 +59,12 @@ def test_compose_workers_each_keep_their_own_profile(compose: dict) -> None:
     volumes = [services[w]["volumes"][0].split(":")[0] for w in ("worker-1", "worker-2")]
     ids = [services[w]["environment"]["LMB_WORKER_ID"] for w in ("worker-1", "worker-2")]
     assert len(set(volumes)) == 2 and len(set(ids)) == 2
+    # The compose file's own Redis, with its password (tests/integration/test_compose_redis.py).
     assert all(
-        services[w]["environment"]["LMB_REDIS_URL"].startswith("redis://redis:")
+        re.fullmatch(
+            r"redis://:\$\{LMB_REDIS_PASSWORD:\?[^}]+\}@redis:6379/0",
+            services[w]["environment"]["LMB_REDIS_URL"],
+        )
         for w in ("worker-1", "worker-2")
     )
 
