@@ -37,7 +37,7 @@ from tests.support.kube import (
 #: The oldest release the chart supports (Chart.yaml's kubeVersion) and the newest one bundled.
 OLDEST = "1.30.0"
 VERSIONS = [kubernetes_validate.latest_version(), OLDEST]
-#: Settings the chart gives that the bridge does not read yet (see the README's Kubernetes notes).
+#: Settings the chart gives that the bridge does not read yet (the README's "Run it for a team").
 EXPECTED_SETTINGS = {
     "LMB_NOVNC_PORT",
     "LMB_REDIS_PASSWORD",
