@@ -106,7 +106,10 @@ def test_the_compose_redis_health_check_passes_only_with_the_password(
 
         def healthy(environment: dict[str, str]) -> bool:
             run = subprocess.run(
-                ["sh", "-c", here], env={"PATH": os.environ["PATH"], **environment}, timeout=10
+                ["sh", "-c", here],
+                env={"PATH": os.environ["PATH"], **environment},
+                capture_output=True,
+                timeout=10,
             )
             return run.returncode == 0
 
