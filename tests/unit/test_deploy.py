@@ -59,8 +59,12 @@ def test_compose_workers_each_keep_their_own_profile(compose: dict) -> None:
     volumes = [services[w]["volumes"][0].split(":")[0] for w in ("worker-1", "worker-2")]
     ids = [services[w]["environment"]["LMB_WORKER_ID"] for w in ("worker-1", "worker-2")]
     assert len(set(volumes)) == 2 and len(set(ids)) == 2
+    # The compose file's own Redis, with its password (tests/integration/test_compose_redis.py).
     assert all(
-        services[w]["environment"]["LMB_REDIS_URL"].startswith("redis://redis:")
+        re.fullmatch(
+            r"redis://:\$\{LMB_REDIS_PASSWORD:\?[^}]+\}@redis:6379/0",
+            services[w]["environment"]["LMB_REDIS_URL"],
+        )
         for w in ("worker-1", "worker-2")
     )
 
@@ -69,6 +73,15 @@ def test_nginx_does_not_buffer_streams() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "proxy_buffering off;" in conf
     assert re.search(r"server gateway-1:8000", conf) and re.search(r"server gateway-2:8000", conf)
+
+
+def test_nginx_passes_the_clients_host_with_its_port_and_retries_a_gateway_that_is_down() -> None:
+    """What tests/integration/test_nginx.py shows with the real nginx, read off the file."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header Host $http_host;" in conf
+    assert "proxy_set_header Host $host;" not in conf
+    assert "proxy_next_upstream error timeout;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
 
 
 def test_compose_workers_serve_novnc_to_the_gateways_under_their_own_name(compose: dict) -> None:
