@@ -273,7 +273,9 @@ async def test_a_screen_opens_through_nginx(front: Edge, redis: Redis, tmp_path:
             await screen.send(frame)
             echoed = b""
             while len(echoed) < len(frame):
-                echoed += await asyncio.wait_for(screen.recv(), 5)
+                part = await asyncio.wait_for(screen.recv(), 5)
+                assert isinstance(part, bytes), "a binary frame comes back binary"
+                echoed += part
             round_trip = time.perf_counter() - started
         assert echoed == frame
         print(f"\nscreen through nginx: 100 kB there and back in {round_trip * 1000:.1f} ms")
