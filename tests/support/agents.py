@@ -1,0 +1,277 @@
+"""Run real coding-agent CLIs (Claude Code, Codex CLI) against a base URL, offline.
+
+The CLIs come from npm into `tests/agents/node_modules` (`scripts/setup-agents`, which runs
+`npm ci --prefix tests/agents`). Each run gets a HOME of its own, a config pointing the agent at
+the given base URL, everything the agent would send elsewhere (updates, telemetry, plugin
+catalogues) switched off, and, when `proxy` is given, every other host routed to that proxy (a
+`ModelApi` refuses and records such attempts), so that nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS_DIR = ROOT / "tests" / "agents"
+NODE_MODULES = AGENTS_DIR / "node_modules"
+
+#: The key agents are given; the bridge on loopback with no keys made takes any.
+API_KEY = "sk-lmb-test-key"
+#: The environment variable Codex reads its provider's key from (config `env_key`).
+CODEX_KEY_ENV = "LMB_API_KEY"
+#: A PATH with the system's tools only (the agents' shells run `cat`, `bash`, `git`).
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    def describe(self) -> str:
+        """Everything about the run, for an assertion's message."""
+        return (
+            f"$ {' '.join(self.argv)}\nexit {self.returncode} after {self.seconds:.1f}s"
+            f"{' (timed out)' if self.timed_out else ''}\n"
+            f"--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+        )
+
+
+def claude_binary() -> Path | None:
+    """Claude Code's native binary, as its npm package installs it."""
+    wrapper = NODE_MODULES / "@anthropic-ai" / "claude-code" / "bin" / "claude.exe"
+    # The package's postinstall copies the platform binary over a small placeholder; without
+    # install scripts the placeholder stays, and the platform package's binary is the one to run.
+    if wrapper.is_file() and wrapper.stat().st_size > 1_000_000:
+        return wrapper
+    for platform_pkg in sorted((NODE_MODULES / "@anthropic-ai").glob("claude-code-linux-*")):
+        binary = platform_pkg / "claude"
+        if binary.is_file():
+            return binary
+    return None
+
+
+def codex_binary() -> Path | None:
+    """Codex CLI's launcher (`codex.js`, which runs the native binary of its platform package)."""
+    launcher = NODE_MODULES / ".bin" / "codex"
+    native = list((NODE_MODULES / "@openai").glob("codex-linux-*/vendor/*/bin/codex"))
+    return launcher if launcher.exists() and native else None
+
+
+def missing(name: str) -> str | None:
+    """Why agent `name` ("claude" or "codex") cannot run here, or None when it can."""
+    found = claude_binary() if name == "claude" else codex_binary()
+    if found is None:
+        return f"{name} is not installed: run scripts/setup-agents (npm ci --prefix tests/agents)"
+    return None
+
+
+def base_env(home: Path, proxy: str | None = None) -> dict[str, str]:
+    """A clean environment: the system's PATH, a HOME of the run's own, no colours."""
+    env = {
+        "PATH": SYSTEM_PATH,
+        "HOME": str(home),
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+    }
+    if proxy:
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+            env[name] = env[name.lower()] = proxy
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
+    return env
+
+
+# --- Claude Code -----------------------------------------------------------------------------------
+
+
+def claude_env(
+    origin: str,
+    home: Path,
+    *,
+    model: str,
+    api_key: str = API_KEY,
+    bearer: bool = False,
+    proxy: str | None = None,
+) -> dict[str, str]:
+    """Claude Code pointed at `origin` (no `/v1`: the client adds it), as a user sets it up.
+
+    The key goes in `ANTHROPIC_API_KEY` (sent as `x-api-key`), or with `bearer` in
+    `ANTHROPIC_AUTH_TOKEN` (sent as `Authorization: Bearer`). Every helper model (the "small
+    fast" one, subagents) is the same model, so all requests go to `origin` with `model`.
+    """
+    env = base_env(home, proxy)
+    env.update(
+        {
+            "ANTHROPIC_BASE_URL": origin,
+            "ANTHROPIC_MODEL": model,
+            "ANTHROPIC_SMALL_FAST_MODEL": model,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+            "CLAUDE_CODE_SUBAGENT_MODEL": model,
+            # Nothing but model requests: no telemetry, error reports, update checks, surveys.
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
+            # Root may skip permission prompts only where it says it runs in a sandbox.
+            "IS_SANDBOX": "1",
+        }
+    )
+    env["ANTHROPIC_AUTH_TOKEN" if bearer else "ANTHROPIC_API_KEY"] = api_key
+    return env
+
+
+def claude_argv(prompt: str, *extra: str) -> list[str]:
+    """`claude -p` (print mode): one prompt, tools allowed without asking, the answer on stdout."""
+    binary = claude_binary()
+    assert binary is not None, missing("claude")
+    return [str(binary), "-p", prompt, "--dangerously-skip-permissions", *extra]
+
+
+def run_claude(
+    prompt: str,
+    origin: str,
+    workdir: Path,
+    home: Path,
+    *,
+    model: str,
+    timeout: float = 60,
+    bearer: bool = False,
+    proxy: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> AgentRun:
+    env = claude_env(origin, home, model=model, bearer=bearer, proxy=proxy)
+    return run(claude_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
+
+
+# --- Codex CLI -------------------------------------------------------------------------------------
+
+
+def codex_config(base_url: str, *, model: str, wire_api: str = "responses") -> str:
+    """`config.toml` for Codex: one provider at `base_url` (with `/v1`), nothing else reached."""
+    return "\n".join(
+        [
+            f"model = {json.dumps(model)}",
+            'model_provider = "lmb"',
+            'approval_policy = "never"',
+            'sandbox_mode = "danger-full-access"',
+            "check_for_update_on_startup = false",
+            "",
+            "[features]",
+            "plugins = false",
+            "",
+            "[analytics]",
+            "enabled = false",
+            "",
+            "[model_providers.lmb]",
+            'name = "lmarena-bridge"',
+            f"base_url = {json.dumps(base_url)}",
+            f"env_key = {json.dumps(CODEX_KEY_ENV)}",
+            f"wire_api = {json.dumps(wire_api)}",
+            "",
+        ]
+    )
+
+
+def codex_env(
+    base_url: str,
+    home: Path,
+    *,
+    model: str,
+    wire_api: str = "responses",
+    api_key: str = API_KEY,
+    proxy: str | None = None,
+) -> dict[str, str]:
+    """Codex pointed at `base_url`: writes `$HOME/.codex/config.toml` and returns the env."""
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(codex_config(base_url, model=model, wire_api=wire_api))
+    env = base_env(home, proxy)
+    env.update({"CODEX_HOME": str(codex_home), CODEX_KEY_ENV: api_key})
+    return env
+
+
+def codex_argv(prompt: str, *extra: str) -> list[str]:
+    """`codex exec`: one prompt, commands run without approval or sandbox, outside a git repo."""
+    binary = codex_binary()
+    assert binary is not None, missing("codex")
+    return [
+        str(binary),
+        "exec",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "--color",
+        "never",
+        *extra,
+        prompt,
+    ]
+
+
+def run_codex(
+    prompt: str,
+    base_url: str,
+    workdir: Path,
+    home: Path,
+    *,
+    model: str,
+    wire_api: str = "responses",
+    timeout: float = 60,
+    proxy: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> AgentRun:
+    env = codex_env(base_url, home, model=model, wire_api=wire_api, proxy=proxy)
+    return run(codex_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> AgentRun:
+    """Runs one agent to its end, or kills its whole process group after `timeout` seconds."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the kill reaches the shells it started
+    )
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
+    return AgentRun(
+        argv=argv,
+        returncode=proc.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        seconds=time.monotonic() - started,
+        timed_out=timed_out,
+    )
