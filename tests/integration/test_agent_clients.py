@@ -87,7 +87,11 @@ def run_claude(
 
 
 def run_codex(
-    api: ModelApi, ws: Workspace, *args: str, wire_api: str = "responses"
+    api: ModelApi,
+    ws: Workspace,
+    *args: str,
+    wire_api: str = "responses",
+    builtin_provider: bool = False,
 ) -> agents.AgentRun:
     return agents.run_codex(
         PROMPT,
@@ -96,6 +100,7 @@ def run_codex(
         ws.home,
         model=MODEL,
         wire_api=wire_api,
+        builtin_provider=builtin_provider,
         timeout=TIMEOUT,
         proxy=api.origin,
         extra_args=args,
@@ -157,6 +162,30 @@ def test_codex_runs_the_tool_and_quotes_its_result(api: ModelApi, workspace: Wor
     assert workspace.note in output["output"]
     assert "previous_response_id" not in second.body  # the whole conversation, every turn
     assert api.refused() == [], "Codex tried to reach other hosts"
+
+
+def test_codex_with_its_builtin_provider_takes_426_to_leave_websockets_at_once(
+    api: ModelApi, workspace: Workspace
+) -> None:
+    needs("codex")
+    run = run_codex(api, workspace, builtin_provider=True)
+
+    assert run.returncode == 0 and workspace.note in run.stdout, report(run, api)
+    upgrade, first, second = api.requests()
+    assert (upgrade.method, upgrade.path, upgrade.answer) == (
+        "GET",
+        "/v1/responses",
+        "websocket-refused",
+    )
+    assert upgrade.headers["upgrade"] == "websocket"
+    assert upgrade.headers["openai-beta"].startswith("responses_websockets=")
+    assert (first.method, first.path, first.answer) == (
+        "POST",
+        "/v1/responses",
+        "tool:exec_command",
+    )
+    assert second.answer == "text"
+    assert api.refused() == []
 
 
 def test_codex_no_longer_speaks_chat_completions(api: ModelApi, workspace: Workspace) -> None:

@@ -163,12 +163,33 @@ def run_claude(
 # --- Codex CLI -------------------------------------------------------------------------------------
 
 
-def codex_config(base_url: str, *, model: str, wire_api: str = "responses") -> str:
-    """`config.toml` for Codex: one provider at `base_url` (with `/v1`), nothing else reached."""
+def codex_config(
+    base_url: str, *, model: str, wire_api: str = "responses", builtin_provider: bool = False
+) -> str:
+    """`config.toml` for Codex at `base_url` (with `/v1`), nothing else reached.
+
+    By default a provider of its own (`[model_providers.lmb]`, key in `LMB_API_KEY`); with
+    `builtin_provider`, the built-in OpenAI one moved with `openai_base_url` (key in
+    `OPENAI_API_KEY`), which tries a WebSocket first (see `ModelApi`).
+    """
+    head = [f"openai_base_url = {json.dumps(base_url)}"] if builtin_provider else []
+    provider = (
+        []
+        if builtin_provider
+        else [
+            "[model_providers.lmb]",
+            'name = "lmarena-bridge"',
+            f"base_url = {json.dumps(base_url)}",
+            f"env_key = {json.dumps(CODEX_KEY_ENV)}",
+            f"wire_api = {json.dumps(wire_api)}",
+            "",
+        ]
+    )
     return "\n".join(
         [
+            *head,
             f"model = {json.dumps(model)}",
-            'model_provider = "lmb"',
+            *([] if builtin_provider else ['model_provider = "lmb"']),
             'approval_policy = "never"',
             'sandbox_mode = "danger-full-access"',
             "check_for_update_on_startup = false",
@@ -179,12 +200,7 @@ def codex_config(base_url: str, *, model: str, wire_api: str = "responses") -> s
             "[analytics]",
             "enabled = false",
             "",
-            "[model_providers.lmb]",
-            'name = "lmarena-bridge"',
-            f"base_url = {json.dumps(base_url)}",
-            f"env_key = {json.dumps(CODEX_KEY_ENV)}",
-            f"wire_api = {json.dumps(wire_api)}",
-            "",
+            *provider,
         ]
     )
 
@@ -195,15 +211,20 @@ def codex_env(
     *,
     model: str,
     wire_api: str = "responses",
+    builtin_provider: bool = False,
     api_key: str = API_KEY,
     proxy: str | None = None,
 ) -> dict[str, str]:
     """Codex pointed at `base_url`: writes `$HOME/.codex/config.toml` and returns the env."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(codex_config(base_url, model=model, wire_api=wire_api))
+    config = codex_config(
+        base_url, model=model, wire_api=wire_api, builtin_provider=builtin_provider
+    )
+    (codex_home / "config.toml").write_text(config)
     env = base_env(home, proxy)
-    env.update({"CODEX_HOME": str(codex_home), CODEX_KEY_ENV: api_key})
+    env["CODEX_HOME"] = str(codex_home)
+    env["OPENAI_API_KEY" if builtin_provider else CODEX_KEY_ENV] = api_key
     return env
 
 
@@ -231,12 +252,20 @@ def run_codex(
     *,
     model: str,
     wire_api: str = "responses",
+    builtin_provider: bool = False,
     timeout: float = 60,
     proxy: str | None = None,
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
 ) -> AgentRun:
-    env = codex_env(base_url, home, model=model, wire_api=wire_api, proxy=proxy)
+    env = codex_env(
+        base_url,
+        home,
+        model=model,
+        wire_api=wire_api,
+        builtin_provider=builtin_provider,
+        proxy=proxy,
+    )
     return run(codex_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
 
 

@@ -8,6 +8,9 @@ command; on the turn after a tool result it answers text quoting that result; an
 short text. Every request is kept (headers with secrets redacted, the JSON body), so tests and the
 fixture recorder can read exactly what a client sent.
 
+A WebSocket upgrade (Codex tries the Responses API over one with its built-in OpenAI provider)
+gets 426, which sends the client to plain HTTP at once.
+
 It also answers as an HTTP proxy that refuses everything: give a client
 `HTTPS_PROXY=http://127.0.0.1:PORT` and any attempt to reach another host is recorded (as a
 `CONNECT` or absolute-URL request) and refused, so nothing leaves the machine.
@@ -649,6 +652,11 @@ def _handler_for(api: ModelApi) -> type[BaseHTTPRequestHandler]:
                     "last_id": api.models[-1],
                 }
                 return self._json(200, payload, exchange, "models")
+            if self.headers.get("upgrade", "").lower() == "websocket":
+                # Codex's built-in OpenAI provider tries the Responses API over a WebSocket
+                # first: 426 sends it to HTTP at once (a 404 costs it ~7 s of retries first).
+                error = {"error": {"message": "WebSocket not supported: use HTTP"}}
+                return self._json(426, error, exchange, "websocket-refused")
             return self._json(404, {"error": {"message": "not found"}}, exchange, "not-found")
 
         def do_HEAD(self) -> None:

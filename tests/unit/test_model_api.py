@@ -179,3 +179,10 @@ def test_other_hosts_are_refused_and_recorded(api: ModelApi) -> None:
         ("GET", "http://example.invalid/x"),
         ("CONNECT", "example.invalid:443"),
     ]
+
+
+def test_a_websocket_upgrade_gets_426(api: ModelApi) -> None:
+    headers = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13"}
+    answer = httpx.get(f"{api.origin}/v1/responses", headers=headers)
+    assert answer.status_code == 426
+    assert api.requests()[-1].answer == "websocket-refused"
