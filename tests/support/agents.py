@@ -1,26 +1,34 @@
 """Run real coding-agent CLIs (Claude Code, Codex CLI) against a base URL, offline.
 
-The CLIs come from npm into `tests/agents/node_modules` (`scripts/setup-agents`, which runs
-`npm ci --prefix tests/agents`). Each run gets a HOME of its own, a config pointing the agent at
-the given base URL, everything the agent would send elsewhere (updates, telemetry, plugin
-catalogues) switched off, and, when `proxy` is given, every other host routed to that proxy (a
-`ModelApi` refuses and records such attempts), so that nothing leaves the machine.
+The CLIs come from npm (`scripts/setup-agents`: `npm ci` in `tests/agents`, and in
+`tests/agents/codex-chat` for the last Codex that speaks chat completions). Each run gets a HOME of
+its own, a config pointing the agent at the given base URL with everything it would send elsewhere
+(updates, telemetry, plugin catalogues) switched off, and every other host routed to a proxy that
+refuses it: the caller's (`proxy=`, e.g. a `ModelApi`'s origin, which records such attempts), or
+else one of the run's own, whose refusals come back in `AgentRun.refused`. Nothing leaves the
+machine, whatever a version of an agent tries.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.model_api import ModelApi
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS_DIR = ROOT / "tests" / "agents"
 NODE_MODULES = AGENTS_DIR / "node_modules"
+#: Codex CLI 0.94.0, the last that has `wire_api = "chat"` (0.95.0 refuses it).
+CODEX_CHAT_MODULES = AGENTS_DIR / "codex-chat" / "node_modules"
 
 #: The key agents are given; the bridge on loopback with no keys made takes any.
 API_KEY = "sk-lmb-test-key"
@@ -28,6 +36,7 @@ API_KEY = "sk-lmb-test-key"
 CODEX_KEY_ENV = "LMB_API_KEY"
 #: A PATH with the system's tools only (the agents' shells run `cat`, `bash`, `git`).
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+AGENTS = ("claude", "codex", "codex-chat")
 
 
 @dataclass(frozen=True)
@@ -38,14 +47,23 @@ class AgentRun:
     stderr: str
     seconds: float
     timed_out: bool = False
+    #: Hosts the agent tried to reach through the run's own refusing proxy (`host:port`, or URL).
+    refused: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
 
     def describe(self) -> str:
         """Everything about the run, for an assertion's message."""
         return (
             f"$ {' '.join(self.argv)}\nexit {self.returncode} after {self.seconds:.1f}s"
-            f"{' (timed out)' if self.timed_out else ''}\n"
+            f"{' (timed out)' if self.timed_out else ''}; refused: {list(self.refused)}\n"
             f"--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
         )
+
+
+# --- where the CLIs are ----------------------------------------------------------------------------
 
 
 def claude_binary() -> Path | None:
@@ -62,23 +80,37 @@ def claude_binary() -> Path | None:
     return None
 
 
-def codex_binary() -> Path | None:
-    """Codex CLI's launcher (`codex.js`, which runs the native binary of its platform package)."""
-    launcher = NODE_MODULES / ".bin" / "codex"
-    native = list((NODE_MODULES / "@openai").glob("codex-linux-*/vendor/*/bin/codex"))
+def codex_binary(chat_wire: bool = False) -> Path | None:
+    """Codex CLI's launcher (`codex.js`, which runs the native binary it ships for linux)."""
+    modules = CODEX_CHAT_MODULES if chat_wire else NODE_MODULES
+    launcher = modules / ".bin" / "codex"
+    # 0.94 carries every platform's binary in its own package; later ones in optional packages.
+    native = [
+        *modules.glob("@openai/codex-linux-*/vendor/*linux*/bin/codex"),
+        *modules.glob("@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex"),
+        *modules.glob("@openai/codex/vendor/aarch64-unknown-linux-musl/codex/codex"),
+    ]
     return launcher if launcher.exists() and native else None
 
 
-def missing(name: str) -> str | None:
-    """Why agent `name` ("claude" or "codex") cannot run here, or None when it can."""
-    found = claude_binary() if name == "claude" else codex_binary()
-    if found is None:
-        return f"{name} is not installed: run scripts/setup-agents (npm ci --prefix tests/agents)"
+def binary(agent: str) -> Path | None:
+    assert agent in AGENTS, agent
+    return claude_binary() if agent == "claude" else codex_binary(agent == "codex-chat")
+
+
+def missing(agent: str) -> str | None:
+    """Why `agent` ("claude", "codex" or "codex-chat") cannot run here, or None when it can."""
+    if binary(agent) is None:
+        return f"{agent} is not installed: run scripts/setup-agents (npm ci in tests/agents)"
     return None
 
 
-def base_env(home: Path, proxy: str | None = None) -> dict[str, str]:
-    """A clean environment: the system's PATH, a HOME of the run's own, no colours."""
+# --- environments ----------------------------------------------------------------------------------
+
+
+def base_env(home: Path, proxy: str) -> dict[str, str]:
+    """A clean environment: the system's PATH, a HOME of the run's own, no colours, and every
+    host but loopback sent to `proxy`."""
     env = {
         "PATH": SYSTEM_PATH,
         "HOME": str(home),
@@ -87,14 +119,10 @@ def base_env(home: Path, proxy: str | None = None) -> dict[str, str]:
         "TERM": "dumb",
         "NO_COLOR": "1",
     }
-    if proxy:
-        for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-            env[name] = env[name.lower()] = proxy
-        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = proxy
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
     return env
-
-
-# --- Claude Code -----------------------------------------------------------------------------------
 
 
 def claude_env(
@@ -102,9 +130,9 @@ def claude_env(
     home: Path,
     *,
     model: str,
+    proxy: str,
     api_key: str = API_KEY,
     bearer: bool = False,
-    proxy: str | None = None,
 ) -> dict[str, str]:
     """Claude Code pointed at `origin` (no `/v1`: the client adds it), as a user sets it up.
 
@@ -136,33 +164,6 @@ def claude_env(
     return env
 
 
-def claude_argv(prompt: str, *extra: str) -> list[str]:
-    """`claude -p` (print mode): one prompt, tools allowed without asking, the answer on stdout."""
-    binary = claude_binary()
-    assert binary is not None, missing("claude")
-    return [str(binary), "-p", prompt, "--dangerously-skip-permissions", *extra]
-
-
-def run_claude(
-    prompt: str,
-    origin: str,
-    workdir: Path,
-    home: Path,
-    *,
-    model: str,
-    timeout: float = 60,
-    bearer: bool = False,
-    proxy: str | None = None,
-    extra_args: tuple[str, ...] = (),
-    extra_env: dict[str, str] | None = None,
-) -> AgentRun:
-    env = claude_env(origin, home, model=model, bearer=bearer, proxy=proxy)
-    return run(claude_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
-
-
-# --- Codex CLI -------------------------------------------------------------------------------------
-
-
 def codex_config(
     base_url: str, *, model: str, wire_api: str = "responses", builtin_provider: bool = False
 ) -> str:
@@ -173,18 +174,14 @@ def codex_config(
     `OPENAI_API_KEY`), which tries a WebSocket first (see `ModelApi`).
     """
     head = [f"openai_base_url = {json.dumps(base_url)}"] if builtin_provider else []
-    provider = (
-        []
-        if builtin_provider
-        else [
-            "[model_providers.lmb]",
-            'name = "lmarena-bridge"',
-            f"base_url = {json.dumps(base_url)}",
-            f"env_key = {json.dumps(CODEX_KEY_ENV)}",
-            f"wire_api = {json.dumps(wire_api)}",
-            "",
-        ]
-    )
+    provider = [
+        "[model_providers.lmb]",
+        'name = "lmarena-bridge"',
+        f"base_url = {json.dumps(base_url)}",
+        f"env_key = {json.dumps(CODEX_KEY_ENV)}",
+        f"wire_api = {json.dumps(wire_api)}",
+        "",
+    ]
     return "\n".join(
         [
             *head,
@@ -200,7 +197,7 @@ def codex_config(
             "[analytics]",
             "enabled = false",
             "",
-            *provider,
+            *([] if builtin_provider else provider),
         ]
     )
 
@@ -210,10 +207,10 @@ def codex_env(
     home: Path,
     *,
     model: str,
+    proxy: str,
     wire_api: str = "responses",
     builtin_provider: bool = False,
     api_key: str = API_KEY,
-    proxy: str | None = None,
 ) -> dict[str, str]:
     """Codex pointed at `base_url`: writes `$HOME/.codex/config.toml` and returns the env."""
     codex_home = home / ".codex"
@@ -228,12 +225,22 @@ def codex_env(
     return env
 
 
-def codex_argv(prompt: str, *extra: str) -> list[str]:
+# --- command lines ---------------------------------------------------------------------------------
+
+
+def claude_argv(prompt: str, *extra: str) -> list[str]:
+    """`claude -p` (print mode): one prompt, tools allowed without asking, the answer on stdout."""
+    found = claude_binary()
+    assert found is not None, missing("claude")
+    return [str(found), "-p", prompt, "--dangerously-skip-permissions", *extra]
+
+
+def codex_argv(prompt: str, *extra: str, chat_wire: bool = False) -> list[str]:
     """`codex exec`: one prompt, commands run without approval or sandbox, outside a git repo."""
-    binary = codex_binary()
-    assert binary is not None, missing("codex")
+    found = codex_binary(chat_wire)
+    assert found is not None, missing("codex-chat" if chat_wire else "codex")
     return [
-        str(binary),
+        str(found),
         "exec",
         "--skip-git-repo-check",
         "--dangerously-bypass-approvals-and-sandbox",
@@ -242,6 +249,29 @@ def codex_argv(prompt: str, *extra: str) -> list[str]:
         *extra,
         prompt,
     ]
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run_claude(
+    prompt: str,
+    origin: str,
+    workdir: Path,
+    home: Path,
+    *,
+    model: str,
+    timeout: float = 60,
+    bearer: bool = False,
+    proxy: str | None = None,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> AgentRun:
+    """Claude Code, in print mode, at `origin` (e.g. `http://127.0.0.1:8000`)."""
+    with offline(proxy) as (proxy_url, refused):
+        env = claude_env(origin, home, model=model, bearer=bearer, proxy=proxy_url)
+        done = run(claude_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
+        return dataclasses.replace(done, refused=refused())
 
 
 def run_codex(
@@ -253,23 +283,36 @@ def run_codex(
     model: str,
     wire_api: str = "responses",
     builtin_provider: bool = False,
+    chat_wire_binary: bool = False,
     timeout: float = 60,
     proxy: str | None = None,
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
 ) -> AgentRun:
-    env = codex_env(
-        base_url,
-        home,
-        model=model,
-        wire_api=wire_api,
-        builtin_provider=builtin_provider,
-        proxy=proxy,
-    )
-    return run(codex_argv(prompt, *extra_args), workdir, {**env, **(extra_env or {})}, timeout)
+    """`codex exec` at `base_url` (e.g. `http://127.0.0.1:8000/v1`); `chat_wire_binary` runs
+    the chat-completions Codex (give it `wire_api="chat"`)."""
+    with offline(proxy) as (proxy_url, refused):
+        env = codex_env(
+            base_url,
+            home,
+            model=model,
+            proxy=proxy_url,
+            wire_api=wire_api,
+            builtin_provider=builtin_provider,
+        )
+        argv = codex_argv(prompt, *extra_args, chat_wire=chat_wire_binary)
+        done = run(argv, workdir, {**env, **(extra_env or {})}, timeout)
+        return dataclasses.replace(done, refused=refused())
 
 
-# --- running ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def offline(proxy: str | None) -> Iterator[tuple[str, Callable[[], tuple[str, ...]]]]:
+    """The proxy to send other hosts to: `proxy`, or a refusing one of this run's own."""
+    if proxy:
+        yield proxy, tuple
+        return
+    with ModelApi() as trap:
+        yield trap.origin, lambda: tuple(e.path for e in trap.refused())
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> AgentRun:
