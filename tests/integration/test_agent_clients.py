@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ def run_codex(
     *args: str,
     wire_api: str = "responses",
     builtin_provider: bool = False,
+    chat_wire_binary: bool = False,
 ) -> agents.AgentRun:
     return agents.run_codex(
         PROMPT,
@@ -101,10 +102,16 @@ def run_codex(
         model=MODEL,
         wire_api=wire_api,
         builtin_provider=builtin_provider,
+        chat_wire_binary=chat_wire_binary,
         timeout=TIMEOUT,
         proxy=api.origin,
         extra_args=args,
     )
+
+
+def run_codex_chat(api: ModelApi, ws: Workspace, *args: str) -> agents.AgentRun:
+    """Codex 0.94, the last that speaks chat completions."""
+    return run_codex(api, ws, *args, wire_api="chat", chat_wire_binary=True)
 
 
 def report(run: agents.AgentRun, api: ModelApi) -> str:
@@ -194,6 +201,31 @@ def test_codex_no_longer_speaks_chat_completions(api: ModelApi, workspace: Works
 
     assert run.returncode != 0 and 'wire_api = "chat"` is no longer supported' in run.stderr
     assert api.exchanges == []
+
+
+def test_the_last_chat_completions_codex_runs_the_tool_and_quotes_its_result(
+    api: ModelApi, workspace: Workspace
+) -> None:
+    needs("codex-chat")
+    run = run_codex_chat(api, workspace)
+
+    assert run.returncode == 0 and workspace.note in run.stdout, report(run, api)
+    first, second = api.requests()
+    assert (first.method, first.path) == ("POST", "/v1/chat/completions")
+    assert first.answer == "tool:shell" and second.answer == "text"
+    assert first.body["stream"] is True and "stream_options" not in first.body
+    assert [m["role"] for m in first.body["messages"][:2]] == ["system", "developer"]
+    assert "shell" in [t["function"]["name"] for t in first.body["tools"]]
+    call, result = second.body["messages"][-2:]
+    assert call["role"] == "assistant" and call["tool_calls"][0]["function"]["name"] == "shell"
+    assert result == {
+        "role": "tool",
+        "tool_call_id": call["tool_calls"][0]["id"],
+        "content": result["content"],
+    }
+    assert workspace.note in result["content"]
+    # It asks api.openai.com for its model list whatever the provider: refused here.
+    assert {e.path for e in api.refused()} <= {"api.openai.com:443"}
 
 
 def test_claude_code_asks_again_without_streaming_when_the_stream_is_unreadable(
@@ -438,6 +470,68 @@ CODEX_VARIANTS = [
 ]
 
 
+def _chat_choices(change: Callable[[dict[str, Any]], None]) -> EventFilter:
+    """Lets `change` edit each chunk's choice (a copy) in place."""
+
+    def edit(name: str | None, data: dict[str, Any]) -> None:
+        for choice in data.get("choices", []):
+            change(choice)
+
+    return edited(edit)
+
+
+def _no_finish_reason(choice: dict[str, Any]) -> None:
+    choice["finish_reason"] = None
+
+
+def _stop_for_tool_calls(choice: dict[str, Any]) -> None:
+    if choice["finish_reason"] == "tool_calls":
+        choice["finish_reason"] = "stop"
+
+
+def _no_tool_call_index(choice: dict[str, Any]) -> None:
+    for call in choice["delta"].get("tool_calls", []):
+        call.pop("index", None)
+
+
+def _no_done(kind: str, events: list[Any]) -> list[Any]:
+    return [e for e in events if e[1] != "[DONE]"]
+
+
+def _call_in_one_chunk(kind: str, events: list[Any]) -> list[Any]:
+    """The whole tool call, its arguments and finish_reason in a single chunk."""
+    chunks = [d for _, d in events if isinstance(d, dict) and d["choices"]]
+    calls = [c for c in chunks if c["choices"][0]["delta"].get("tool_calls")]
+    if not calls:
+        return events
+    one = json.loads(json.dumps(calls[0]))
+    call = one["choices"][0]["delta"]["tool_calls"][0]
+    call["function"]["arguments"] = "".join(
+        c["choices"][0]["delta"]["tool_calls"][0]["function"].get("arguments", "") for c in calls
+    )
+    one["choices"][0]["finish_reason"] = "tool_calls"
+    return [(None, one), (None, "[DONE]")]
+
+
+def _text_before_call_chat(kind: str, events: list[Any]) -> list[Any]:
+    first = json.loads(json.dumps(events[0][1]))
+    first["choices"][0]["delta"] = {"role": "assistant", "content": "Let me look. "}
+    return [(None, first), *events]
+
+
+CODEX_CHAT_VARIANTS = [
+    # Needed: finish_reason "tool_calls" on the tool call's choice (without it, or with "stop",
+    # Codex ends the turn without running the tool, and exits 0).
+    Variant("no-finish_reason", _chat_choices(_no_finish_reason), False),
+    Variant("finish_reason-stop-for-a-call", _chat_choices(_stop_for_tool_calls), False),
+    # Not needed.
+    Variant("no-[DONE]", _no_done, True),
+    Variant("no-tool_call-index", _chat_choices(_no_tool_call_index), True),
+    Variant("call-in-one-chunk", _call_in_one_chunk, True),
+    Variant("text-before-the-call", _text_before_call_chat, True),
+]
+
+
 @pytest.mark.parametrize("variant", CLAUDE_VARIANTS, ids=lambda v: v.id)
 def test_what_claude_code_needs_of_a_stream(workspace: Workspace, variant: Variant) -> None:
     needs("claude")
@@ -453,6 +547,18 @@ def test_what_codex_needs_of_a_stream(workspace: Workspace, variant: Variant) ->
     needs("codex")
     with ModelApi(Script(command="cat note.txt"), event_filter=variant.change) as api:
         run = run_codex(api, workspace, *NO_STREAM_RETRIES)
+
+    worked = run.returncode == 0 and workspace.note in run.stdout
+    assert worked is variant.works and not run.timed_out, report(run, api)
+
+
+@pytest.mark.parametrize("variant", CODEX_CHAT_VARIANTS, ids=lambda v: v.id)
+def test_what_the_chat_completions_codex_needs_of_a_stream(
+    workspace: Workspace, variant: Variant
+) -> None:
+    needs("codex-chat")
+    with ModelApi(Script(command="cat note.txt"), event_filter=variant.change) as api:
+        run = run_codex_chat(api, workspace, *NO_STREAM_RETRIES)
 
     worked = run.returncode == 0 and workspace.note in run.stdout
     assert worked is variant.works and not run.timed_out, report(run, api)
