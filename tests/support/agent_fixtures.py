@@ -118,6 +118,12 @@ SCENARIOS = [
         ("codex-responses-first-turn", "codex-responses-tool-result-turn"),
         note="Codex CLI, wire_api = responses (the only wire API it still supports).",
     ),
+    Scenario(
+        "codex-chat",
+        ARENA_MODEL,
+        ("codex-chat-first-turn", "codex-chat-tool-result-turn"),
+        note="Codex CLI 0.94.0, the last with wire_api = chat: a real chat-completions agent.",
+    ),
 ]
 
 
@@ -132,11 +138,15 @@ def as_exchange(fixture: JSON) -> Exchange:
 
 
 def versions() -> dict[str, str]:
-    lock = json.loads((agents.AGENTS_DIR / "package-lock.json").read_text())
-    packages = lock["packages"]
+    def locked(lock: Path, package: str) -> str:
+        return json.loads(lock.read_text())["packages"][f"node_modules/{package}"]["version"]
+
     return {
-        "claude": packages["node_modules/@anthropic-ai/claude-code"]["version"],
-        "codex": packages["node_modules/@openai/codex"]["version"],
+        "claude": locked(agents.AGENTS_DIR / "package-lock.json", "@anthropic-ai/claude-code"),
+        "codex": locked(agents.AGENTS_DIR / "package-lock.json", "@openai/codex"),
+        "codex-chat": locked(
+            agents.AGENTS_DIR / "codex-chat" / "package-lock.json", "@openai/codex"
+        ),
     }
 
 
@@ -162,17 +172,29 @@ def record(scenario: Scenario, root: Path) -> list[tuple[str, JSON]]:
                 extra_env=dict(scenario.env),
             )
         else:
+            chat = scenario.agent == "codex-chat"
             run = agents.run_codex(
-                PROMPT, f"{api.origin}/v1", work, home, model=scenario.model, proxy=api.origin
+                PROMPT,
+                f"{api.origin}/v1",
+                work,
+                home,
+                model=scenario.model,
+                wire_api="chat" if chat else "responses",
+                chat_wire_binary=chat,
+                proxy=api.origin,
             )
     model_requests = api.requests()
-    if api.refused():
+    # Codex 0.94 asks api.openai.com for its model list whatever the provider (refused).
+    tried = {e.path for e in api.refused()} - {"api.openai.com:443"}
+    if tried or (api.refused() and scenario.agent != "codex-chat"):
         raise RuntimeError(f"{scenario.agent} tried other hosts: {[e.path for e in api.refused()]}")
     if run.returncode != 0 or NOTE.strip() not in run.stdout:
         raise RuntimeError(f"the tool round trip failed:\n{run.describe()}")
     if len(model_requests) < len(scenario.names):
         raise RuntimeError(f"{len(model_requests)} requests, expected {len(scenario.names)}")
-    agent_name = "claude-code" if scenario.agent == "claude" else "codex-cli"
+    agent_name = {"claude": "claude-code", "codex": "codex-cli", "codex-chat": "codex-cli"}[
+        scenario.agent
+    ]
     return [
         (
             name,
@@ -193,7 +215,7 @@ def record(scenario: Scenario, root: Path) -> list[tuple[str, JSON]]:
 
 
 def main() -> None:
-    for name in ("claude", "codex"):
+    for name in agents.AGENTS:
         if reason := agents.missing(name):
             sys.exit(reason)
     FIXTURES.mkdir(parents=True, exist_ok=True)
