@@ -61,7 +61,7 @@ def summary(exchange: Exchange) -> JSON:
         out["messages"] = [
             [m.get("role"), [b.get("type") for b in m["content"]]]
             if isinstance(m.get("content"), list)
-            else [m.get("role"), "string"]
+            else [m.get("role"), "string" if isinstance(m.get("content"), str) else None]
             for m in body["messages"]
         ]
     if isinstance(body.get("system"), list):
