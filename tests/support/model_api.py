@@ -203,7 +203,7 @@ def _chunks(text: str, size: int = 12) -> list[str]:
 
 
 def anthropic_events(reply: Reply, model: str, ids: Ids, input_tokens: int) -> list[Event]:
-    message = {
+    message: dict[str, Any] = {
         "id": ids.make("msg_"),
         "type": "message",
         "role": "assistant",

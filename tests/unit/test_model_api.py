@@ -106,7 +106,7 @@ def test_responses_tool_round_trip(api: ModelApi, stream: bool) -> None:
     items: list[Any] = [{"role": "user", "content": "Show note.txt"}]
     if stream:
         with client.responses.stream(model="m1", input=items, tools=[EXEC]) as events:
-            first = events.get_final_response()
+            first: Any = events.get_final_response()
     else:
         first = client.responses.create(model="m1", input=items, tools=[EXEC])
     call = first.output[0]
@@ -120,7 +120,7 @@ def test_responses_tool_round_trip(api: ModelApi, stream: bool) -> None:
     ]
     if stream:
         with client.responses.stream(model="m1", input=items, tools=[EXEC]) as events:
-            second = events.get_final_response()
+            second: Any = events.get_final_response()
     else:
         second = client.responses.create(model="m1", input=items, tools=[EXEC])
     assert RESULT in second.output_text
@@ -138,7 +138,7 @@ def test_chat_tool_round_trip(api: ModelApi, stream: bool) -> None:
             tools=[CHAT_SHELL],
             stream_options={"include_usage": True},
         ) as events:
-            first = events.get_final_completion()
+            first: Any = events.get_final_completion()
         assert first.usage is not None
     else:
         first = client.chat.completions.create(model="m1", messages=messages, tools=[CHAT_SHELL])
@@ -155,7 +155,7 @@ def test_chat_tool_round_trip(api: ModelApi, stream: bool) -> None:
         with client.chat.completions.stream(
             model="m1", messages=messages, tools=[CHAT_SHELL]
         ) as events:
-            second = events.get_final_completion()
+            second: Any = events.get_final_completion()
     else:
         second = client.chat.completions.create(model="m1", messages=messages, tools=[CHAT_SHELL])
     assert RESULT in (second.choices[0].message.content or "")
