@@ -72,6 +72,21 @@ def image(side: Side, url: str, mime_type: str, data_b64: str | None = None) -> 
     return event
 
 
+def tool_call(
+    side: Side, call_id: str, name: str, arguments: dict[str, Any], namespace: str | None = None
+) -> Event:
+    """A call of one of the client's tools, found in the answer by the gateway (never by a
+    worker: the arena has no tools)."""
+    return {
+        "t": "tool_call",
+        "side": side,
+        "id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "namespace": namespace,
+    }
+
+
 def finish(side: Side, reason: str, usage: dict[str, Any] | None = None) -> Event:
     return {"t": "finish", "side": side, "reason": reason, "usage": usage}
 

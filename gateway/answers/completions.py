@@ -2,16 +2,20 @@
 
 OpenAI chat, Anthropic Messages and OpenAI Responses translate their request into a
 `CompletionRequest`, `submit` it, and render the job's events in their own shapes: collected
-(`complete`) or as SSE frames (`stream`, with the API's `Frames`).
+(`complete`) or as SSE frames (`stream`, with the API's `Frames`). Between the job and the
+renderer, `gateway.answers.shaping` applies what the request asks beyond text (tool calls, stop
+sequences, a length limit); an answer it shapes is remembered by the gateway, as the client saw
+it, for the conversation's next turn (the worker remembers the others).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -26,7 +30,10 @@ from gateway.answers.conversations import Conversations, Plan
 from gateway.answers.fleet_view import describe_unready
 from gateway.answers.image_inputs import ImageSource, ImageStore
 from gateway.answers.job_handle import CONTENT, JobHandle
-from gateway.answers.transcript import Turn, check_length, render, require_user
+from gateway.answers.shaping import Rules, Shaper
+from gateway.answers.tools import contract
+from gateway.answers.tools.definitions import ToolUse
+from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, check_length, render, require_user
 from gateway.http import errors, sse
 from gateway.http.disconnect import unless_disconnected
 from gateway.http.errors import ApiError
@@ -52,6 +59,16 @@ class CompletionRequest:
     image_bytes: bool = False
     #: Continue the arena thread of a conversation the bridge answered before.
     conversation: bool = True
+    #: The client's tools and how the model may call them.
+    tools: ToolUse | None = None
+    #: Where the answer is cut: the client's stop sequences, its token limit.
+    stop: Sequence[str] = field(default_factory=tuple)
+    max_tokens: int | None = None
+
+    @property
+    def rules(self) -> Rules:
+        calls = [call for turn in self.turns for call in turn.calls]
+        return Rules(self.tools, self.stop, self.max_tokens, calls)
 
 
 class Frames(Protocol):
@@ -80,6 +97,13 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Jo
     anything is queued; then it waits for a worker that can serve. A conversation the bridge
     has answered before continues its arena thread (see `gateway.answers.conversations`).
     """
+    handle, _ = await _submit(request, svc, body)
+    return handle
+
+
+async def _submit(
+    request: Request, svc: Services, body: CompletionRequest
+) -> tuple[JobHandle, Plan]:
     settings = svc.settings
     turns = body.turns
     require_user(turns, param=body.param)
@@ -99,8 +123,11 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Jo
     conversations = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
     if lineup.mode == "direct" and body.conversation:
         key_id = client.key.id if client.key is not None else None
+        scope = threads.scope(lineup.a.public_name, key_id)
+        if body.tools is not None:  # the contract opens the thread: other tools, other thread
+            scope = threads.extend(scope, "tools", body.tools.digest())
         plan = await conversations.plan(
-            threads.scope(lineup.a.public_name, key_id),
+            scope,
             turns,
             model=lineup.a.public_name,
             job_id=job_id,
@@ -127,7 +154,7 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Jo
     log.info(
         "job %s queued: model=%s action=%s stream=%s", job.id, job.model, job.action, body.stream
     )
-    return handle
+    return handle, plan
 
 
 async def _job(
@@ -140,15 +167,25 @@ async def _job(
 ) -> CompletionJob:
     settings = svc.settings
     merge = settings.merge_system_messages
-    # The whole conversation, for a new session (or the one a refused post falls back to).
-    prompt = render(body.turns, merge_system=merge)
+    tools = body.tools
+    asks = contract.reminder(tools) if tools is not None else None
+    reminder = [Turn("system", asks)] if asks else []
+    # The whole conversation, for a new session (or the one a refused post falls back to),
+    # the tool contract first: a thread with tools starts with it.
+    prompt = render([*body.turns, *reminder], merge_system=merge)
+    rules = ""
+    if tools is not None and tools.tools:
+        # The tags around the contract's block, and the blank line after it.
+        room = MAX_PROMPT_CHARS - len(prompt) - len("<system>\n\n</system>\n\n")
+        rules = contract.fitted(tools.tools, room)
+        prompt = render([Turn("system", rules), *body.turns, *reminder], merge_system=merge)
     message = None
     first_new = len(body.turns) - len(plan.turns)
     if plan.action == "post":
-        message = render(plan.turns, merge_system=merge)
+        message = render([*plan.turns, *reminder], merge_system=merge)
         check_length(message, param=body.param)
     elif plan.action == "create":
-        check_length(prompt, param=body.param)
+        check_length(prompt, param=body.param, contract_chars=len(rules))
     refs = await ImageStore(svc.redis, settings).put(
         [(image, turn_index >= first_new) for turn_index, image in images]
     )
@@ -164,7 +201,8 @@ async def _job(
         prompt=prompt,
         message=message,
         images=refs,
-        remember=plan.remember,
+        # An answer the gateway shapes is remembered by the gateway, as the client saw it.
+        remember=None if body.rules.shapes else plan.remember,
         fetch_images=body.image_bytes,
         created_at=time.time(),
     )
@@ -179,18 +217,31 @@ async def answer(
     whole: Callable[[CompletionJob, list[Event]], Mapping[str, Any]],
 ) -> Response:
     """The answer to `ask` in one API's shapes: streamed as its `frames`, or `whole`."""
-    handle = await submit(request, svc, ask)
+    handle, plan = await _submit(request, svc, ask)
+    rules = ask.rules
+    shaper = Shaper(rules)
+
+    async def answered() -> None:
+        if rules.shapes and plan.remember is not None and shaper.session is not None:
+            shown = Turn("assistant", shaper.shown, calls=tuple(shaper.calls)).body
+            conversations = Conversations(svc.redis, ttl_s=svc.settings.conversation_ttl_seconds)
+            await conversations.remember(plan.remember, shaper.session, handle.job.model, shown)
+
     if ask.stream:
-        return await stream(request, svc, handle, frames(handle.job))
-    events = await complete(request, svc, handle)
+        return await stream(request, svc, handle, frames(handle.job), shaper, answered)
+    events = await complete(request, svc, handle, shaper)
+    await answered()
     return Response(orjson.dumps(whole(handle.job, events)), media_type="application/json")
 
 
-async def complete(request: Request, svc: Services, handle: JobHandle) -> list[Event]:
-    """Every event of a non-streamed answer; the error as an `ApiError` if it failed."""
+async def complete(
+    request: Request, svc: Services, handle: JobHandle, shaper: Shaper | None = None
+) -> list[Event]:
+    """Every event of a non-streamed answer, shaped; the error as an `ApiError` if it failed."""
     try:
         events = await unless_disconnected(
-            request.receive, _collect(handle, svc.settings.keepalive_seconds)
+            request.receive,
+            _collect(handle, svc.settings.keepalive_seconds, shaper or Shaper(Rules())),
         )
     finally:
         await handle.abandon()
@@ -199,9 +250,15 @@ async def complete(request: Request, svc: Services, handle: JobHandle) -> list[E
 
 
 async def stream(
-    request: Request, svc: Services, handle: JobHandle, frames: Frames
+    request: Request,
+    svc: Services,
+    handle: JobHandle,
+    frames: Frames,
+    shaper: Shaper,
+    answered: Callable[[], Awaitable[None]],
 ) -> StreamingResponse:
-    """The streamed answer as SSE, rendered by `frames`.
+    """The streamed answer as SSE, shaped by `shaper`, rendered by `frames`; `answered` runs
+    before the closing frames of an answer that did not fail.
 
     The 200 is held back briefly, so that a failure before the first token gets a real status.
     """
@@ -213,7 +270,7 @@ async def stream(
         await handle.abandon()
         raise
     _raise_error(_before_content(early))
-    body = _frames(handle, frames, early, svc.settings.keepalive_seconds)
+    body = _frames(handle, frames, early, svc.settings.keepalive_seconds, shaper, answered)
     # The disconnect may cancel the body while it is parked at a `yield`; closing the
     # generator afterwards runs its cleanup (cancelling the job) in that case too.
     return StreamingResponse(
@@ -240,29 +297,44 @@ async def catalog(svc: Services, wanting: str | None = None) -> Catalog:
     return found
 
 
-async def _collect(handle: JobHandle, keepalive_s: float) -> list[Event]:
-    return [event async for batch in handle.rest(keepalive_s) for event in batch]
+async def _collect(handle: JobHandle, keepalive_s: float, shaper: Shaper) -> list[Event]:
+    events: list[Event] = []
+    async with contextlib.aclosing(handle.rest(keepalive_s)) as batches:
+        async for batch in batches:
+            events += shaper.feed(batch)
+            if shaper.cut:  # the client's answer is complete: the arena's is stopped
+                break
+    return events
 
 
 async def _frames(
-    handle: JobHandle, frames: Frames, early: list[Event], keepalive_s: float
+    handle: JobHandle,
+    frames: Frames,
+    early: list[Event],
+    keepalive_s: float,
+    shaper: Shaper,
+    answered: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[bytes, None]:
     try:
         # Started before the early events are rendered: frames number and snapshot what they send.
         head = frames.start()
-        rendered, failure = _render(frames, early)
+        rendered, failure = _render(frames, shaper.feed(early))
         yield head + rendered
         # An error is the last event the handle hands over, so the loop ends with it.
+        if failure is None and not shaper.cut:
+            async with contextlib.aclosing(handle.rest(keepalive_s)) as batches:
+                async for batch in batches:
+                    if not batch:
+                        yield frames.keepalive()
+                        continue
+                    # One write per batch: a backlog of tokens goes out together.
+                    rendered, failure = _render(frames, shaper.feed(batch))
+                    if rendered:
+                        yield rendered
+                    if shaper.cut:  # the client's answer is complete: the arena's is stopped
+                        break
         if failure is None:
-            async for batch in handle.rest(keepalive_s):
-                if not batch:
-                    yield frames.keepalive()
-                    continue
-                # One write per batch: a backlog of tokens goes out together.
-                rendered, failure = _render(frames, batch)
-                if rendered:
-                    yield rendered
-        if failure is None:
+            await answered()
             yield frames.end()
         else:
             log.info("job %s failed after the first byte: %s", handle.job.id, failure["kind"])

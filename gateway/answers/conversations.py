@@ -17,19 +17,23 @@ so two at once cannot both continue one thread; the worker moves the head on whe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from gateway.answers.transcript import Turn
 from shared import redis_keys, threads
+from shared.events import Event
 from shared.jobs import Action
 from shared.threads import Head, Remember, Thread
 from shared.worker_status import WorkerStatus
+
+log = logging.getLogger(__name__)
 
 _CLAIMED = "claimed:"
 
@@ -52,7 +56,7 @@ def fingerprints(scope: str, turns: Sequence[Turn]) -> list[str]:
     prints = [scope]
     for turn in turns:
         prints.append(
-            threads.extend(prints[-1], turn.role, turn.text, (i.digest for i in turn.images))
+            threads.extend(prints[-1], turn.role, turn.body, (i.digest for i in turn.images))
         )
     return prints
 
@@ -89,6 +93,27 @@ class Conversations:
             ):
                 return Plan("post", thread, turns[cut:], remember, head)
         return Plan("create", None, turns, remember)
+
+    async def remember(self, remember: Remember, session: Event, model: str, answer: str) -> None:
+        """Record the arena thread of `session` as `answer` to the history `remember` names.
+
+        For answers the gateway shaped (`answer` is what the client saw, calls included), which
+        the worker does not remember: the client sends that back next turn.
+        """
+        thread = Thread(
+            worker=session["worker"],
+            session_id=session["session"],
+            message_id=session["messages"]["a"],
+            model=model,
+            messages=remember.messages + 1,
+        )
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, value in threads.remembered(remember, thread, answer).items():
+                    pipe.set(key, value, ex=remember.ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # the answer is out; the next turn starts anew
+            log.warning("could not remember the arena thread %s: %s", thread.session_id, exc)
 
     async def release(self, plan: Plan, job_id: str) -> None:
         """Give the thread back as it was: the request failed before it was queued."""

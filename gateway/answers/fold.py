@@ -3,7 +3,8 @@
 The worker's events are neutral (`shared.events`); each API shows them in shapes of its own.
 What they share is folded here, once: text and reasoning in order; generated images as
 markdown in the text (their URL kept apart for clients that read it); a search answer's
-sources, each with the stretch of text it supports; the finish; token counts.
+sources, each with the stretch of text it supports; tool calls (found by
+`gateway.answers.shaping`); the finish; token counts.
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from typing import Any, Literal
 
 from gateway.answers.citations import Sources
 from gateway.answers.tokens import token_counts
+from gateway.answers.tools.definitions import ToolCall
 from shared.events import Event
 
 #: The arena's sides, in answer order.
 SIDES = ("a", "b")
+
+
+#: A call's arguments are streamed in pieces of this many characters.
+ARGUMENT_PIECE = 256
+
+
+def argument_pieces(arguments: str) -> list[str]:
+    """A call's arguments (JSON text) in the pieces a stream sends them in."""
+    return [arguments[i : i + ARGUMENT_PIECE] for i in range(0, len(arguments), ARGUMENT_PIECE)]
 
 
 def image_markdown(url: str) -> str:
@@ -28,10 +39,12 @@ def image_markdown(url: str) -> str:
 class Piece:
     """What one event adds to an answer."""
 
-    kind: Literal["text", "reasoning"]
+    kind: Literal["text", "reasoning", "tool_call"]
     text: str
     #: The generated image's URL when `text` is its markdown.
     image: str | None = None
+    #: The call, for a `tool_call` piece (whose `text` is its arguments as JSON).
+    call: ToolCall | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +68,16 @@ class Answer:
         self.reasoning: list[str] = []
         #: Generated images' URLs, in order.
         self.images: list[str] = []
+        #: Tool calls, in order.
+        self.calls: list[ToolCall] = []
         #: The arena's finish reason (Vercel AI SDK names); None until it finished.
         self.finish_reason: str | None = None
+        #: The client's stop sequence the answer was cut at, if it was.
+        self.stop_sequence: str | None = None
         self.arena_usage: Mapping[str, Any] | None = None
         self.text_chars = 0
+        #: The calls' arguments, which count as output tokens.
+        self.call_chars = 0
         self.reasoning_chars = 0
         #: Sources cited since the last `take_citations`.
         self._sources = Sources()
@@ -88,12 +107,18 @@ class Answer:
             self.images.append(event["url"])
             # Markdown for every client; apart from what came before it.
             return self._text("\n\n" + markdown if self.text_chars else markdown, event["url"])
+        if kind == "tool_call":
+            call = ToolCall(event["id"], event["name"], event["arguments"], event["namespace"])
+            self.calls.append(call)
+            self.call_chars += len(call.arguments_json)
+            return Piece("tool_call", call.arguments_json, call=call)
         if kind == "citation":
             # A source that does not say where it is cited stands where the answer is now.
             self._sources.add(event["source"], at=self.text_chars)
         elif kind == "finish":
             self.finish_reason = event.get("reason") or "stop"
             self.arena_usage = event.get("usage")
+            self.stop_sequence = event.get("stop_sequence")
         return None
 
     def take_citations(self, start: int, text: str) -> list[Cited]:
@@ -111,7 +136,8 @@ class Answer:
 
     def tokens(self, prompt: str, *, reasoning: bool = True) -> tuple[int, int]:
         """(input, output) tokens; `reasoning`: whether the reasoning counts as output."""
-        output_chars = self.text_chars + (self.reasoning_chars if reasoning else 0)
+        output_chars = self.text_chars + self.call_chars
+        output_chars += self.reasoning_chars if reasoning else 0
         return token_counts(prompt, output_chars, self.arena_usage)
 
     def _text(self, text: str, image: str | None = None) -> Piece:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 from arq.connections import ArqRedis
@@ -91,7 +91,7 @@ class JobHandle:
                 break
         return seen
 
-    async def rest(self, keepalive_s: float) -> AsyncIterator[list[Event]]:
+    async def rest(self, keepalive_s: float) -> AsyncGenerator[list[Event], None]:
         """The remaining events up to the last, in batches.
 
         An empty batch marks each `keepalive_s` of silence; an `error` event ends the job if it

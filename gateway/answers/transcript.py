@@ -3,6 +3,8 @@
 The arena answers a single user message, so a conversation is sent as a transcript: each turn
 between tags named after its role, in order. A lone user message is sent as it is.
 Every API (OpenAI chat, Anthropic Messages, Responses) hands its messages over as `Turn`s.
+An assistant turn's tool calls are written after its text in the contract's call form, and a
+tool's result is a `tool` turn that names the tool (see `gateway.answers.tools`).
 
 System messages stay where the client put them, each a `<system>` block of its own; with
 `merge_system` (LMB_MERGE_SYSTEM_MESSAGES) they are merged into one block at the top, as
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.tools.contract import call_block
+from gateway.answers.tools.definitions import ToolCall
 from gateway.http import errors
 
 #: The longest prompt the arena accepts, as measured by other bridges.
@@ -32,6 +36,19 @@ class Turn:
     role: Role
     text: str
     images: tuple[ImageSource, ...] = ()
+    #: An assistant turn's tool calls, after its text.
+    calls: tuple[ToolCall, ...] = ()
+    #: A tool turn: the tool whose result it carries (None: not known), and whether it failed.
+    tool: str | None = None
+    failed: bool = False
+
+    @property
+    def body(self) -> str:
+        """What the arena is shown of the turn: its text, with its calls or its result's tool."""
+        if self.role == "tool":
+            head = f"{self.tool or 'The tool'} {'failed' if self.failed else 'returned'}:"
+            return f"{head}\n{self.text}"
+        return "\n".join(part for part in (self.text, *map(call_block, self.calls)) if part)
 
 
 def require_user(turns: Sequence[Turn], *, param: str = "messages") -> None:
@@ -46,12 +63,12 @@ def require_user(turns: Sequence[Turn], *, param: str = "messages") -> None:
 
 
 def render(turns: Sequence[Turn], *, merge_system: bool = False) -> str:
-    """`turns` as one message: a lone turn verbatim, several as a tagged transcript."""
+    """`turns` as one message: a lone user turn verbatim, others as a tagged transcript."""
     if merge_system:
         turns = merged_system(turns)
-    if len(turns) == 1:
+    if len(turns) == 1 and turns[0].role == "user":
         return turns[0].text
-    return "\n\n".join(f"<{t.role}>\n{t.text}\n</{t.role}>" for t in turns if t.text)
+    return "\n\n".join(f"<{t.role}>\n{t.body}\n</{t.role}>" for t in turns if t.body)
 
 
 def merged_system(turns: Sequence[Turn]) -> list[Turn]:
@@ -61,11 +78,15 @@ def merged_system(turns: Sequence[Turn]) -> list[Turn]:
     return [Turn("system", "\n\n".join(system)), *rest] if system else rest
 
 
-def check_length(prompt: str, *, param: str = "messages") -> None:
-    """400 naming both sizes when `prompt` is longer than the arena takes."""
+def check_length(prompt: str, *, param: str = "messages", contract_chars: int = 0) -> None:
+    """400 naming both sizes when `prompt` is longer than the arena takes.
+
+    `contract_chars`: how much of it the tool contract takes, at its shortest.
+    """
     if len(prompt) > MAX_PROMPT_CHARS:
+        tools = f" (the tool definitions take {contract_chars:,})" if contract_chars else ""
         raise errors.invalid(
-            f"The prompt is {len(prompt):,} characters long; the arena accepts at most "
+            f"The prompt is {len(prompt):,} characters long{tools}; the arena accepts at most "
             f"{MAX_PROMPT_CHARS:,}.",
             param=param,
             code="context_length_exceeded",

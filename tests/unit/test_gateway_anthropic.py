@@ -75,7 +75,7 @@ def test_system_and_content_blocks_become_turns() -> None:
     ]
 
 
-def test_a_system_string_and_tool_blocks_read_as_text() -> None:
+def test_a_system_string_and_tool_blocks_are_turns_of_the_transcript() -> None:
     body = parse_messages_request(
         request(
             system="Rules.",
@@ -99,11 +99,11 @@ def test_a_system_string_and_tool_blocks_read_as_text() -> None:
             ],
         )
     )
-    assert [t.text for t in body.turns()] == [
-        "Rules.",
-        "Weather?",
-        '[tool call weather: {"city":"Oslo"}]',
-        "[tool result]\nRain.",
+    assert [(t.role, t.body) for t in body.turns()] == [
+        ("system", "Rules."),
+        ("user", "Weather?"),
+        ("assistant", '<tool_call>{"name": "weather", "arguments": {"city":"Oslo"}}</tool_call>'),
+        ("tool", "weather returned:\nRain."),
     ]
 
 
@@ -132,13 +132,11 @@ def test_thinking_is_shown_unless_the_client_disables_it() -> None:
         ),
         (
             {"messages": [{"role": "robot", "content": "hi"}]},
-            "messages.0.role: Input should be 'user' or 'assistant'",
+            "messages.0.role: Input should be 'user', 'assistant' or 'system'",
         ),
         (
-            {"messages": [{"role": "user", "content": [{"type": "audio"}]}]},
-            "messages.0.content.0: Input tag 'audio' found using 'type' does not match any of the"
-            " expected tags: 'text', 'image', 'thinking', 'redacted_thinking', 'tool_use',"
-            " 'tool_result'",
+            {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+            "messages.0.content.0.type: Field required",
         ),
         (
             {

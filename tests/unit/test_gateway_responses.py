@@ -91,9 +91,8 @@ def test_input_items_become_turns() -> None:
         ({"input": 5}, "input", "Invalid value for 'input': Input should be a valid string."),
         (
             {"input": [{"type": "function_call", "name": "f"}]},
-            "input[0]",
-            "Invalid value for 'input[0]': Input tag 'function_call' found using _item_type() does"
-            " not match any of the expected tags: 'message', 'reasoning'.",
+            "input[0].call_id",
+            "Missing required parameter: 'input[0].call_id'.",
         ),
         (
             {

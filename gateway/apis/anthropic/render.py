@@ -1,6 +1,7 @@
 """A job's events → Anthropic's `message` object and its stream events. Pure: no IO here.
 
-Reasoning becomes `thinking` blocks, the answer `text` blocks. A search model's sources become
+Reasoning becomes `thinking` blocks, the answer `text` blocks, tool calls `tool_use` blocks
+(their input streamed as `input_json_delta`s). A search model's sources become
 `web_search_result_location` citations on the text block they support, which the `anthropic`
 SDK parses (`TextBlock.citations`, `citations_delta`): they are attached when the block ends,
 once every source is known in full, each citing the answer text that ends where the arena
@@ -14,8 +15,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.answers.fold import Answer
+from gateway.answers.fold import Answer, argument_pieces
 from gateway.answers.tokens import estimate_tokens
+from gateway.answers.tools.definitions import ToolCall
 from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
@@ -58,12 +60,16 @@ class Blocks:
 
     @property
     def stop_reason(self) -> str:
+        if self.answer.stop_sequence is not None:
+            return "stop_sequence"
         return stop_reason(self.answer.finish_reason)
 
     def add(self, event: Event) -> list[dict[str, Any]]:
         piece = self.answer.add(event)
         if piece is None or (piece.kind == "reasoning" and not self.show_thinking):
             return []
+        if piece.call is not None:
+            return self._tool_use(piece.call)
         return self._append("text" if piece.kind == "text" else "thinking", piece.text)
 
     def close(self) -> list[dict[str, Any]]:
@@ -89,6 +95,19 @@ class Blocks:
         else:
             delta = {"type": "thinking_delta", "thinking": text}
         return [*events, _delta(len(self.content) - 1, delta)]
+
+    def _tool_use(self, call: ToolCall) -> list[dict[str, Any]]:
+        """A whole call as its block: started, its input in pieces, stopped."""
+        events = self._close()
+        block = {"type": "tool_use", "id": f"toolu_{call.id}", "name": call.name}
+        self.content.append({**block, "input": dict(call.arguments)})
+        index = len(self.content) - 1
+        events.append(
+            {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
+        )
+        for part in argument_pieces(call.arguments_json):
+            events.append(_delta(index, {"type": "input_json_delta", "partial_json": part}))
+        return [*events, {"type": "content_block_stop", "index": index}]
 
     def _start(self, type_: str, opening: str = "") -> list[dict[str, Any]]:
         block: dict[str, Any]
@@ -156,7 +175,7 @@ def message(
         "model": model,
         "content": blocks.content,
         "stop_reason": blocks.stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": blocks.answer.stop_sequence,
         "usage": blocks.usage(prompt),
     }
 
@@ -200,7 +219,10 @@ class MessageStream:
         frames = b"".join(map(sse.typed, self._blocks.close()))
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": self._blocks.stop_reason, "stop_sequence": None},
+            "delta": {
+                "stop_reason": self._blocks.stop_reason,
+                "stop_sequence": self._blocks.answer.stop_sequence,
+            },
             "usage": self._blocks.usage(self._prompt),
         }
         return frames + sse.typed(delta) + sse.typed({"type": "message_stop"})

@@ -13,7 +13,8 @@ from gateway.answers import battle, completions
 from gateway.answers.catalog_view import find_model
 from gateway.answers.completions import CompletionRequest
 from gateway.answers.tokens import estimate_tokens
-from gateway.answers.transcript import render
+from gateway.answers.tools import contract
+from gateway.answers.transcript import MAX_PROMPT_CHARS, render
 from gateway.apis.anthropic.render import MessageStream, message
 from gateway.apis.anthropic.schemas import (
     MessagesRequest,
@@ -36,7 +37,14 @@ async def create_message(request: Request, svc: Services = Depends(services)) ->
     return await completions.answer(
         request,
         svc,
-        CompletionRequest(model=body.model, turns=body.turns(), stream=body.stream),
+        CompletionRequest(
+            model=body.model,
+            turns=body.turns(),
+            stream=body.stream,
+            tools=body.tool_use(),
+            stop=body.stop_sequences or (),
+            max_tokens=body.max_tokens,
+        ),
         frames=lambda job: MessageStream(
             _message_id(job), job.model, job.prompt, show_thinking=thinking
         ),
@@ -56,4 +64,6 @@ async def count_tokens(request: Request, svc: Services = Depends(services)) -> d
     body = parse_count_tokens_request(await request.body())
     find_model(await completions.catalog(svc, body.model), body.model)
     prompt = render(body.turns(), merge_system=svc.settings.merge_system_messages)
-    return {"input_tokens": estimate_tokens(len(prompt))}
+    tools = body.tool_use()
+    rules = contract.fitted(tools.tools, MAX_PROMPT_CHARS - len(prompt)) if tools else ""
+    return {"input_tokens": estimate_tokens(len(prompt) + len(rules))}

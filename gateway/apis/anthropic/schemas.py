@@ -1,18 +1,23 @@
 """The parts of Anthropic's Messages request the bridge reads, and the turns they make.
 
-Parameters the arena has no use for (temperature, tools, metadata, …) are accepted and ignored.
-Errors name the parameter the way Anthropic's API does (`messages.1.content.0.source`).
+Parameters the arena has no use for (temperature, metadata, context_management, cache_control,
+…) are accepted and ignored, and so are content blocks of kinds it cannot show. Coding agents
+put `system` messages among the others (kept where they are). Tools are the client's own
+(`custom`) tools; server tools and deferred ones are left out. Earlier `tool_use` blocks and
+their `tool_result`s are turns of the conversation. Errors name the parameter the way
+Anthropic's API does (`messages.1.content.0.source`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-import orjson
-from pydantic import Field, ValidationError
+from pydantic import Discriminator, Field, Tag, ValidationError
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient
 from gateway.http import errors
@@ -52,26 +57,78 @@ class ToolUseBlock(Lenient):
     input: Any = None
 
 
+class OtherBlock(Lenient):
+    """A block the arena cannot be shown (documents, server tools' results, …): left out."""
+
+    type: str
+
+
+def _block_type(value: Any) -> str:
+    """A block's tag: its type, `thinking` for both kinds of it, `other` for unknown ones."""
+    kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
+    if kind in ("thinking", "redacted_thinking"):
+        return "thinking"
+    known = {"text", "image", "tool_use", "tool_result"}
+    return kind if isinstance(kind, str) and kind in known else "other"
+
+
+def _result_block_type(value: Any) -> str:
+    kind = _block_type(value)
+    return kind if kind in ("text", "image") else "other"
+
+
+ResultBlock = Annotated[
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[OtherBlock, Tag("other")],
+    Discriminator(_result_block_type),
+]
+
+
 class ToolResultBlock(Lenient):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] = ""
+    content: str | list[ResultBlock] = ""
     is_error: bool = False
 
 
 ContentBlock = Annotated[
-    TextBlock | ImageBlock | ThinkingBlock | ToolUseBlock | ToolResultBlock,
-    Field(discriminator="type"),
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[ThinkingBlock, Tag("thinking")]
+    | Annotated[ToolUseBlock, Tag("tool_use")]
+    | Annotated[ToolResultBlock, Tag("tool_result")]
+    | Annotated[OtherBlock, Tag("other")],
+    Discriminator(_block_type),
 ]
 
 
 class MessageParam(Lenient):
-    role: Literal["user", "assistant"]
+    #: `system`: what coding agents put among the messages (Anthropic's API takes it).
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
 class ThinkingConfig(Lenient):
     type: Literal["enabled", "disabled", "adaptive"]
+    #: `omitted`: the client wants no thinking text.
+    display: str | None = None
+
+
+class ToolParam(Lenient):
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    #: Anthropic's own tools (`web_search_20250305`, `bash_20250124`, …) have a type.
+    type: str | None = None
+    #: Loaded later through a search tool: not offered yet.
+    defer_loading: bool = False
+
+
+class ToolChoice(Lenient):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool = False
 
 
 class CountTokensRequest(Lenient):
@@ -79,25 +136,48 @@ class CountTokensRequest(Lenient):
     messages: list[MessageParam]
     system: str | list[TextBlock] | None = None
     thinking: ThinkingConfig | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoice | None = None
 
     def turns(self) -> list[Turn]:
         """The conversation as the completion core takes it: the system prompt first."""
         system = self.system if isinstance(self.system, str) else _joined(self.system or [])
         turns = [Turn("system", system)] if system else []
+        names: dict[str, str] = {}  # tool_use id → tool name, for the results
         for message in self.messages:
-            text, images = _content(message.content)
-            turns.append(Turn(message.role, text, images))
+            turns += _turns(message, names)
         return turns
+
+    def tool_use(self) -> ToolUse | None:
+        """The client's tools, and how the model may call them; None without any."""
+        tools = [
+            Tool(t.name, t.description, t.input_schema)
+            for t in self.tools or []
+            if t.type in (None, "custom") and not t.defer_loading
+        ]
+        if not tools:
+            return None
+        choice = self.tool_choice or ToolChoice(type="auto")
+        kinds: dict[str, Choice] = {"auto": "auto", "any": "required", "tool": "required"}
+        return ToolUse(
+            tools,
+            kinds.get(choice.type, "none"),
+            named=choice.name if choice.type == "tool" else None,
+            parallel=not choice.disable_parallel_tool_use,
+        )
 
 
 class MessagesRequest(CountTokensRequest):
     max_tokens: int = Field(ge=1)
     stream: bool = False
+    stop_sequences: list[str] | None = None
 
     @property
     def show_thinking(self) -> bool:
-        """Reasoning is shown as thinking blocks unless the client turned thinking off."""
-        return self.thinking is None or self.thinking.type != "disabled"
+        """Reasoning is shown as thinking blocks unless the client turned thinking (or its
+        text) off."""
+        thinking = self.thinking
+        return thinking is None or (thinking.type != "disabled" and thinking.display != "omitted")
 
 
 _Request = TypeVar("_Request", bound=CountTokensRequest)
@@ -127,46 +207,54 @@ def _parse(raw: bytes, model: type[_Request]) -> _Request:
 
 
 def _check_roles(messages: Sequence[MessageParam]) -> None:
-    """Anthropic's rules: a user message first, then user and assistant in turn."""
+    """Anthropic's rules: a user message first, then user and assistant in turn (system
+    messages aside)."""
     if not messages:
         raise errors.invalid("messages: at least one message is required", param="messages")
     if messages[0].role != "user":
         raise errors.invalid(
             'messages.0.role: the first message must use the "user" role', param="messages[0].role"
         )
-    for i in range(1, len(messages)):
-        if messages[i].role == messages[i - 1].role:
+    spoken = [(i, m) for i, m in enumerate(messages) if m.role != "system"]
+    for (_, before), (i, message) in itertools.pairwise(spoken):
+        if message.role == before.role:
             raise errors.invalid(
                 f'messages.{i}.role: roles must alternate between "user" and "assistant", '
-                f'but found multiple "{messages[i].role}" roles in a row',
+                f'but found multiple "{message.role}" roles in a row',
                 param=f"messages[{i}].role",
             )
 
 
-def _content(content: str | list[ContentBlock]) -> tuple[str, tuple[ImageSource, ...]]:
-    """The text of a message's content and its images, in order."""
+def _turns(message: MessageParam, names: dict[str, str]) -> list[Turn]:
+    """One message's turns: a user message's tool results come first, each a turn of its own."""
+    content = message.content
     if isinstance(content, str):
-        return content, ()
+        return [Turn(message.role, content)]
     texts: list[str] = []
     images: list[ImageSource] = []
+    calls: list[ToolCall] = []
+    results: list[Turn] = []
     for block in content:
         if isinstance(block, TextBlock):
             texts.append(block.text)
         elif isinstance(block, ImageBlock):
             images.append(_image(block))
         elif isinstance(block, ToolUseBlock):
-            # The arena's models cannot call tools; a call from another model's earlier turn is
-            # shown as text, so that the conversation still reads in order.
-            texts.append(f"[tool call {block.name}: {orjson.dumps(block.input).decode()}]")
+            arguments = block.input if isinstance(block.input, Mapping) else {"input": block.input}
+            calls.append(ToolCall(block.id, block.name, arguments))
+            names[block.id] = block.name
         elif isinstance(block, ToolResultBlock):
-            if isinstance(block.content, str):
-                result = block.content
-            else:
-                result = _joined(block.content)
-                images += [_image(b) for b in block.content if isinstance(b, ImageBlock)]
-            label = "tool error" if block.is_error else "tool result"
-            texts.append(f"[{label}]\n{result}")
-    return "\n".join(texts), tuple(images)
+            results.append(_result(block, names.get(block.tool_use_id)))
+    if not texts and not images and not calls:
+        return results
+    return [*results, Turn(message.role, "\n".join(texts), tuple(images), calls=tuple(calls))]
+
+
+def _result(block: ToolResultBlock, tool: str | None) -> Turn:
+    if isinstance(block.content, str):
+        return Turn("tool", block.content, tool=tool, failed=block.is_error)
+    images = tuple(_image(b) for b in block.content if isinstance(b, ImageBlock))
+    return Turn("tool", _joined(block.content), images, tool=tool, failed=block.is_error)
 
 
 def _image(block: ImageBlock) -> ImageSource:
@@ -176,7 +264,7 @@ def _image(block: ImageBlock) -> ImageSource:
     return ImageSource(source.url)
 
 
-def _joined(blocks: Sequence[TextBlock | ImageBlock]) -> str:
+def _joined(blocks: Sequence[TextBlock | ImageBlock | OtherBlock]) -> str:
     return "\n".join(b.text for b in blocks if isinstance(b, TextBlock))
 
 

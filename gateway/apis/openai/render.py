@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.answers.fold import Answer, Answers, Piece
+from gateway.answers.fold import Answer, Answers, Piece, argument_pieces
+from gateway.answers.tools.definitions import ToolCall
 from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
@@ -30,8 +31,24 @@ def image_part(url: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": f"call_{call.id}",
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json},
+    }
+
+
+def call_deltas(call: ToolCall, index: int) -> list[dict[str, Any]]:
+    """A call as `tool_calls` deltas: its id and name first, then its arguments in pieces."""
+    first = tool_call(call)
+    first["function"]["arguments"] = ""
+    pieces = [{"function": {"arguments": p}} for p in argument_pieces(call.arguments_json)]
+    return [{"tool_calls": [{"index": index, **part}]} for part in (first, *pieces)]
+
+
 def delta(piece: Piece, answer: Answer) -> dict[str, Any]:
-    """What a client sees of one piece of an answer."""
+    """What a client sees of one piece of an answer (a call's: `call_deltas`)."""
     if piece.kind == "reasoning":
         return {"reasoning_content": piece.text}
     shown: dict[str, Any] = {"content": piece.text}
@@ -58,7 +75,12 @@ def url_citations(answer: Answer) -> list[dict[str, Any]]:
 
 
 def message(answer: Answer) -> dict[str, Any]:
-    shown: dict[str, Any] = {"role": "assistant", "content": "".join(answer.text)}
+    text = "".join(answer.text)
+    # OpenAI's API: a message of tool calls alone has no content.
+    content = text if text or not answer.calls else None
+    shown: dict[str, Any] = {"role": "assistant", "content": content}
+    if answer.calls:
+        shown["tool_calls"] = [tool_call(call) for call in answer.calls]
     if answer.reasoning:
         shown["reasoning_content"] = "".join(answer.reasoning)
     if answer.images:
@@ -163,6 +185,9 @@ class ChunkStream:
         index, answer = found
         finished = answer.finished
         piece = answer.add(event)
+        if piece is not None and piece.call is not None:
+            at = len(answer.calls) - 1
+            return b"".join(self._chunk(index, d) for d in call_deltas(piece.call, at))
         if piece is not None:
             return self._chunk(index, delta(piece, answer))
         if answer.finished and not finished:

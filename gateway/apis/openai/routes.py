@@ -54,12 +54,21 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
         )
     # A battle answers as two choices, each with its model's name where the arena shows it.
     names = battle.shown_names(body.model) if battle.is_pair(body.model) else None
+    tools = body.tool_use()
+    if names is not None and tools is not None:
+        raise errors.invalid("Tools are for one model: a battle cannot call them.", param="tools")
     include_usage = body.include_usage
     return await completions.answer(
         request,
         svc,
         CompletionRequest(
-            model=body.model, turns=turns_from_messages(body.messages), stream=body.stream
+            model=body.model,
+            turns=turns_from_messages(body.messages),
+            stream=body.stream,
+            tools=tools,
+            # A battle's two answers come as the arena gives them.
+            stop=body.stops if names is None else (),
+            max_tokens=(body.max_completion_tokens or body.max_tokens) if names is None else None,
         ),
         frames=lambda job: ChunkStream(
             *_head(job), job.prompt, include_usage=include_usage, names=names

@@ -1,14 +1,21 @@
-"""The parts of OpenAI's chat completion request the bridge reads; everything else is ignored."""
+"""The parts of OpenAI's chat completion request the bridge reads; everything else is ignored.
+
+Tools are `function` tools (others are ignored); `tool_choice` and `parallel_tool_calls` say
+how the model may call them. Earlier calls (an assistant message's `tool_calls`) and their
+results (`tool` messages) are turns of the conversation.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.tools.calls import decode_arguments
+from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Role as TurnRole
 from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient
@@ -33,9 +40,43 @@ ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
+class FunctionCall(Lenient):
+    name: str
+    #: JSON text, as the model wrote it.
+    arguments: str = ""
+
+
+class ToolCallParam(Lenient):
+    id: str = ""
+    function: FunctionCall
+
+
+class Function(Lenient):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolParam(Lenient):
+    type: str = "function"
+    function: Function | None = None
+
+
+class NamedFunction(Lenient):
+    name: str
+
+
+class NamedToolChoice(Lenient):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
 class Message(Lenient):
     role: Role
     content: str | list[ContentPart] | None = Field(default=None, validate_default=True)
+    tool_calls: list[ToolCallParam] | None = None
+    #: A `tool` message: the call it answers.
+    tool_call_id: str | None = None
 
     @field_validator("content")
     @classmethod
@@ -56,10 +97,39 @@ class ChatCompletionRequest(Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
 
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    def tool_use(self) -> ToolUse | None:
+        """The function tools offered, and how the model may call them; None without tools."""
+        tools = [
+            Tool(t.function.name, t.function.description, t.function.parameters)
+            for t in self.tools or []
+            if t.type == "function" and t.function is not None
+        ]
+        if not tools:
+            return None
+        named = (
+            self.tool_choice.function.name
+            if isinstance(self.tool_choice, NamedToolChoice)
+            else None
+        )
+        choice: Choice = "required" if named else "auto"
+        if isinstance(self.tool_choice, str):
+            choice = self.tool_choice
+        return ToolUse(tools, choice, named, parallel=self.parallel_tool_calls is not False)
 
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
@@ -79,7 +149,19 @@ _TURN_ROLES: Mapping[Role, TurnRole] = {
 
 def turns_from_messages(messages: Sequence[Message]) -> list[Turn]:
     """The conversation in `messages`, as the completion core takes it."""
-    return [Turn(_TURN_ROLES[m.role], message_text(m), message_images(m)) for m in messages]
+    names: dict[str, str] = {}  # call id → tool name, for the results
+    turns = []
+    for m in messages:
+        calls = tuple(
+            ToolCall(c.id, c.function.name, decode_arguments(c.function.arguments))
+            for c in m.tool_calls or []
+        )
+        names |= {call.id: call.name for call in calls}
+        tool = names.get(m.tool_call_id or "") if m.role == "tool" else None
+        turns.append(
+            Turn(_TURN_ROLES[m.role], message_text(m), message_images(m), calls=calls, tool=tool)
+        )
+    return turns
 
 
 def message_text(message: Message) -> str:

@@ -2,8 +2,9 @@
 
 Output items, in the order the answer makes them: reasoning as a `reasoning` item with a
 `summary_text` part (the arena shows a model's reasoning as it goes, and clients display
-summaries), the answer as an assistant `message` with one `output_text` part. A search model's
-sources become `url_citation` annotations on that part.
+summaries), the answer as an assistant `message` with one `output_text` part, each tool call
+as a `function_call` item. A search model's sources become `url_citation` annotations on that
+part.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from gateway.answers.fold import Answer
+from gateway.answers.fold import Answer, argument_pieces
+from gateway.answers.tools.definitions import ToolCall
 from gateway.http import sse
 from gateway.http.errors import ApiError
 from shared.events import Event
@@ -47,6 +49,8 @@ class Output:
         piece = self.answer.add(event)
         if piece is None:
             return []
+        if piece.call is not None:
+            return self._function_call(piece.call)
         return self._append("message" if piece.kind == "text" else "reasoning", piece.text)
 
     def close(self) -> list[dict[str, Any]]:
@@ -85,6 +89,38 @@ class Output:
         item["summary"][0]["text"] += text
         delta = {"type": "response.reasoning_summary_text.delta", **where, "summary_index": 0}
         return [*events, {**delta, "delta": text}]
+
+    def _function_call(self, call: ToolCall) -> list[dict[str, Any]]:
+        """A whole call as its item: added, its arguments in pieces, done."""
+        events = self._close()
+        index = len(self.items)
+        item: dict[str, Any] = {
+            "id": f"fc_{self._prefix}_{index}",
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": f"call_{call.id}",
+            "name": call.name,
+            "arguments": "",
+        }
+        if call.namespace is not None:
+            item["namespace"] = call.namespace
+        events.append(_item_event("response.output_item.added", index, item))
+        self.items.append(item)
+        where = {"item_id": item["id"], "output_index": index}
+        for part in argument_pieces(call.arguments_json):
+            events.append(
+                {"type": "response.function_call_arguments.delta", **where, "delta": part}
+            )
+        item["arguments"] = call.arguments_json
+        item["status"] = "completed"
+        events.append(
+            {
+                "type": "response.function_call_arguments.done",
+                **where,
+                "arguments": item["arguments"],
+            }
+        )
+        return [*events, _item_event("response.output_item.done", index, item)]
 
     def _start(self, type_: str, opening: str = "") -> list[dict[str, Any]]:
         index = len(self.items)

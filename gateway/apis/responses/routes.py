@@ -26,7 +26,14 @@ async def create_response(request: Request, svc: Services = Depends(services)) -
     return await completions.answer(
         request,
         svc,
-        CompletionRequest(model=body.model, turns=body.turns(), stream=body.stream, param="input"),
+        CompletionRequest(
+            model=body.model,
+            turns=body.turns(),
+            stream=body.stream,
+            param="input",
+            tools=body.tool_use(),
+            max_tokens=body.max_output_tokens,
+        ),
         frames=lambda job: ResponseStream(*_head(job, instructions), job.prompt),
         whole=lambda job, events: response(*_head(job, instructions), job.prompt, events),
     )

@@ -1,9 +1,10 @@
 """The parts of OpenAI's Responses request the bridge reads, and the turns they make.
 
 `input` is a string (one user message) or a list of items: messages whose content is a string
-or `input_text` / `input_image` parts (`output_text` / `refusal` for earlier answers). Earlier
-`reasoning` items are left out (the arena keeps no reasoning). The bridge stores nothing, so
-`previous_response_id` is refused: send the whole conversation in `input`.
+or `input_text` / `input_image` parts (`output_text` / `refusal` for earlier answers), earlier
+`function_call`s and their `function_call_output`s. `reasoning` items and items of other kinds
+are left out (the arena keeps no reasoning). Tools are `function`s, alone or in a `namespace`;
+hosted tools (`web_search`, …) are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.tools.calls import decode_arguments
+from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Role as TurnRole
 from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient
@@ -46,21 +49,77 @@ class MessageItem(Lenient):
     content: str | list[ContentPart]
 
 
-class ReasoningItem(Lenient):
-    type: Literal["reasoning"]
+class FunctionCallItem(Lenient):
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str = ""
+    namespace: str | None = None
 
 
-def _item_type(value: Any) -> str | None:
+class FunctionCallOutputItem(Lenient):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | list[ContentPart] = ""
+
+
+class OtherItem(Lenient):
+    """Reasoning (the arena keeps none) and items of kinds the arena cannot be shown."""
+
+    type: str
+
+
+_ITEMS = ("message", "function_call", "function_call_output")
+
+
+def _item_type(value: Any) -> str:
     # Easy input messages ({"role", "content"}) leave the type out.
     if isinstance(value, Mapping):
-        return value.get("type", "message")
-    return getattr(value, "type", None)
+        kind = value.get("type", "message")
+    else:
+        kind = getattr(value, "type", None)
+    return kind if kind in _ITEMS else "other"
 
 
 Item = Annotated[
-    Annotated[MessageItem, Tag("message")] | Annotated[ReasoningItem, Tag("reasoning")],
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[OtherItem, Tag("other")],
     Discriminator(_item_type),
 ]
+
+
+class FunctionTool(Lenient):
+    type: Literal["function"]
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class NamespaceTool(Lenient):
+    type: Literal["namespace"]
+    name: str
+    tools: list[FunctionTool | OtherItem] = Field(default_factory=list)
+
+
+def _tool_type(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
+    return kind if kind in ("function", "namespace") else "other"
+
+
+ToolParam = Annotated[
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[NamespaceTool, Tag("namespace")]
+    | Annotated[OtherItem, Tag("other")],
+    Discriminator(_tool_type),
+]
+
+
+class NamedToolChoice(Lenient):
+    type: str
+    name: str | None = None
+
 
 _TURN_ROLES: Mapping[Role, TurnRole] = {
     "user": "user",
@@ -76,16 +135,53 @@ class ResponsesRequest(Lenient):
     instructions: str | None = None
     stream: bool = False
     previous_response_id: str | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     def turns(self) -> list[Turn]:
         """The conversation as the completion core takes it: the instructions first."""
         turns = [Turn("system", self.instructions)] if self.instructions else []
         if isinstance(self.input, str):
             return [*turns, Turn("user", self.input)]
+        names: dict[str, str] = {}  # call id → tool name, for the outputs
         for item in self.input:
             if isinstance(item, MessageItem):
                 turns.append(_turn(item))
+            elif isinstance(item, FunctionCallItem):
+                call = ToolCall(
+                    item.call_id, item.name, decode_arguments(item.arguments), item.namespace
+                )
+                names[call.id] = call.qualified
+                # A call belongs to the answer whose text came just before it.
+                if turns and turns[-1].role == "assistant":
+                    last = turns.pop()
+                    turns.append(Turn("assistant", last.text, last.images, (*last.calls, call)))
+                else:
+                    turns.append(Turn("assistant", "", calls=(call,)))
+            elif isinstance(item, FunctionCallOutputItem):
+                text, images = _parts(item.output)
+                turns.append(Turn("tool", text, images, tool=names.get(item.call_id)))
         return turns
+
+    def tool_use(self) -> ToolUse | None:
+        """The function tools offered (namespaces' too), and how the model may call them."""
+        tools: list[Tool] = []
+        for tool in self.tools or []:
+            if isinstance(tool, FunctionTool):
+                tools.append(_tool(tool))
+            elif isinstance(tool, NamespaceTool):
+                tools += [_tool(t, tool.name) for t in tool.tools if isinstance(t, FunctionTool)]
+        if not tools:
+            return None
+        choice: Choice = "auto"
+        named = None
+        if isinstance(self.tool_choice, str):
+            choice = self.tool_choice
+        elif self.tool_choice is not None and self.tool_choice.type == "function":
+            choice, named = "required", self.tool_choice.name
+        return ToolUse(tools, choice, named, parallel=self.parallel_tool_calls is not False)
 
 
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
@@ -100,17 +196,24 @@ def parse_responses_request(raw: bytes) -> ResponsesRequest:
     return request
 
 
+def _tool(tool: FunctionTool, namespace: str | None = None) -> Tool:
+    return Tool(tool.name, tool.description or "", tool.parameters or {}, namespace)
+
+
 def _turn(item: MessageItem) -> Turn:
-    role = _TURN_ROLES[item.role]
-    if isinstance(item.content, str):
-        return Turn(role, item.content)
+    return Turn(_TURN_ROLES[item.role], *_parts(item.content))
+
+
+def _parts(content: str | list[ContentPart]) -> tuple[str, tuple[ImageSource, ...]]:
+    if isinstance(content, str):
+        return content, ()
     texts = []
     images = []
-    for part in item.content:
+    for part in content:
         if isinstance(part, InputText):
             texts.append(part.text)
         elif isinstance(part, Refusal):
             texts.append(part.refusal)
         else:
             images.append(ImageSource(part.image_url))
-    return Turn(role, "\n".join(texts), tuple(images))
+    return "\n".join(texts), tuple(images)

@@ -1,0 +1,290 @@
+"""Tool calls through the whole bridge, with the official SDKs, on the fake arena.
+
+openai SDK (chat completions, Responses) and anthropic SDK → gateway → Redis/arq → a browser
+worker → the fake arena, whose scripted `replies` make the model write a `<tool_call>` block
+when it is asked, and answer from the result the next turn carries. For each API, streamed and
+not: the call comes back in the API's own shapes, its result goes back, and the next turn is a
+post in the same arena thread that carries only the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.support.stack import Stack, running, unique
+
+pytestmark = pytest.mark.browser
+
+MODEL = "gemini-2.5-pro"
+STREAM_PATH = "/nextjs-api/stream/"
+WEATHER = {
+    "name": "get_weather",
+    "description": "The current weather in a city. Use it for any question about weather.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "The city's name."},
+            "days": {"type": "integer"},
+        },
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+TIME = {
+    "name": "get_time",
+    "description": "The local time in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running(tmp_path_factory.mktemp("tools"), "tools-1") as stack:
+        yield stack
+
+
+@pytest.fixture(autouse=True)
+def since(stack: Stack) -> Iterator[int]:
+    yield len(stack.arena_log()["requests"])
+    stack.arena("POST", "scenario", json={"replies": []})
+
+
+def script(stack: Stack, *replies: tuple[str, str]) -> None:
+    """The model answers `text` to a turn whose message matches the regex (first match wins)."""
+    stack.arena("POST", "scenario", json={"replies": [{"match": m, "text": t} for m, t in replies]})
+
+
+def block(name: str, **arguments: Any) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+def stream_requests(stack: Stack, since: int) -> list[dict]:
+    return [
+        r
+        for r in stack.arena_log()["requests"][since:]
+        if r["path"].startswith(STREAM_PATH) and r["status"] != 403
+    ]
+
+
+def endpoint(request: dict) -> str:
+    return request["path"][len(STREAM_PATH) :].split("/", 1)[0]
+
+
+def sent(request: dict) -> str:
+    return request["body"]["userMessage"]["content"]
+
+
+# --- one API each, in its own shapes ----------------------------------------------------------
+
+
+@dataclass
+class Call:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class Reply:
+    text: str
+    calls: list[Call]
+    #: The API's own finish: finish_reason, stop_reason or the response's status.
+    finish: str
+    #: What the client sends back as the assistant's turn.
+    turn: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Chat:
+    """OpenAI chat completions."""
+
+    name = "chat"
+
+    def __init__(self, stack: Stack, stream: bool) -> None:
+        self.client = stack.openai()
+        self.stream = stream
+
+    def user(self, text: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": text}]
+
+    def result(self, call: Call, output: str) -> list[dict[str, Any]]:
+        return [{"role": "tool", "tool_call_id": call.id, "content": output}]
+
+    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
+        fields: dict[str, Any] = {
+            "model": MODEL,
+            "messages": history,
+            "tools": [{"type": "function", "function": t} for t in tools],
+            **options,
+        }
+        if self.stream:
+            with self.client.chat.completions.stream(**fields) as events:
+                completion = events.get_final_completion()
+        else:
+            completion = self.client.chat.completions.create(**fields)
+        choice = completion.choices[0]
+        message = choice.message
+        calls = [
+            Call(c.id, c.function.name, json.loads(c.function.arguments))
+            for c in message.tool_calls or []
+        ]
+        turn = message.model_dump(include={"role", "content", "tool_calls"}, exclude_none=True)
+        return Reply(message.content or "", calls, choice.finish_reason, [turn])
+
+
+class Responses:
+    """OpenAI Responses."""
+
+    name = "responses"
+
+    def __init__(self, stack: Stack, stream: bool) -> None:
+        self.client = stack.openai()
+        self.stream = stream
+
+    def user(self, text: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": text}]
+
+    def result(self, call: Call, output: str) -> list[dict[str, Any]]:
+        return [{"type": "function_call_output", "call_id": call.id, "output": output}]
+
+    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
+        if "tool_choice" in options and isinstance(options["tool_choice"], dict):
+            options["tool_choice"] = {"type": "function", "name": options["tool_choice"]["name"]}
+        fields: dict[str, Any] = {
+            "model": MODEL,
+            "input": history,
+            "tools": [{"type": "function", **t} for t in tools],
+            **options,
+        }
+        if self.stream:
+            with self.client.responses.stream(**fields) as events:
+                response = events.get_final_response()
+        else:
+            response = self.client.responses.create(**fields)
+        calls = [
+            Call(item.call_id, item.name, json.loads(item.arguments))
+            for item in response.output
+            if item.type == "function_call"
+        ]
+        turn = [item.model_dump(exclude_none=True) for item in response.output]
+        return Reply(response.output_text, calls, response.status or "", turn)
+
+
+class Messages:
+    """Anthropic Messages."""
+
+    name = "anthropic"
+
+    def __init__(self, stack: Stack, stream: bool) -> None:
+        self.client = anthropic.Anthropic(
+            base_url=stack.base_url, api_key="unused", max_retries=0, timeout=60
+        )
+        self.stream = stream
+
+    def user(self, text: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": text}]
+
+    def result(self, call: Call, output: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": output}],
+            }
+        ]
+
+    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
+        choice = options.pop("tool_choice", None)
+        if choice is not None:
+            options["tool_choice"] = (
+                {"type": "tool", "name": choice["name"]}
+                if isinstance(choice, dict)
+                else {"type": {"required": "any"}.get(choice, choice)}
+            )
+        if options.pop("parallel_tool_calls", True) is False:
+            options["tool_choice"] = {
+                **options.get("tool_choice", {"type": "auto"}),
+                "disable_parallel_tool_use": True,
+            }
+        fields: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "messages": history,
+            "tools": [
+                {
+                    "name": t["name"],
+                    "description": t["description"],
+                    "input_schema": t["parameters"],
+                }
+                for t in tools
+            ],
+            **options,
+        }
+        if self.stream:
+            with self.client.messages.stream(**fields) as events:
+                message = events.get_final_message()
+        else:
+            message = self.client.messages.create(**fields)
+        text = "".join(b.text for b in message.content if b.type == "text")
+        calls = [Call(b.id, b.name, dict(b.input)) for b in message.content if b.type == "tool_use"]
+        turn = {
+            "role": "assistant",
+            "content": [b.model_dump(exclude_none=True) for b in message.content],
+        }
+        return Reply(text, calls, message.stop_reason or "", [turn])
+
+
+API = Chat | Responses | Messages
+APIS: list[Callable[[Stack, bool], API]] = [Chat, Responses, Messages]
+#: What each API says of an answer that ends in calls, and of one that does not.
+CALLED = {"chat": "tool_calls", "responses": "completed", "anthropic": "tool_use"}
+ENDED = {"chat": "stop", "responses": "completed", "anthropic": "end_turn"}
+
+
+@pytest.fixture(
+    params=[(api, stream) for api in APIS for stream in (False, True)],
+    ids=lambda p: f"{p[0].name}-{'streamed' if p[1] else 'whole'}",
+)
+def api(request: pytest.FixtureRequest, stack: Stack) -> API:
+    make, stream = request.param
+    return make(stack, stream)
+
+
+# --- the round trip ----------------------------------------------------------------------------
+
+
+def test_a_call_its_result_and_the_answer_from_it(stack: Stack, api: API, since: int) -> None:
+    question = unique("What is the weather in Oslo?")
+    token = question.rsplit(" ", 1)[1]
+    script(
+        stack,
+        (f"RESULT-{token}", f"It rains in Oslo, says the tool ({token})."),
+        (token, "Let me look that up.\n" + block("get_weather", city="Oslo", days="2")),
+    )
+    history = api.user(question)
+    first = api.ask(history, [WEATHER])
+
+    assert [(c.name, c.arguments) for c in first.calls] == [
+        ("get_weather", {"city": "Oslo", "days": 2})
+    ]
+    assert first.text.strip() == "Let me look that up."
+    assert first.finish == CALLED[api.name]
+
+    history += first.turn + api.result(first.calls[0], f"RESULT-{token}: rain, 7 °C")
+    second = api.ask(history, [WEATHER])
+    assert second.text == f"It rains in Oslo, says the tool ({token})."
+    assert second.calls == [] and second.finish == ENDED[api.name]
+
+    create, post = stream_requests(stack, since)
+    assert (endpoint(create), endpoint(post)) == ("create-evaluation", "post-to-evaluation")
+    assert post["body"]["id"] == create["body"]["id"]  # the same arena thread
+    prompt = sent(create)
+    assert prompt.startswith("<system>\nYou can call tools") and '"name":"get_weather"' in prompt
+    assert prompt.endswith(f"<user>\n{question}\n</user>")
+    # Only the new turn: the tool's result, named after its tool.
+    assert sent(post) == f"<tool>\nget_weather returned:\nRESULT-{token}: rain, 7 °C\n</tool>"
