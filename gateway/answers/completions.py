@@ -11,6 +11,7 @@ it, for the conversation's next turn (the worker remembers the others).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -33,7 +34,14 @@ from gateway.answers.job_handle import CONTENT, JobHandle
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.definitions import ToolUse
-from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, check_length, render, require_user
+from gateway.answers.transcript import (
+    MAX_PROMPT_CHARS,
+    Turn,
+    check_length,
+    joined_answers,
+    render,
+    require_user,
+)
 from gateway.http import errors, sse
 from gateway.http.disconnect import unless_disconnected
 from gateway.http.errors import ApiError
@@ -105,6 +113,7 @@ async def _submit(
     request: Request, svc: Services, body: CompletionRequest
 ) -> tuple[JobHandle, Plan]:
     settings = svc.settings
+    body = dataclasses.replace(body, turns=joined_answers(body.turns))
     turns = body.turns
     require_user(turns, param=body.param)
     lineup = battle.lineup(await catalog(svc, body.model), body.model)
@@ -223,7 +232,7 @@ async def answer(
 
     async def answered() -> None:
         if rules.shapes and plan.remember is not None and shaper.session is not None:
-            shown = Turn("assistant", shaper.shown, calls=tuple(shaper.calls)).body
+            shown = Turn("assistant", shaper.shown, calls=tuple(shaper.calls)).identity
             conversations = Conversations(svc.redis, ttl_s=svc.settings.conversation_ttl_seconds)
             await conversations.remember(plan.remember, shaper.session, handle.job.model, shown)
 

@@ -56,7 +56,7 @@ def fingerprints(scope: str, turns: Sequence[Turn]) -> list[str]:
     prints = [scope]
     for turn in turns:
         prints.append(
-            threads.extend(prints[-1], turn.role, turn.body, (i.digest for i in turn.images))
+            threads.extend(prints[-1], turn.role, turn.identity, (i.digest for i in turn.images))
         )
     return prints
 

@@ -50,6 +50,12 @@ class Turn:
             return f"{head}\n{self.text}"
         return "\n".join(part for part in (self.text, *map(call_block, self.calls)) if part)
 
+    @property
+    def identity(self) -> str:
+        """What names the turn in a history: its body, but only the calls of an answer that
+        made some (clients keep or drop the text before calls as they like)."""
+        return "\n".join(map(call_block, self.calls)) if self.calls else self.body
+
 
 def require_user(turns: Sequence[Turn], *, param: str = "messages") -> None:
     """422 unless some turn is the user's: the arena answers a user message.
@@ -69,6 +75,20 @@ def render(turns: Sequence[Turn], *, merge_system: bool = False) -> str:
     if len(turns) == 1 and turns[0].role == "user":
         return turns[0].text
     return "\n\n".join(f"<{t.role}>\n{t.body}\n</{t.role}>" for t in turns if t.body)
+
+
+def joined_answers(turns: Sequence[Turn]) -> list[Turn]:
+    """Consecutive assistant turns as one: clients split an answer with calls in several
+    messages (Codex sends its calls, then its text)."""
+    joined: list[Turn] = []
+    for turn in turns:
+        last = joined[-1] if joined else None
+        if turn.role == "assistant" and last is not None and last.role == "assistant":
+            text = "\n".join(t for t in (last.text, turn.text) if t)
+            joined[-1] = Turn("assistant", text, last.images + turn.images, last.calls + turn.calls)
+        else:
+            joined.append(turn)
+    return joined
 
 
 def merged_system(turns: Sequence[Turn]) -> list[Turn]:

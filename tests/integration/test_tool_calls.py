@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
-import openai
 import pytest
 
 from tests.support.stack import Stack, running, unique

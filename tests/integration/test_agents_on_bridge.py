@@ -1,0 +1,116 @@
+"""The real coding agents, from their npm packages, through the whole bridge on the fake arena.
+
+Claude Code (`claude -p`, Anthropic Messages), Codex CLI (`codex exec`, Responses) and the last
+Codex that speaks chat completions each get a task that needs one tool call: the scripted arena
+model asks, in the bridge's `<tool_call>` form, for the agent's shell tool to `cat note.txt`;
+the next turn, which must carry the note's text (the agent ran the command and sent the result
+back), is answered by quoting it; the agent prints that and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import agents
+from tests.support.stack import Stack, running
+
+pytestmark = pytest.mark.browser
+
+MODEL = "gemini-2.5-pro"
+PROMPT = "Show me what note.txt says."
+#: Bounds each agent run; through the bridge a run takes a few seconds.
+TIMEOUT = 120
+STREAM_PATH = "/nextjs-api/stream/"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running(tmp_path_factory.mktemp("agents"), "agents-1") as stack:
+        yield stack
+
+
+@pytest.fixture
+def note(stack: Stack, tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    code = secrets.token_hex(4)
+    text = f"The launch code is {code}."
+    (work / "note.txt").write_text(text + "\n")
+    yield work, home, text
+    stack.arena("POST", "scenario", json={"replies": []})
+
+
+def script(stack: Stack, note: str, call: dict) -> None:
+    """First the shell call; then, once a turn carries the note, the answer quoting it."""
+    block = f"I will read it.\n<tool_call>{json.dumps(call)}</tool_call>"
+    replies = [
+        {"match": note.replace(".", r"\."), "text": f"The note says: {note}"},
+        {"match": "note\\.txt", "text": block},
+    ]
+    stack.arena("POST", "scenario", json={"replies": replies})
+
+
+def needs(agent: str) -> None:
+    if reason := agents.missing(agent):
+        pytest.skip(reason)
+
+
+def arena_turns(stack: Stack, since: int) -> list[tuple[str, str]]:
+    return [
+        (r["path"][len(STREAM_PATH) :].split("/", 1)[0], r["body"]["userMessage"]["content"])
+        for r in stack.arena_log()["requests"][since:]
+        if r["path"].startswith(STREAM_PATH) and r["status"] == 200
+    ]
+
+
+def test_claude_code_runs_a_command_the_model_asks_for(
+    stack: Stack, note: tuple[Path, Path, str]
+) -> None:
+    needs("claude")
+    work, home, text = note
+    script(stack, text, {"name": "Bash", "arguments": {"command": "cat note.txt"}})
+    since = len(stack.arena_log()["requests"])
+
+    run = agents.run_claude(PROMPT, stack.base_url, work, home, model=MODEL, timeout=TIMEOUT)
+
+    assert run.ok and f"The note says: {text}" in run.stdout, run.describe()
+    turns = arena_turns(stack, since)
+    assert [kind for kind, _ in turns] == ["create-evaluation", "post-to-evaluation"], turns
+    assert '"name":"Bash"' in turns[0][1] and text in turns[1][1]
+
+
+@pytest.mark.parametrize("wire", ["responses", "chat"])
+def test_codex_runs_a_command_the_model_asks_for(
+    stack: Stack, note: tuple[Path, Path, str], wire: str
+) -> None:
+    chat = wire == "chat"
+    needs("codex-chat" if chat else "codex")
+    work, home, text = note
+    if chat:  # 0.94's shell tool takes an argv
+        call = {"name": "shell", "arguments": {"command": ["bash", "-lc", "cat note.txt"]}}
+    else:
+        call = {"name": "exec_command", "arguments": {"cmd": "cat note.txt"}}
+    script(stack, text, call)
+    since = len(stack.arena_log()["requests"])
+
+    run = agents.run_codex(
+        PROMPT,
+        f"{stack.base_url}/v1",
+        work,
+        home,
+        model=MODEL,
+        wire_api=wire,
+        chat_wire_binary=chat,
+        timeout=TIMEOUT,
+    )
+
+    assert run.ok and f"The note says: {text}" in run.stdout, run.describe()
+    turns = arena_turns(stack, since)
+    assert [kind for kind, _ in turns] == ["create-evaluation", "post-to-evaluation"], turns
+    assert f'"name":"{call["name"]}"' in turns[0][1] and text in turns[1][1]
