@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import openai as openai_errors
 import pytest
 
 from tests.support.stack import Stack, running, unique
@@ -115,13 +116,25 @@ class Chat:
     def result(self, call: Call, output: str) -> list[dict[str, Any]]:
         return [{"role": "tool", "tool_call_id": call.id, "content": output}]
 
-    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
+    def ask(
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict],
+        choice: str | None = None,
+        parallel: bool | None = None,
+    ) -> Reply:
         fields: dict[str, Any] = {
             "model": MODEL,
             "messages": history,
             "tools": [{"type": "function", "function": t} for t in tools],
-            **options,
         }
+        if choice is not None:
+            named = choice not in ("auto", "none", "required")
+            fields["tool_choice"] = (
+                {"type": "function", "function": {"name": choice}} if named else choice
+            )
+        if parallel is not None:
+            fields["parallel_tool_calls"] = parallel
         if self.stream:
             with self.client.chat.completions.stream(**fields) as events:
                 completion = events.get_final_completion()
@@ -152,15 +165,23 @@ class Responses:
     def result(self, call: Call, output: str) -> list[dict[str, Any]]:
         return [{"type": "function_call_output", "call_id": call.id, "output": output}]
 
-    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
-        if "tool_choice" in options and isinstance(options["tool_choice"], dict):
-            options["tool_choice"] = {"type": "function", "name": options["tool_choice"]["name"]}
+    def ask(
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict],
+        choice: str | None = None,
+        parallel: bool | None = None,
+    ) -> Reply:
         fields: dict[str, Any] = {
             "model": MODEL,
             "input": history,
             "tools": [{"type": "function", **t} for t in tools],
-            **options,
         }
+        if choice is not None:
+            named = choice not in ("auto", "none", "required")
+            fields["tool_choice"] = {"type": "function", "name": choice} if named else choice
+        if parallel is not None:
+            fields["parallel_tool_calls"] = parallel
         if self.stream:
             with self.client.responses.stream(**fields) as events:
                 response = events.get_final_response()
@@ -197,15 +218,21 @@ class Messages:
             }
         ]
 
-    def ask(self, history: list[dict[str, Any]], tools: list[dict], **options: Any) -> Reply:
-        choice = options.pop("tool_choice", None)
+    def ask(
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict],
+        choice: str | None = None,
+        parallel: bool | None = None,
+    ) -> Reply:
+        options: dict[str, Any] = {}
         if choice is not None:
+            kinds = {"auto": "auto", "none": "none", "required": "any"}
+            named = choice not in kinds
             options["tool_choice"] = (
-                {"type": "tool", "name": choice["name"]}
-                if isinstance(choice, dict)
-                else {"type": {"required": "any"}.get(choice, choice)}
+                {"type": "tool", "name": choice} if named else {"type": kinds[choice]}
             )
-        if options.pop("parallel_tool_calls", True) is False:
+        if parallel is False:
             options["tool_choice"] = {
                 **options.get("tool_choice", {"type": "auto"}),
                 "disable_parallel_tool_use": True,
@@ -287,3 +314,114 @@ def test_a_call_its_result_and_the_answer_from_it(stack: Stack, api: API, since:
     assert prompt.endswith(f"<user>\n{question}\n</user>")
     # Only the new turn: the tool's result, named after its tool.
     assert sent(post) == f"<tool>\nget_weather returned:\nRESULT-{token}: rain, 7 °C\n</tool>"
+
+
+# --- several calls, tool_choice, broken calls, the prompt limit ---------------------------------
+
+
+def weather_and_time(stack: Stack, token: str) -> None:
+    """The model calls both tools at once, whatever it is told."""
+    script(
+        stack,
+        (
+            token,
+            "Two things to look up.\n"
+            + block("get_weather", city="Oslo")
+            + "\n\n"
+            + block("get_time", city="Oslo")
+            + "\nThe weather is fine.",  # made up after the calls: never shown
+        ),
+    )
+
+
+def test_parallel_calls_come_in_order(stack: Stack, api: API) -> None:
+    question = unique("Weather and time in Oslo?")
+    weather_and_time(stack, question.rsplit(" ", 1)[1])
+
+    reply = api.ask(api.user(question), [WEATHER, TIME])
+
+    assert [(c.name, c.arguments) for c in reply.calls] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_time", {"city": "Oslo"}),
+    ]
+    assert len({c.id for c in reply.calls}) == 2
+    assert reply.text.strip() == "Two things to look up." and reply.finish == CALLED[api.name]
+
+
+def test_without_parallel_calls_only_the_first_is_made(stack: Stack, api: API, since: int) -> None:
+    question = unique("Weather and time in Oslo?")
+    weather_and_time(stack, question.rsplit(" ", 1)[1])
+
+    reply = api.ask(api.user(question), [WEATHER, TIME], parallel=False)
+
+    assert [c.name for c in reply.calls] == ["get_weather"]
+    assert reply.finish == CALLED[api.name]
+    assert sent(stream_requests(stack, since)[0]).endswith(
+        "<system>\nCall at most one tool in this answer.\n</system>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("choice", "asked", "calls"),
+    [
+        ("auto", None, ["get_weather", "get_time"]),
+        ("required", "Call at least one tool in this answer.", ["get_weather", "get_time"]),
+        ("get_time", "Call the tool `get_time` in this answer.", ["get_time"]),
+        ("none", "Do not call a tool in this answer.", []),
+    ],
+)
+def test_tool_choice_is_asked_of_the_model_and_held_to(
+    stack: Stack, api: API, since: int, choice: str, asked: str | None, calls: list[str]
+) -> None:
+    question = unique("Weather and time in Oslo?")
+    token = question.rsplit(" ", 1)[1]
+    weather_and_time(stack, token)
+
+    reply = api.ask(api.user(question), [WEATHER, TIME], choice=choice)
+
+    assert [c.name for c in reply.calls] == calls
+    prompt = sent(stream_requests(stack, since)[0])
+    if asked is None:
+        assert prompt.endswith(f"<user>\n{question}\n</user>")
+    else:
+        assert prompt.endswith(f"<system>\n{asked}\n</system>")
+    if choice == "none":  # no call is made: the blocks are text
+        assert block("get_weather", city="Oslo") in reply.text
+        assert reply.finish == ENDED[api.name]
+    if choice == "get_time":  # a call of another tool is not one
+        assert reply.text.startswith("Two things to look up.\n" + block("get_weather", city="Oslo"))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '<tool_call>{"name": "get_weather", "arguments": {"city": }}</tool_call>',  # not JSON
+        block("get_forecast", city="Oslo"),  # no such tool
+        block("get_weather", days=2),  # its required argument missing
+        block("get_weather", city="Oslo", days="soon"),  # not an integer
+    ],
+    ids=["not-json", "unknown-tool", "missing-argument", "wrong-type"],
+)
+def test_a_malformed_call_is_shown_as_text(stack: Stack, api: API, answer: str) -> None:
+    question = unique("What is the weather in Oslo?")
+    script(stack, (question.rsplit(" ", 1)[1], f"Checking.\n{answer}"))
+
+    reply = api.ask(api.user(question), [WEATHER])
+
+    assert reply.calls == []
+    assert reply.text == f"Checking.\n{answer}" and reply.finish == ENDED[api.name]
+
+
+def test_a_prompt_the_contract_cannot_fit_in_is_refused_naming_both_sizes(
+    stack: Stack, api: API, since: int
+) -> None:
+    question = "x" * 113_000
+    tools = [WEATHER, TIME]
+    with pytest.raises((openai_errors.BadRequestError, anthropic.BadRequestError)) as refused:
+        api.ask(api.user(question), tools)
+
+    assert refused.value.status_code == 400
+    message = str(refused.value)
+    assert "characters long (the tool definitions take" in message
+    assert "the arena accepts at most 113,567" in message
+    assert stream_requests(stack, since) == []
