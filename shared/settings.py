@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -124,9 +124,28 @@ class Settings(BaseSettings):
     image_fetch_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Longest the gateway spends fetching one image URL."
     )
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Model names answered by arena models: `pattern=model,…` (`*` and `?` as"
+        " in shell globs), e.g. `claude-*=claude-sonnet-5,gpt-5*=gpt-5.1-high`.",
+    )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=False, description="Structured JSON logs.")
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: object) -> object:
+        """`pattern=model,pattern=model`, in order (the first match wins)."""
+        if not isinstance(value, str):
+            return value
+        aliases = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            pattern, _, target = (part.strip() for part in entry.partition("="))
+            if not pattern or not target:
+                raise ValueError(f"an alias is `pattern=model`, not {entry!r}")
+            aliases[pattern] = target
+        return aliases
 
     @property
     def arena_origin(self) -> str:

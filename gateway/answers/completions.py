@@ -25,7 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.access.caller import caller
-from gateway.answers import battle
+from gateway.answers import aliases, battle
 from gateway.answers.catalog_view import Catalog
 from gateway.answers.conversations import Conversations, Plan
 from gateway.answers.fleet_view import describe_unready
@@ -116,7 +116,8 @@ async def _submit(
     body = dataclasses.replace(body, turns=joined_answers(body.turns))
     turns = body.turns
     require_user(turns, param=body.param)
-    lineup = battle.lineup(await catalog(svc, body.model), body.model)
+    served = await catalog(svc, body.model)
+    lineup = battle.lineup(served, aliases.resolve(body.model, served, settings.model_aliases))
     images = [(turn_index, image) for turn_index, t in enumerate(turns) for image in t.images]
     for model in lineup.models:
         if images and not model.accepts_images:

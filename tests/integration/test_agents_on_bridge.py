@@ -4,7 +4,9 @@ Claude Code (`claude -p`, Anthropic Messages), Codex CLI (`codex exec`, Response
 Codex that speaks chat completions each get a task that needs one tool call: the scripted arena
 model asks, in the bridge's `<tool_call>` form, for the agent's shell tool to `cat note.txt`;
 the next turn, which must carry the note's text (the agent ran the command and sent the result
-back), is answered by quoting it; the agent prints that and exits 0.
+back), is answered by quoting it; the agent prints that and exits 0. Claude Code and Codex
+(Responses) ask for models of their own (`claude-sonnet-4-5`, `gpt-5.2-codex`), which
+`LMB_MODEL_ALIASES` sends to an arena model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.support.stack import Stack, running
 pytestmark = pytest.mark.browser
 
 MODEL = "gemini-2.5-pro"
+ALIASES = f"claude-*={MODEL},gpt-5*={MODEL}"
 PROMPT = "Show me what note.txt says."
 #: Bounds each agent run; through the bridge a run takes a few seconds.
 TIMEOUT = 120
@@ -30,7 +33,8 @@ STREAM_PATH = "/nextjs-api/stream/"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running(tmp_path_factory.mktemp("agents"), "agents-1") as stack:
+    workdir = tmp_path_factory.mktemp("agents")
+    with running(workdir, "agents-1", gateway_env={"LMB_MODEL_ALIASES": ALIASES}) as stack:
         yield stack
 
 
@@ -77,7 +81,9 @@ def test_claude_code_runs_a_command_the_model_asks_for(
     script(stack, text, {"name": "Bash", "arguments": {"command": "cat note.txt"}})
     since = len(stack.arena_log()["requests"])
 
-    run = agents.run_claude(PROMPT, stack.base_url, work, home, model=MODEL, timeout=TIMEOUT)
+    run = agents.run_claude(
+        PROMPT, stack.base_url, work, home, model="claude-sonnet-4-5", timeout=TIMEOUT
+    )
 
     assert run.ok and f"The note says: {text}" in run.stdout, run.describe()
     turns = arena_turns(stack, since)
@@ -104,7 +110,8 @@ def test_codex_runs_a_command_the_model_asks_for(
         f"{stack.base_url}/v1",
         work,
         home,
-        model=MODEL,
+        # 0.94 offers gpt-5 models other shell tools: it is given an arena model's name.
+        model=MODEL if chat else "gpt-5.2-codex",
         wire_api=wire,
         chat_wire_binary=chat,
         timeout=TIMEOUT,

@@ -140,14 +140,14 @@ class Chat:
                 completion = events.get_final_completion()
         else:
             completion = self.client.chat.completions.create(**fields)
-        choice = completion.choices[0]
-        message = choice.message
+        first = completion.choices[0]
+        message = first.message
         calls = [
             Call(c.id, c.function.name, json.loads(c.function.arguments))
             for c in message.tool_calls or []
         ]
         turn = message.model_dump(include={"role", "content", "tool_calls"}, exclude_none=True)
-        return Reply(message.content or "", calls, choice.finish_reason, [turn])
+        return Reply(message.content or "", calls, first.finish_reason, [turn])
 
 
 class Responses:
@@ -420,8 +420,10 @@ def test_a_prompt_the_contract_cannot_fit_in_is_refused_naming_both_sizes(
     with pytest.raises((openai_errors.BadRequestError, anthropic.BadRequestError)) as refused:
         api.ask(api.user(question), tools)
 
-    assert refused.value.status_code == 400
-    message = str(refused.value)
+    error = refused.value
+    assert isinstance(error, openai_errors.BadRequestError | anthropic.BadRequestError)
+    assert error.status_code == 400
+    message = str(error)
     assert "characters long (the tool definitions take" in message
     assert "the arena accepts at most 113,567" in message
     assert stream_requests(stack, since) == []

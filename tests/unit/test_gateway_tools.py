@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from gateway.answers import aliases
+from gateway.answers.catalog_view import Catalog
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.calls import coerce, parse_block
@@ -15,6 +17,8 @@ from gateway.answers.tools.definitions import Tool, ToolCall, ToolUse
 from gateway.answers.tools.detector import CallDetector
 from gateway.answers.transcript import MAX_PROMPT_CHARS
 from shared import events
+from shared.arena.catalog import Model
+from shared.settings import Settings
 from tests.bench.tool_contract import figures, parsed
 from tests.support.agent_fixtures import FIXTURES
 
@@ -271,3 +275,23 @@ def test_the_third_identical_call_in_a_row_ends_the_answer_with_text() -> None:
     assert "call number 3 in a row of `read` with the same arguments" in out[0]
     other, _ = shape(Rules(ToolUse([READ]), earlier_calls=earlier), block("read", path="b"))
     assert other[0] == ("read", {"path": "b"})
+
+
+# --- model aliases -------------------------------------------------------------------------------
+
+
+def test_aliases_send_names_the_arena_does_not_serve_to_models_it_does() -> None:
+    models = {
+        name: Model.from_entry({"id": f"id-{name}", "publicName": name, "organization": "x"})
+        for name in ("claude-opus-4", "gemini-2.5-pro")
+    }
+    catalog = Catalog(0.0, models)
+    spec = Settings(model_aliases="claude-*=gemini-2.5-pro, gpt-5?=gemini-2.5-pro").model_aliases
+    assert spec == {"claude-*": "gemini-2.5-pro", "gpt-5?": "gemini-2.5-pro"}
+    assert aliases.resolve("claude-sonnet-4-5", catalog, spec) == "gemini-2.5-pro"
+    assert aliases.resolve("claude-opus-4", catalog, spec) == "claude-opus-4"  # served: itself
+    assert aliases.resolve("gpt-5x", catalog, spec) == "gemini-2.5-pro"
+    assert aliases.resolve("gpt-5.1", catalog, spec) == "gpt-5.1"  # no match: a 404 later
+    assert [a for a, _ in aliases.listed(catalog, spec)] == ["claude-*", "gpt-5?"]
+    with pytest.raises(ValueError, match="pattern=model"):
+        Settings(model_aliases="claude-*")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.access.client_auth import require_key
-from gateway.answers import battle, completions
+from gateway.answers import aliases, battle, completions
 from gateway.answers.catalog_view import find_model
 from gateway.answers.completions import CompletionRequest
 from gateway.answers.tokens import estimate_tokens
@@ -62,7 +62,8 @@ def _message_id(job: CompletionJob) -> str:
 async def count_tokens(request: Request, svc: Services = Depends(services)) -> dict[str, int]:
     """The estimate a completion's usage gives for the same conversation as a new prompt."""
     body = parse_count_tokens_request(await request.body())
-    find_model(await completions.catalog(svc, body.model), body.model)
+    served = await completions.catalog(svc, body.model)
+    find_model(served, aliases.resolve(body.model, served, svc.settings.model_aliases))
     prompt = render(body.turns(), merge_system=svc.settings.merge_system_messages)
     tools = body.tool_use()
     rules = contract.fitted(tools.tools, MAX_PROMPT_CHARS - len(prompt)) if tools else ""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.access.client_auth import require_key
-from gateway.answers import battle, completions
+from gateway.answers import aliases, battle, completions
 from gateway.answers.catalog_view import Catalog, find_model
 from gateway.answers.completions import CompletionRequest
 from gateway.apis.openai import images
@@ -33,13 +33,17 @@ async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
     catalog = await svc.catalog.get()
     if catalog is None:
         return {"object": "list", "data": []}
-    return {"object": "list", "data": [_model_object(m, catalog) for m in catalog.listed()]}
+    models = [_model_object(m, catalog) for m in catalog.listed()]
+    for alias, model in aliases.listed(catalog, svc.settings.model_aliases):
+        models.append(_model_object(model, catalog, alias))
+    return {"object": "list", "data": models}
 
 
 @router.get("/models/{name:path}")
 async def retrieve_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
     catalog = await completions.catalog(svc, name)
-    return _model_object(find_model(catalog, name), catalog)
+    model = find_model(catalog, aliases.resolve(name, catalog, svc.settings.model_aliases))
+    return _model_object(model, catalog, name)
 
 
 @router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
@@ -82,9 +86,10 @@ def _head(job: CompletionJob) -> tuple[str, str, int]:
     return f"chatcmpl-{job.id}", job.model, int(job.created_at)
 
 
-def _model_object(model: Model, catalog: Catalog) -> dict[str, Any]:
+def _model_object(model: Model, catalog: Catalog, name: str | None = None) -> dict[str, Any]:
+    """`model` as OpenAI's model object, under `name` when asked by another (an alias)."""
     return {
-        "id": model.public_name,
+        "id": name or model.public_name,
         "object": "model",
         "created": int(catalog.updated_at),
         "owned_by": model.organization or "anonymous",
