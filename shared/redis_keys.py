@@ -64,6 +64,12 @@ def conversation_head(session_id: str) -> str:
     return f"{PREFIX}:conv:session:{session_id}"
 
 
+def stored_response(client: str | None, response_id: str) -> str:
+    """The conversation a Responses answer ended (JSON turns), for `previous_response_id`;
+    per client key (`-` when keys are off)."""
+    return f"{PREFIX}:response:{client or '-'}:{response_id}"
+
+
 def arq_job_id(job_id: str, attempt: int) -> str:
     """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
     return f"{job_id}:{attempt}"

@@ -225,17 +225,25 @@ async def answer(
     *,
     frames: Callable[[CompletionJob], Frames],
     whole: Callable[[CompletionJob, list[Event]], Mapping[str, Any]],
+    keep: Callable[[CompletionJob, Turn], Awaitable[None]] | None = None,
 ) -> Response:
-    """The answer to `ask` in one API's shapes: streamed as its `frames`, or `whole`."""
+    """The answer to `ask` in one API's shapes: streamed as its `frames`, or `whole`.
+
+    `keep` is given the answer as a turn (its text and calls) once it is complete.
+    """
     handle, plan = await _submit(request, svc, ask)
     rules = ask.rules
     shaper = Shaper(rules)
 
     async def answered() -> None:
+        turn = Turn("assistant", shaper.shown, calls=tuple(shaper.calls))
         if rules.shapes and plan.remember is not None and shaper.session is not None:
-            shown = Turn("assistant", shaper.shown, calls=tuple(shaper.calls)).identity
             conversations = Conversations(svc.redis, ttl_s=svc.settings.conversation_ttl_seconds)
-            await conversations.remember(plan.remember, shaper.session, handle.job.model, shown)
+            await conversations.remember(
+                plan.remember, shaper.session, handle.job.model, turn.identity
+            )
+        if keep is not None:
+            await keep(handle.job, turn)
 
     if ask.stream:
         return await stream(request, svc, handle, frames(handle.job), shaper, answered)

@@ -427,3 +427,52 @@ def test_a_prompt_the_contract_cannot_fit_in_is_refused_naming_both_sizes(
     assert "characters long (the tool definitions take" in message
     assert "the arena accepts at most 113,567" in message
     assert stream_requests(stack, since) == []
+
+
+# --- Responses: previous_response_id -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_response_the_bridge_answered_is_continued_by_its_id(
+    stack: Stack, since: int, stream: bool
+) -> None:
+    question = unique("What is the weather in Oslo?")
+    token = question.rsplit(" ", 1)[1]
+    script(
+        stack,
+        (f"RESULT-{token}", f"Rain, says the tool ({token})."),
+        (token, block("get_weather", city="Oslo")),
+    )
+    api = Responses(stack, stream)
+    first = api.client.responses.create(
+        model=MODEL, input=question, tools=[{"type": "function", **WEATHER}]
+    )
+    (call,) = [item for item in first.output if item.type == "function_call"]
+
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": f"RESULT-{token}"}
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "previous_response_id": first.id,
+        "input": [output],
+        "tools": [{"type": "function", **WEATHER}],
+    }
+    if stream:
+        with api.client.responses.stream(**fields) as events:
+            second = events.get_final_response()
+    else:
+        second = api.client.responses.create(**fields)
+
+    assert second.output_text == f"Rain, says the tool ({token})."
+    create, post = stream_requests(stack, since)
+    assert endpoint(post) == "post-to-evaluation" and post["body"]["id"] == create["body"]["id"]
+    assert sent(post) == f"<tool>\nget_weather returned:\nRESULT-{token}\n</tool>"
+
+
+def test_a_response_id_the_bridge_does_not_keep_is_a_400(stack: Stack) -> None:
+    client = stack.openai()
+    kept_not = client.responses.create(model=MODEL, input=unique("Hello"), store=False)
+    for unknown in (kept_not.id, "resp_unknown"):
+        with pytest.raises(openai_errors.BadRequestError) as refused:
+            client.responses.create(model=MODEL, input="Again", previous_response_id=unknown)
+        assert refused.value.code == "previous_response_not_found"
+        assert f"Previous response with id '{unknown}' not found" in refused.value.message

@@ -103,12 +103,6 @@ def test_input_items_become_turns() -> None:
             "input[0].content[0].image_url",
             "Missing required parameter: 'input[0].content[0].image_url'.",
         ),
-        (
-            {"previous_response_id": "resp_1"},
-            "previous_response_id",
-            "previous_response_id is not supported: the bridge stores no responses. Send the whole"
-            " conversation in `input`.",
-        ),
     ],
 )
 def test_invalid_requests_name_the_parameter(fields: dict, param: str, message: str) -> None:

@@ -1,16 +1,21 @@
-"""OpenAI's Responses API: `POST /responses` (stateless: nothing is stored)."""
+"""OpenAI's Responses API: `POST /responses`; answers are kept for `previous_response_id`."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from gateway.access.caller import caller
 from gateway.access.client_auth import require_key
 from gateway.answers import battle, completions
 from gateway.answers.completions import CompletionRequest
+from gateway.answers.transcript import Turn
 from gateway.apis.requests import openapi_body
 from gateway.apis.responses.render import ResponseStream, response
 from gateway.apis.responses.schemas import ResponsesRequest, parse_responses_request
+from gateway.apis.responses.stored import StoredResponses
 from gateway.http.services import Services, services
 from shared.jobs import CompletionJob
 
@@ -23,12 +28,29 @@ async def create_response(request: Request, svc: Services = Depends(services)) -
     body = parse_responses_request(await request.body())
     battle.require_one(body.model, holder="A response")
     instructions = body.instructions
+    key = caller(request).key
+    stored = StoredResponses(
+        svc.redis,
+        client=key.id if key is not None else None,
+        ttl_s=svc.settings.conversation_ttl_seconds,
+    )
+    earlier = []
+    if body.previous_response_id is not None:
+        earlier = await stored.turns(body.previous_response_id)
+    turns = body.turns(earlier)
+
+    async def keep(job: CompletionJob, answer: Turn) -> None:
+        if body.store:  # the call ids as the client saw them
+            calls = tuple(dataclasses.replace(c, id=f"call_{c.id}") for c in answer.calls)
+            answered = dataclasses.replace(answer, calls=calls)
+            await stored.keep(_head(job, None)[0], [*turns, answered])
+
     return await completions.answer(
         request,
         svc,
         CompletionRequest(
             model=body.model,
-            turns=body.turns(),
+            turns=turns,
             stream=body.stream,
             param="input",
             tools=body.tool_use(),
@@ -36,6 +58,7 @@ async def create_response(request: Request, svc: Services = Depends(services)) -
         ),
         frames=lambda job: ResponseStream(*_head(job, instructions), job.prompt),
         whole=lambda job, events: response(*_head(job, instructions), job.prompt, events),
+        keep=keep,
     )
 
 

@@ -4,12 +4,13 @@
 or `input_text` / `input_image` parts (`output_text` / `refusal` for earlier answers), earlier
 `function_call`s and their `function_call_output`s. `reasoning` items and items of other kinds
 are left out (the arena keeps no reasoning). Tools are `function`s, alone or in a `namespace`;
-hosted tools (`web_search`, …) are left out.
+hosted tools (`web_search`, …) are left out. `previous_response_id` continues a response the
+bridge answered (`gateway.apis.responses.stored`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
@@ -139,13 +140,17 @@ class ResponsesRequest(Lenient):
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
+    store: bool = True
 
-    def turns(self) -> list[Turn]:
-        """The conversation as the completion core takes it: the instructions first."""
-        turns = [Turn("system", self.instructions)] if self.instructions else []
+    def turns(self, earlier: Sequence[Turn] = ()) -> list[Turn]:
+        """The conversation as the completion core takes it: the instructions first, then
+        `earlier` (the previous response's conversation), then `input`."""
+        system = [Turn("system", self.instructions)] if self.instructions else []
+        turns = [*system, *earlier]
         if isinstance(self.input, str):
             return [*turns, Turn("user", self.input)]
-        names: dict[str, str] = {}  # call id → tool name, for the outputs
+        # Call id → tool name, for the outputs.
+        names = {call.id: call.qualified for turn in earlier for call in turn.calls}
         for item in self.input:
             if isinstance(item, MessageItem):
                 turns.append(_turn(item))
@@ -186,14 +191,7 @@ class ResponsesRequest(Lenient):
 
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
     """The request in `raw`, or a 400 that says what is wrong with it."""
-    request = errors.parse_body(raw, ResponsesRequest)
-    if request.previous_response_id is not None:
-        raise errors.invalid(
-            "previous_response_id is not supported: the bridge stores no responses. "
-            "Send the whole conversation in `input`.",
-            param="previous_response_id",
-        )
-    return request
+    return errors.parse_body(raw, ResponsesRequest)
 
 
 def _tool(tool: FunctionTool, namespace: str | None = None) -> Tool:
