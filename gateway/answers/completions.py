@@ -25,12 +25,13 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.access.caller import caller
-from gateway.answers import aliases, battle
+from gateway.answers import aliases, battle, json_mode
 from gateway.answers.catalog_view import Catalog
 from gateway.answers.conversations import Conversations, Plan
 from gateway.answers.fleet_view import describe_unready
 from gateway.answers.image_inputs import ImageSource, ImageStore
 from gateway.answers.job_handle import CONTENT, JobHandle
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.definitions import ToolUse
@@ -72,11 +73,22 @@ class CompletionRequest:
     #: Where the answer is cut: the client's stop sequences, its token limit.
     stop: Sequence[str] = field(default_factory=tuple)
     max_tokens: int | None = None
+    #: JSON mode: the answer must be a JSON object (matching a schema, if given).
+    json: JsonFormat | None = None
 
     @property
     def rules(self) -> Rules:
         calls = [call for turn in self.turns for call in turn.calls]
-        return Rules(self.tools, self.stop, self.max_tokens, calls)
+        return Rules(self.tools, self.stop, self.max_tokens, calls, self.json)
+
+    @property
+    def asks(self) -> list[Turn]:
+        """What this turn asks of the model beyond the conversation, after it."""
+        asked = [
+            contract.reminder(self.tools) if self.tools is not None else None,
+            json_mode.instruction(self.json) if self.json is not None else None,
+        ]
+        return [Turn("system", text) for text in asked if text]
 
 
 class Frames(Protocol):
@@ -178,8 +190,7 @@ async def _job(
     settings = svc.settings
     merge = settings.merge_system_messages
     tools = body.tools
-    asks = contract.reminder(tools) if tools is not None else None
-    reminder = [Turn("system", asks)] if asks else []
+    reminder = body.asks
     # The whole conversation, for a new session (or the one a refused post falls back to),
     # the tool contract first: a thread with tools starts with it.
     prompt = render([*body.turns, *reminder], merge_system=merge)
@@ -258,8 +269,7 @@ async def complete(
     """Every event of a non-streamed answer, shaped; the error as an `ApiError` if it failed."""
     try:
         events = await unless_disconnected(
-            request.receive,
-            _collect(handle, svc.settings.keepalive_seconds, shaper or Shaper(Rules())),
+            request.receive, _collect(svc, handle, shaper or Shaper(Rules()))
         )
     finally:
         await handle.abandon()
@@ -288,7 +298,7 @@ async def stream(
         await handle.abandon()
         raise
     _raise_error(_before_content(early))
-    body = _frames(handle, frames, early, svc.settings.keepalive_seconds, shaper, answered)
+    body = _frames(svc, handle, frames, early, shaper, answered)
     # The disconnect may cancel the body while it is parked at a `yield`; closing the
     # generator afterwards runs its cleanup (cancelling the job) in that case too.
     return StreamingResponse(
@@ -315,21 +325,86 @@ async def catalog(svc: Services, wanting: str | None = None) -> Catalog:
     return found
 
 
-async def _collect(handle: JobHandle, keepalive_s: float, shaper: Shaper) -> list[Event]:
-    events: list[Event] = []
-    async with contextlib.aclosing(handle.rest(keepalive_s)) as batches:
+async def _collect(
+    svc: Services, handle: JobHandle, shaper: Shaper, early: Sequence[Event] = ()
+) -> list[Event]:
+    events = shaper.feed(early)
+    async with contextlib.aclosing(_shaped(svc, handle, shaper)) as batches:
         async for batch in batches:
-            events += shaper.feed(batch)
-            if shaper.cut:  # the client's answer is complete: the arena's is stopped
-                break
+            events += batch or []
     return events
 
 
+async def _shaped(
+    svc: Services, handle: JobHandle, shaper: Shaper
+) -> AsyncGenerator[list[Event] | None, None]:
+    """The rest of the answer, shaped, in batches (None: a keep-alive's worth of silence).
+
+    It ends once the client's answer is complete (the arena's is stopped when it is cut short).
+    An answer that must be asked again (JSON mode) is followed by its retry's, in the same
+    arena thread.
+    """
+    current = handle
+    try:
+        while not shaper.cut:
+            if shaper.retry is None:
+                async with contextlib.aclosing(
+                    current.rest(svc.settings.keepalive_seconds)
+                ) as rest:
+                    # An answer to ask again is read to its end: it is over, not to be stopped.
+                    async for batch in rest:
+                        yield shaper.feed(batch) if batch else None
+                        if shaper.cut:
+                            break
+            if shaper.retry is None:
+                return
+            await current.abandon()
+            current = await _retry(svc, current.job, shaper)
+    finally:
+        if current is not handle:
+            await current.abandon()
+
+
+async def _retry(svc: Services, asked: CompletionJob, shaper: Shaper) -> JobHandle:
+    """The job that asks the answer again, in its arena thread, telling the model why."""
+    session, why = shaper.session, shaper.retry
+    assert session is not None and why is not None
+    thread = threads.Thread(
+        worker=session["worker"],
+        session_id=session["session"],
+        message_id=session["messages"]["a"],
+        model=asked.model,
+        messages=0,  # nothing remembers this thread by it
+    )
+    job = asked.model_copy(
+        update={
+            "id": uuid.uuid4().hex,
+            "action": "post",
+            "thread": thread,
+            "message": why,
+            "images": [image.model_copy(update={"new": False}) for image in asked.images],
+            "remember": None,
+        }
+    )
+    settings = svc.settings
+    handle = JobHandle(
+        svc.redis,
+        svc.pool,
+        job,
+        timeout_s=settings.job_timeout_seconds,
+        events_ttl_s=settings.events_ttl_seconds,
+    )
+    await handle.submit()
+    shaper.restart()
+    log.info("job %s: the answer is asked again as job %s", asked.id, job.id)
+    return handle
+
+
 async def _frames(
+    svc: Services,
     handle: JobHandle,
     frames: Frames,
     early: list[Event],
-    keepalive_s: float,
     shaper: Shaper,
     answered: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[bytes, None]:
@@ -339,17 +414,17 @@ async def _frames(
         rendered, failure = _render(frames, shaper.feed(early))
         yield head + rendered
         # An error is the last event the handle hands over, so the loop ends with it.
-        if failure is None and not shaper.cut:
-            async with contextlib.aclosing(handle.rest(keepalive_s)) as batches:
+        if failure is None:
+            async with contextlib.aclosing(_shaped(svc, handle, shaper)) as batches:
                 async for batch in batches:
-                    if not batch:
+                    if batch is None:
                         yield frames.keepalive()
                         continue
                     # One write per batch: a backlog of tokens goes out together.
-                    rendered, failure = _render(frames, shaper.feed(batch))
+                    rendered, failure = _render(frames, batch)
                     if rendered:
                         yield rendered
-                    if shaper.cut:  # the client's answer is complete: the arena's is stopped
+                    if failure is not None:
                         break
         if failure is None:
             await answered()

@@ -7,7 +7,10 @@ between the job's events and the API that renders them (`gateway.answers.fold`):
 - a loop guard: a call that would be the third in a row of the same tool with the same
   arguments ends the answer with text saying so;
 - `stop` sequences and `max_tokens`: the text is cut there and the answer finishes (`stop`,
-  `length`); the caller stops reading, which stops the arena's answer.
+  `length`); the caller stops reading, which stops the arena's answer;
+- JSON mode: the text is held until the answer is complete and checked
+  (`gateway.answers.json_mode`); when it is not what was asked, `retry` says why, once, and the
+  caller feeds in the answer to a retry in the same arena thread.
 `cut` tells the caller the client's answer ended before the arena's (stop reading: that stops
 it); `shown` is what the client saw of the answer, as the conversation remembers it. Only side a is shaped: battles pass as they come.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gateway.answers import json_mode
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tokens import estimate_tokens
 from gateway.answers.tools.definitions import ToolCall, ToolUse
 from gateway.answers.tools.detector import CallDetector
@@ -36,10 +41,12 @@ class Rules:
     max_tokens: int | None = None
     #: The conversation's calls so far, in order (the loop guard reads the last ones).
     earlier_calls: Sequence[ToolCall] = ()
+    json: JsonFormat | None = None
 
     @property
     def shapes(self) -> bool:
-        return bool((self.tools and self.tools.detects) or self.stop or self.max_tokens)
+        detects = self.tools is not None and self.tools.detects
+        return bool(detects or self.stop or self.max_tokens or self.json)
 
 
 class Shaper:
@@ -61,16 +68,30 @@ class Shaper:
         self.ended = False
         #: ... before the arena's answer was.
         self.cut = False
+        #: JSON mode: the answer so far, held until it is checked.
+        self._draft: str | None = "" if rules.json is not None else None
+        #: Why the answer must be asked again (JSON mode), until `restart`.
+        self.retry: str | None = None
+        self._retried = False
 
     @property
     def shown(self) -> str:
         """The answer's text as the client got it."""
         return "".join(self._texts)
 
+    def restart(self) -> None:
+        """The events that follow are the retry's answer."""
+        self.retry = None
+        self._draft = ""
+        self._chars = 0
+        self._held = ""
+        if self._detector is not None and self._rules.tools is not None:
+            self._detector = CallDetector(self._rules.tools)
+
     def feed(self, batch: Iterable[Event]) -> list[Event]:
         out: list[Event] = []
         for event in batch:
-            if self.ended:
+            if self.ended or self.retry is not None:
                 break
             kind = event["t"]
             if kind == "session":
@@ -102,10 +123,32 @@ class Shaper:
             return
         self._release(self._held, out)
         self._held = ""
-        if not self.ended:
-            reason = "tool-calls" if self.calls else event["reason"]
-            out.append({**event, "reason": reason})
-            self.ended = True
+        if self.ended or self._checked(out):
+            return
+        reason = "tool-calls" if self.calls else event["reason"]
+        out.append({**event, "reason": reason})
+        self.ended = True
+
+    def _checked(self, out: list[Event]) -> bool:
+        """JSON mode: shows the checked answer; True when it is to be asked again instead."""
+        fmt = self._rules.json
+        if fmt is None or self._draft is None or self.calls:
+            self._flush(out)
+            return False
+        clean, reason = json_mode.check(self._draft, fmt)
+        if clean is None and not self._retried and self.session is not None:
+            self.retry = json_mode.retry_message(reason)
+            self._retried = True
+            return True
+        self._draft = clean if clean is not None else self._draft
+        self._flush(out)
+        return False
+
+    def _flush(self, out: list[Event]) -> None:
+        """Shows the JSON answer held back (as it is, when it was not checked)."""
+        draft, self._draft = self._draft, None
+        if draft:
+            self._show(draft, out)
 
     def _make(self, calls: Sequence[ToolCall], out: list[Event]) -> None:
         for call in calls:
@@ -124,6 +167,7 @@ class Shaper:
                 return
             self._release(self._held, out)
             self._held = ""
+            self._flush(out)
             self.calls.append(call)
             out.append(
                 events.tool_call("a", call.id, call.name, dict(call.arguments), call.namespace)
@@ -159,18 +203,22 @@ class Shaper:
         limit = self._rules.max_tokens
         if cut and limit is not None and estimate_tokens(self._chars + len(text)) > limit:
             room = max(limit * 4 - self._chars, 0)
+            self._chars += room
             self._show(text[:room], out)
             self._end("length", out)
             return
+        self._chars += len(text)
         self._show(text, out)
 
     def _show(self, text: str, out: list[Event]) -> None:
-        if text:
+        if self._draft is not None:  # JSON mode: held until the answer is checked
+            self._draft += text
+        elif text:
             self._texts.append(text)
-            self._chars += len(text)
             out.append(events.text("a", text))
 
     def _end(self, reason: str, out: list[Event], *, stop_sequence: str | None = None) -> None:
+        self._flush(out)
         finish = events.finish("a", reason)
         if stop_sequence is not None:
             finish["stop_sequence"] = stop_sequence

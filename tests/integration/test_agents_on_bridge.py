@@ -69,7 +69,7 @@ def arena_turns(stack: Stack, since: int) -> list[tuple[str, str]]:
     return [
         (r["path"][len(STREAM_PATH) :].split("/", 1)[0], r["body"]["userMessage"]["content"])
         for r in stack.arena_log()["requests"][since:]
-        if r["path"].startswith(STREAM_PATH) and r["status"] == 200
+        if r["path"].startswith(STREAM_PATH) and r["status"] == 200 and r["body"].get("userMessage")
     ]
 
 

@@ -66,10 +66,11 @@ def block(name: str, **arguments: Any) -> str:
 
 
 def stream_requests(stack: Stack, since: int) -> list[dict]:
+    """The arena's create, post and retry requests since `since` (not stops, not refusals)."""
     return [
         r
         for r in stack.arena_log()["requests"][since:]
-        if r["path"].startswith(STREAM_PATH) and r["status"] != 403
+        if r["path"].startswith(STREAM_PATH) and endpoint(r) != "stop" and r["status"] != 403
     ]
 
 
@@ -476,3 +477,66 @@ def test_a_response_id_the_bridge_does_not_keep_is_a_400(stack: Stack) -> None:
             client.responses.create(model=MODEL, input="Again", previous_response_id=unknown)
         assert refused.value.code == "previous_response_not_found"
         assert f"Previous response with id '{unknown}' not found" in refused.value.message
+
+
+# --- JSON mode -----------------------------------------------------------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "rain": {"type": "boolean"}},
+    "required": ["city", "rain"],
+}
+
+
+def json_answer(api: API, question: str, schema: dict | None) -> str:
+    """The answer to `question` in JSON mode, asked through `api` in its own words."""
+    if isinstance(api, Chat):
+        fmt: dict[str, Any] = {"type": "json_object"}
+        if schema:
+            fmt = {"type": "json_schema", "json_schema": {"name": "w", "schema": schema}}
+        fields: dict[str, Any] = {"model": MODEL, "messages": api.user(question)}
+        if api.stream:
+            chunks = api.client.chat.completions.create(**fields, response_format=fmt, stream=True)
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        answer = api.client.chat.completions.create(**fields, response_format=fmt)
+        return answer.choices[0].message.content or ""
+    if isinstance(api, Responses):
+        text: dict[str, Any] = {"format": {"type": "json_object"}}
+        if schema:
+            text = {"format": {"type": "json_schema", "name": "w", "schema": schema}}
+        response = api.client.responses.create(model=MODEL, input=question, text=text)
+        return response.output_text
+    config = {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
+    message = api.client.messages.create(
+        model=MODEL,
+        max_tokens=512,
+        messages=api.user(question),
+        extra_body={"output_config": config},
+    )
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+@pytest.mark.parametrize("schema", [None, SCHEMA], ids=["object", "schema"])
+def test_json_mode_asks_checks_and_asks_once_more_in_the_same_thread(
+    stack: Stack, api: API, since: int, schema: dict | None
+) -> None:
+    question = unique("Is it raining in Oslo?")
+    script(
+        stack,
+        ("cannot be used", '```json\n{"city": "Oslo", "rain": true}\n```'),
+        (question.rsplit(" ", 1)[1], 'Sure! {"city": "Oslo", "rain": "yes"}'),
+    )
+
+    assert json.loads(json_answer(api, question, schema)) == {"city": "Oslo", "rain": True}
+
+    requests = stream_requests(stack, since)
+    assert len(requests) == 2, [(endpoint(r), r["status"], sent(r)[-300:]) for r in requests]
+    create, post = requests
+    asked = sent(create).rsplit("<system>\n", 1)[1]
+    assert asked.startswith("Answer with one JSON object and nothing else: no code fence")
+    if schema is not None:
+        assert (
+            f"It must match this JSON Schema: {json.dumps(schema, separators=(',', ':'))}" in asked
+        )
+    assert post["body"]["id"] == create["body"]["id"]
+    assert sent(post).startswith("Your answer cannot be used: it is not valid JSON")

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from gateway.answers import aliases
+from gateway.answers import aliases, json_mode
 from gateway.answers.catalog_view import Catalog
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.calls import coerce, parse_block
@@ -295,3 +296,36 @@ def test_aliases_send_names_the_arena_does_not_serve_to_models_it_does() -> None
     assert [a for a, _ in aliases.listed(catalog, spec)] == ["claude-*", "gpt-5?"]
     with pytest.raises(ValueError, match="pattern=model"):
         Settings(model_aliases="claude-*")
+
+
+# --- JSON mode -----------------------------------------------------------------------------------
+
+
+def test_json_answers_are_unwrapped_and_checked_against_the_schema() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fmt = JsonFormat(schema)
+    assert json_mode.check('```json\n{"n": 1}\n```', fmt) == ('{"n": 1}', "")
+    assert json_mode.check('{"n": "one"}', fmt) == (
+        None,
+        "it does not match the schema at n: 'one' is not of type 'integer'",
+    )
+    assert json_mode.check("[1]", JsonFormat())[1] == "it is JSON, but not an object"
+    assert json_mode.check("Sure: {}", JsonFormat())[1].startswith("it is not valid JSON")
+    assert "matches" not in json_mode.instruction(JsonFormat())
+    assert json.dumps(schema, separators=(",", ":")) in json_mode.instruction(fmt)
+
+
+def test_an_answer_that_is_not_json_is_asked_again_once() -> None:
+    session = {"t": "session", "worker": "w", "session": "s", "messages": {"a": "m"}}
+    shaper = Shaper(Rules(json=JsonFormat()))
+    assert shaper.feed([session, events.text("a", "Here: {"), events.text("a", "}")]) == [session]
+    assert shaper.feed([events.finish("a", "stop")]) == []  # nothing shown: asked again
+    assert shaper.retry is not None and "not valid JSON" in shaper.retry
+    shaper.restart()
+    assert shaper.feed([events.text("a", "still no"), events.finish("a", "stop")]) == [
+        events.text("a", "still no"),  # the second time, as it is
+        events.finish("a", "stop"),
+    ]
+    good = Shaper(Rules(json=JsonFormat()))
+    good.feed([session, events.text("a", '```\n{"a": 1}\n```')])
+    assert good.feed([events.finish("a", "stop")])[0] == events.text("a", '{"a": 1}')

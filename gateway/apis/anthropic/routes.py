@@ -44,6 +44,7 @@ async def create_message(request: Request, svc: Services = Depends(services)) ->
             tools=body.tool_use(),
             stop=body.stop_sequences or (),
             max_tokens=body.max_tokens,
+            json=body.json_format,
         ),
         frames=lambda job: MessageStream(
             _message_id(job), job.model, job.prompt, show_thinking=thinking

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import Discriminator, Field, Tag, ValidationError
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient
@@ -131,6 +132,18 @@ class ToolChoice(Lenient):
     disable_parallel_tool_use: bool = False
 
 
+class OutputFormat(Lenient):
+    type: Literal["json_schema"]
+    #: `schema` in Anthropic's request; a pydantic field of that name would shadow BaseModel's.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class OutputConfig(Lenient):
+    """`effort` and the like are ignored; a `format` changes the answer."""
+
+    format: OutputFormat | None = None
+
+
 class CountTokensRequest(Lenient):
     model: str
     messages: list[MessageParam]
@@ -171,6 +184,15 @@ class MessagesRequest(CountTokensRequest):
     max_tokens: int = Field(ge=1)
     stream: bool = False
     stop_sequences: list[str] | None = None
+    output_config: OutputConfig | None = None
+
+    @property
+    def json_format(self) -> JsonFormat | None:
+        """Structured output (`output_config.format`), as JSON mode."""
+        config = self.output_config
+        if config is None or config.format is None:
+            return None
+        return JsonFormat(config.format.json_schema)
 
     @property
     def show_thinking(self) -> bool:

@@ -73,6 +73,7 @@ async def chat_completions(request: Request, svc: Services = Depends(services)) 
             # A battle's two answers come as the arena gives them.
             stop=body.stops if names is None else (),
             max_tokens=(body.max_completion_tokens or body.max_tokens) if names is None else None,
+            json=body.json_format if names is None else None,
         ),
         frames=lambda job: ChunkStream(
             *_head(job), job.prompt, include_usage=include_usage, names=names

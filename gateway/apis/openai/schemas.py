@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.calls import decode_arguments
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Role as TurnRole
@@ -71,6 +72,17 @@ class NamedToolChoice(Lenient):
     function: NamedFunction
 
 
+class JsonSchemaFormat(Lenient):
+    name: str = ""
+    #: `schema` in OpenAI's request; a pydantic field of that name would shadow BaseModel's.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class ResponseFormat(Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class Message(Lenient):
     role: Role
     content: str | list[ContentPart] | None = Field(default=None, validate_default=True)
@@ -103,6 +115,7 @@ class ChatCompletionRequest(Lenient):
     stop: str | list[str] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: ResponseFormat | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -111,6 +124,14 @@ class ChatCompletionRequest(Lenient):
     @property
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def json_format(self) -> JsonFormat | None:
+        """JSON mode (`json_object`, or `json_schema` with its schema); None for text."""
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        return JsonFormat(fmt.json_schema.json_schema if fmt.json_schema is not None else None)
 
     def tool_use(self) -> ToolUse | None:
         """The function tools offered, and how the model may call them; None without tools."""

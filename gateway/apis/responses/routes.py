@@ -55,6 +55,7 @@ async def create_response(request: Request, svc: Services = Depends(services)) -
             param="input",
             tools=body.tool_use(),
             max_tokens=body.max_output_tokens,
+            json=body.json_format,
         ),
         frames=lambda job: ResponseStream(*_head(job, instructions), job.prompt),
         whole=lambda job, events: response(*_head(job, instructions), job.prompt, events),

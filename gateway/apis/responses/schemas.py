@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from gateway.answers.image_inputs import ImageSource
+from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.calls import decode_arguments
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Role as TurnRole
@@ -117,6 +118,16 @@ ToolParam = Annotated[
 ]
 
 
+class TextFormat(Lenient):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    #: `schema` in OpenAI's request; a pydantic field of that name would shadow BaseModel's.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class TextConfig(Lenient):
+    format: TextFormat | None = None
+
+
 class NamedToolChoice(Lenient):
     type: str
     name: str | None = None
@@ -141,6 +152,13 @@ class ResponsesRequest(Lenient):
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     store: bool = True
+    text: TextConfig | None = None
+
+    @property
+    def json_format(self) -> JsonFormat | None:
+        """JSON mode (`text.format`: `json_object`, or `json_schema` with its schema)."""
+        fmt = self.text.format if self.text is not None else None
+        return None if fmt is None or fmt.type == "text" else JsonFormat(fmt.json_schema)
 
     def turns(self, earlier: Sequence[Turn] = ()) -> list[Turn]:
         """The conversation as the completion core takes it: the instructions first, then
