@@ -10,6 +10,7 @@ post in the same arena thread that carries only the result.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import anthropic
 import openai as openai_errors
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.support.stack import Stack, running, unique
 
@@ -540,3 +542,84 @@ def test_json_mode_asks_checks_and_asks_once_more_in_the_same_thread(
         )
     assert post["body"]["id"] == create["body"]["id"]
     assert sent(post).startswith("Your answer cannot be used: it is not valid JSON")
+
+
+# --- stop sequences and token limits, at the bridge ----------------------------------------------
+
+LONG = " ".join(f"word{n}" for n in range(60))
+
+
+@pytest.fixture
+def slow(stack: Stack) -> Iterator[None]:
+    """Lines 50 ms apart: an answer cut at the bridge is still streaming in the arena."""
+    stack.arena("POST", "scenario", json={"line_delay_seconds": 0.05})
+    yield
+    stack.arena("POST", "scenario", json={"line_delay_seconds": 0})
+
+
+def arena_status(stack: Stack, since: int) -> str:
+    (create,) = stream_requests(stack, since)
+    deadline = time.monotonic() + 10
+    while True:  # the worker stops the arena's answer just after the client's ended
+        streams = [
+            s for s in stack.arena_log()["streams"] if s["session_id"] == create["body"]["id"]
+        ]
+        if streams[-1]["status"] != "running" or time.monotonic() > deadline:
+            return streams[-1]["status"]
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_stop_sequence_cuts_the_answer_and_stops_the_arena(
+    stack: Stack, since: int, slow: None, stream: bool
+) -> None:
+    question = unique("Count for me")
+    script(stack, (question.rsplit(" ", 1)[1], LONG))
+    chat = Chat(stack, stream)
+    messages = chat.user(question)
+    done: ChatCompletion
+    if stream:
+        with chat.client.chat.completions.stream(
+            model=MODEL, messages=messages, stop=["word5 "]
+        ) as events:
+            done = events.get_final_completion()
+    else:
+        done = chat.client.chat.completions.create(model=MODEL, messages=messages, stop=["word5 "])
+    text, finish = done.choices[0].message.content or "", done.choices[0].finish_reason
+    assert (text, finish) == ("word0 word1 word2 word3 word4 ", "stop")
+    assert arena_status(stack, since) in ("stopped", "disconnected")  # not run to its end
+
+    claude = Messages(stack, stream).client
+    message = claude.messages.create(
+        model=MODEL, max_tokens=100, messages=messages, stop_sequences=["word3"]
+    )
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "word3")
+    assert message.content[0].type == "text" and message.content[0].text == "word0 word1 word2 "
+
+
+def test_max_tokens_cuts_the_answer_at_the_bridge_in_each_api(
+    stack: Stack, since: int, slow: None
+) -> None:
+    question = unique("Count for me")
+    script(stack, (question.rsplit(" ", 1)[1], LONG))
+    cut = LONG[:20]  # 5 tokens of four characters
+
+    chat = Chat(stack, False).client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": question}], max_tokens=5
+    )
+    assert (chat.choices[0].message.content, chat.choices[0].finish_reason) == (cut, "length")
+    assert arena_status(stack, since) in ("stopped", "disconnected")  # not run to its end
+
+    response = Responses(stack, True).client.responses.create(
+        model=MODEL, input=question, max_output_tokens=5
+    )
+    assert (response.output_text, response.status) == (cut, "incomplete")
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+
+    with Messages(stack, True).client.messages.stream(
+        model=MODEL, max_tokens=5, messages=[{"role": "user", "content": question}]
+    ) as events:
+        message = events.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    assert message.content[0].type == "text" and message.content[0].text == cut
