@@ -623,3 +623,25 @@ def test_max_tokens_cuts_the_answer_at_the_bridge_in_each_api(
         message = events.get_final_message()
     assert message.stop_reason == "max_tokens"
     assert message.content[0].type == "text" and message.content[0].text == cut
+
+
+# --- the loop guard ------------------------------------------------------------------------------
+
+
+def test_the_same_call_a_third_time_in_a_row_ends_the_answer_with_text(
+    stack: Stack, api: API
+) -> None:
+    question = unique("What is the weather in Oslo?")
+    token = question.rsplit(" ", 1)[1]
+    again = block("get_weather", city="Oslo")
+    script(stack, (token, again))  # every turn: the same call (the results carry the token)
+
+    history = api.user(question)
+    for _ in range(2):
+        reply = api.ask(history, [WEATHER])
+        assert [c.name for c in reply.calls] == ["get_weather"]
+        history += reply.turn + api.result(reply.calls[0], f"no data yet {token}")
+    third = api.ask(history, [WEATHER])
+
+    assert third.calls == [] and third.finish == ENDED[api.name]
+    assert "call number 3 in a row of `get_weather` with the same arguments" in third.text
