@@ -101,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
     for prefix in API_PREFIXES:
         app.include_router(openai_routes.router, prefix=prefix)
         app.include_router(responses_routes.router, prefix=prefix)
+        app.include_router(responses_routes.websockets, prefix=prefix)
         app.include_router(anthropic_routes.router, prefix=prefix)
     app.include_router(health.router)
     app.include_router(admin_page.router)

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import agents
@@ -91,10 +92,12 @@ def test_claude_code_runs_a_command_the_model_asks_for(
     assert '"name":"Bash"' in turns[0][1] and text in turns[1][1]
 
 
-@pytest.mark.parametrize("wire", ["responses", "chat"])
+@pytest.mark.parametrize("wire", ["responses", "builtin-provider", "chat"])
 def test_codex_runs_a_command_the_model_asks_for(
     stack: Stack, note: tuple[Path, Path, str], wire: str
 ) -> None:
+    """`builtin-provider`: Codex's own OpenAI provider moved to the bridge, which tries a
+    WebSocket first and is sent to HTTP by a 426."""
     chat = wire == "chat"
     needs("codex-chat" if chat else "codex")
     work, home, text = note
@@ -112,7 +115,8 @@ def test_codex_runs_a_command_the_model_asks_for(
         home,
         # 0.94 offers gpt-5 models other shell tools: it is given an arena model's name.
         model=MODEL if chat else "gpt-5.2-codex",
-        wire_api=wire,
+        wire_api="chat" if chat else "responses",
+        builtin_provider=wire == "builtin-provider",
         chat_wire_binary=chat,
         timeout=TIMEOUT,
     )
@@ -120,4 +124,13 @@ def test_codex_runs_a_command_the_model_asks_for(
     assert run.ok and f"The note says: {text}" in run.stdout, run.describe()
     turns = arena_turns(stack, since)
     assert [kind for kind, _ in turns] == ["create-evaluation", "post-to-evaluation"], turns
+    if wire == "builtin-provider":
+        upgrade = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        refused = httpx.get(f"{stack.base_url}/v1/responses", headers=upgrade, timeout=10)
+        assert refused.status_code == 426
     assert f'"name":"{call["name"]}"' in turns[0][1] and text in turns[1][1]

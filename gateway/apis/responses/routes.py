@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi.responses import PlainTextResponse, Response
 
 from gateway.access.caller import caller
 from gateway.access.client_auth import require_key
@@ -20,6 +20,16 @@ from gateway.http.services import Services, services
 from shared.jobs import CompletionJob
 
 router = APIRouter(dependencies=[Depends(require_key)])
+#: Answers nothing but the refusal below: no key is needed to be told so.
+websockets = APIRouter()
+
+
+@websockets.websocket("/responses")
+async def refuse_websocket(websocket: WebSocket) -> None:
+    """Responses over a WebSocket are not served: 426 sends a client (Codex's OpenAI provider
+    tries it first) to HTTP at once."""
+    refusal = PlainTextResponse("Use POST /v1/responses over HTTP.", status_code=426)
+    await websocket.send_denial_response(refusal)
 
 
 @router.post("/responses", openapi_extra=openapi_body(ResponsesRequest))
