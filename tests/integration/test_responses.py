@@ -150,9 +150,9 @@ def test_an_invalid_request_is_a_400_naming_the_parameter(stack: Stack) -> None:
     assert caught.value.body["param"] == "previous_response_id"
     with pytest.raises(openai.BadRequestError) as caught:
         stack.openai().responses.create(
-            model=CHAT, input=[{"type": "function_call_output", "call_id": "c", "output": "x"}]
+            model=CHAT, input=[{"type": "function_call_output", "output": "x"}]
         )
-    assert caught.value.body["param"] == "input[0]"
+    assert caught.value.body["param"] == "input[0].call_id"
 
 
 def test_a_rate_limit_before_the_first_token_is_a_429(
