@@ -164,19 +164,26 @@ async def _submit(
     except BaseException:
         await conversations.release(plan, job_id)
         raise
-    handle = JobHandle(
-        svc.redis,
-        svc.pool,
-        job,
-        timeout_s=settings.job_timeout_seconds,
-        events_ttl_s=settings.events_ttl_seconds,
-        observe=client.track(job),
-    )
+    handle = _handle(svc, job, observe=client.track(job))
     await handle.submit()
     log.info(
         "job %s queued: model=%s action=%s stream=%s", job.id, job.model, job.action, body.stream
     )
     return handle, plan
+
+
+def _handle(
+    svc: Services, job: CompletionJob, observe: Callable[[list[Event]], None] | None = None
+) -> JobHandle:
+    settings = svc.settings
+    return JobHandle(
+        svc.redis,
+        svc.pool,
+        job,
+        timeout_s=settings.job_timeout_seconds,
+        events_ttl_s=settings.events_ttl_seconds,
+        observe=observe,
+    )
 
 
 async def _job(
@@ -386,14 +393,7 @@ async def _retry(svc: Services, asked: CompletionJob, shaper: Shaper) -> JobHand
             "remember": None,
         }
     )
-    settings = svc.settings
-    handle = JobHandle(
-        svc.redis,
-        svc.pool,
-        job,
-        timeout_s=settings.job_timeout_seconds,
-        events_ttl_s=settings.events_ttl_seconds,
-    )
+    handle = _handle(svc, job)
     await handle.submit()
     shaper.restart()
     log.info("job %s: the answer is asked again as job %s", asked.id, job.id)

@@ -7,6 +7,7 @@ parameter precisely.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -23,3 +24,12 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     """A route's `openapi_extra`: its JSON body's schema, for a body the route reads itself."""
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def tag(value: Any, known: Collection[str], *, untyped: str | None = None) -> str:
+    """A part's tag for a union of the `known` kinds: its `type`, or `other` for any other kind
+    (an `other` model accepts and ignores it). `untyped`: the tag of a part without a type."""
+    kind = (
+        value.get("type", untyped) if isinstance(value, Mapping) else getattr(value, "type", None)
+    )
+    return kind if isinstance(kind, str) and kind in known else "other"

@@ -104,17 +104,28 @@ class Reply:
     turn: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Chat:
-    """OpenAI chat completions."""
+def named(choice: str) -> bool:
+    """Whether a `tool_choice` names a tool (else: auto, none, required)."""
+    return choice not in ("auto", "none", "required")
 
-    name = "chat"
 
+class Api:
+    stream: bool
+
+    def user(self, text: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": text}]
+
+
+class OpenAIApi(Api):
     def __init__(self, stack: Stack, stream: bool) -> None:
         self.client = stack.openai()
         self.stream = stream
 
-    def user(self, text: str) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": text}]
+
+class Chat(OpenAIApi):
+    """OpenAI chat completions."""
+
+    name = "chat"
 
     def result(self, call: Call, output: str) -> list[dict[str, Any]]:
         return [{"role": "tool", "tool_call_id": call.id, "content": output}]
@@ -132,9 +143,8 @@ class Chat:
             "tools": [{"type": "function", "function": t} for t in tools],
         }
         if choice is not None:
-            named = choice not in ("auto", "none", "required")
             fields["tool_choice"] = (
-                {"type": "function", "function": {"name": choice}} if named else choice
+                {"type": "function", "function": {"name": choice}} if named(choice) else choice
             )
         if parallel is not None:
             fields["parallel_tool_calls"] = parallel
@@ -153,17 +163,10 @@ class Chat:
         return Reply(message.content or "", calls, first.finish_reason, [turn])
 
 
-class Responses:
+class Responses(OpenAIApi):
     """OpenAI Responses."""
 
     name = "responses"
-
-    def __init__(self, stack: Stack, stream: bool) -> None:
-        self.client = stack.openai()
-        self.stream = stream
-
-    def user(self, text: str) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": text}]
 
     def result(self, call: Call, output: str) -> list[dict[str, Any]]:
         return [{"type": "function_call_output", "call_id": call.id, "output": output}]
@@ -181,8 +184,9 @@ class Responses:
             "tools": [{"type": "function", **t} for t in tools],
         }
         if choice is not None:
-            named = choice not in ("auto", "none", "required")
-            fields["tool_choice"] = {"type": "function", "name": choice} if named else choice
+            fields["tool_choice"] = (
+                {"type": "function", "name": choice} if named(choice) else choice
+            )
         if parallel is not None:
             fields["parallel_tool_calls"] = parallel
         if self.stream:
@@ -199,7 +203,7 @@ class Responses:
         return Reply(response.output_text, calls, response.status or "", turn)
 
 
-class Messages:
+class Messages(Api):
     """Anthropic Messages."""
 
     name = "anthropic"
@@ -209,9 +213,6 @@ class Messages:
             base_url=stack.base_url, api_key="unused", max_retries=0, timeout=60
         )
         self.stream = stream
-
-    def user(self, text: str) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": text}]
 
     def result(self, call: Call, output: str) -> list[dict[str, Any]]:
         return [
@@ -231,9 +232,8 @@ class Messages:
         options: dict[str, Any] = {}
         if choice is not None:
             kinds = {"auto": "auto", "none": "none", "required": "any"}
-            named = choice not in kinds
             options["tool_choice"] = (
-                {"type": "tool", "name": choice} if named else {"type": kinds[choice]}
+                {"type": "tool", "name": choice} if named(choice) else {"type": kinds[choice]}
             )
         if parallel is False:
             options["tool_choice"] = {

@@ -20,7 +20,7 @@ from gateway.answers.image_inputs import ImageSource
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Turn
-from gateway.apis.requests import Lenient
+from gateway.apis.requests import Lenient, tag
 from gateway.http import errors
 
 
@@ -66,16 +66,12 @@ class OtherBlock(Lenient):
 
 def _block_type(value: Any) -> str:
     """A block's tag: its type, `thinking` for both kinds of it, `other` for unknown ones."""
-    kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
-    if kind in ("thinking", "redacted_thinking"):
-        return "thinking"
-    known = {"text", "image", "tool_use", "tool_result"}
-    return kind if isinstance(kind, str) and kind in known else "other"
+    kind = tag(value, {"text", "image", "tool_use", "tool_result", "redacted_thinking", "thinking"})
+    return "thinking" if kind == "redacted_thinking" else kind
 
 
 def _result_block_type(value: Any) -> str:
-    kind = _block_type(value)
-    return kind if kind in ("text", "image") else "other"
+    return tag(value, {"text", "image"})
 
 
 ResultBlock = Annotated[

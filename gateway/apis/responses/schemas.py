@@ -21,7 +21,7 @@ from gateway.answers.tools.calls import decode_arguments
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
 from gateway.answers.transcript import Role as TurnRole
 from gateway.answers.transcript import Turn
-from gateway.apis.requests import Lenient
+from gateway.apis.requests import Lenient, tag
 from gateway.http import errors
 
 
@@ -71,16 +71,9 @@ class OtherItem(Lenient):
     type: str
 
 
-_ITEMS = ("message", "function_call", "function_call_output")
-
-
 def _item_type(value: Any) -> str:
     # Easy input messages ({"role", "content"}) leave the type out.
-    if isinstance(value, Mapping):
-        kind = value.get("type", "message")
-    else:
-        kind = getattr(value, "type", None)
-    return kind if kind in _ITEMS else "other"
+    return tag(value, ("message", "function_call", "function_call_output"), untyped="message")
 
 
 Item = Annotated[
@@ -106,8 +99,7 @@ class NamespaceTool(Lenient):
 
 
 def _tool_type(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
-    return kind if kind in ("function", "namespace") else "other"
+    return tag(value, ("function", "namespace"))
 
 
 ToolParam = Annotated[
