@@ -114,8 +114,8 @@ class ThinkingConfig(Lenient):
 
 class ToolParam(Lenient):
     name: str
-    description: str = ""
-    input_schema: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
     #: Anthropic's own tools (`web_search_20250305`, `bash_20250124`, …) have a type.
     type: str | None = None
     #: Loaded later through a search tool: not offered yet.
@@ -160,7 +160,7 @@ class CountTokensRequest(Lenient):
     def tool_use(self) -> ToolUse | None:
         """The client's tools, and how the model may call them; None without any."""
         tools = [
-            Tool(t.name, t.description, t.input_schema)
+            Tool(t.name, t.description or "", t.input_schema or {})
             for t in self.tools or []
             if t.type in (None, "custom") and not t.defer_loading
         ]

@@ -54,8 +54,8 @@ class ToolCallParam(Lenient):
 
 class Function(Lenient):
     name: str
-    description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class ToolParam(Lenient):
@@ -136,7 +136,7 @@ class ChatCompletionRequest(Lenient):
     def tool_use(self) -> ToolUse | None:
         """The function tools offered, and how the model may call them; None without tools."""
         tools = [
-            Tool(t.function.name, t.function.description, t.function.parameters)
+            Tool(t.function.name, t.function.description or "", t.function.parameters or {})
             for t in self.tools or []
             if t.type == "function" and t.function is not None
         ]
