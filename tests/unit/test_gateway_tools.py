@@ -16,7 +16,7 @@ from gateway.answers.tools import contract
 from gateway.answers.tools.calls import coerce, parse_block
 from gateway.answers.tools.definitions import Tool, ToolCall, ToolUse
 from gateway.answers.tools.detector import CallDetector
-from gateway.answers.transcript import MAX_PROMPT_CHARS
+from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, joined_answers
 from shared import events
 from shared.arena.catalog import Model
 from shared.settings import Settings
@@ -324,3 +324,24 @@ def test_an_answer_that_is_not_json_is_asked_again_once() -> None:
     good = Shaper(Rules(json=JsonFormat()))
     good.feed([session, events.text("a", '```\n{"a": 1}\n```')])
     assert good.feed([events.finish("a", "stop")])[0] == events.text("a", '{"a": 1}')
+
+
+# --- an answer with calls, as remembered and as sent back ----------------------------------------
+
+
+def test_an_answer_with_calls_is_the_same_turn_however_the_client_sends_it_back() -> None:
+    call = ToolCall("1", "Bash", {"command": "ls", "timeout": 5})
+    answered = Turn("assistant", "Let me look.\n", calls=(call,))  # as the gateway remembers it
+    echoed = ToolCall("call_1", "Bash", {"timeout": 5, "command": "ls"})
+    sent_back = [
+        [Turn("assistant", "Let me look.", calls=(echoed,))],  # text and calls together
+        [Turn("assistant", "", calls=(echoed,))],  # the text dropped (chat: content null)
+        [Turn("assistant", "", calls=(echoed,)), Turn("assistant", "Let me look.")],  # split
+    ]
+    for turns in sent_back:
+        (joined,) = joined_answers(turns)
+        assert joined.identity == answered.identity
+    assert (
+        joined.body
+        == 'Let me look.\n<tool_call>{"name": "Bash", "arguments": {"command":"ls","timeout":5}}</tool_call>'
+    )
