@@ -415,14 +415,17 @@ async def _frames(
         yield head + rendered
         # An error is the last event the handle hands over, so the loop ends with it.
         if failure is None:
+            wrote = time.monotonic()
             async with contextlib.aclosing(_shaped(svc, handle, shaper)) as batches:
                 async for batch in batches:
-                    if batch is None:
-                        yield frames.keepalive()
-                        continue
                     # One write per batch: a backlog of tokens goes out together.
-                    rendered, failure = _render(frames, batch)
+                    rendered, failure = _render(frames, batch or [])
+                    silent = time.monotonic() - wrote >= svc.settings.keepalive_seconds
+                    if not rendered and (batch is None or silent):
+                        # Silence, or text held back as long (a long tool call being read).
+                        rendered = frames.keepalive()
                     if rendered:
+                        wrote = time.monotonic()
                         yield rendered
                     if failure is not None:
                         break

@@ -849,3 +849,27 @@ def test_the_gateway_command_serves(redis_url: str, tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/v1/nothing").status_code == 404
     finally:
         stop(proc)
+
+
+async def test_keepalives_flow_while_a_long_tool_call_is_read(
+    redis: Redis, gateway: Callable[..., str]
+) -> None:
+    """A call's text is held until the call is whole: the client is kept alive meanwhile."""
+    base = gateway(first_event_wait_seconds=0.1, keepalive_seconds=0.2)
+    tool = {"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}
+    body = {**CHAT, "stream": True, "tools": [tool]}
+    call = '<tool_call>{"name": "write", "arguments": {"text": "' + "x" * 40 + '"}}</tool_call>'
+    async with (
+        httpx.AsyncClient(base_url=base) as client,
+        client.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        job = await take_job(redis)
+        await emit(redis, job.id, events.accepted("w1", 0))
+        for start in range(0, len(call), 8):  # about 1.5 s of the call arriving, piece by piece
+            await emit(redis, job.id, events.text("a", call[start : start + 8]))
+            await asyncio.sleep(0.1)
+        await emit(redis, job.id, events.finish("a", "stop"), events.done())
+        received = b"".join([part async for part in response.aiter_raw()])
+    before_call = received.split(b'"tool_calls"', 1)[0]
+    assert before_call.count(KEEPALIVE) >= 3
+    assert b'"finish_reason":"tool_calls"' in received
