@@ -26,6 +26,12 @@ def worker_heartbeat(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}"
 
 
+def worker_jobs(worker_id: str) -> str:
+    """Hash of the jobs one worker has claimed and not finished: arq job id → the queue it came
+    from. If the worker dies, the fleet finds its jobs here (see shared.recovery)."""
+    return f"{PREFIX}:worker:{worker_id}:jobs"
+
+
 def catalog(digest: str) -> str:
     """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
 

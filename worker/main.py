@@ -120,7 +120,7 @@ class BrowserWorker:
             redis, self.status, period=settings.heartbeat_seconds
         )
         self.machine.on_change(heartbeat.changed)
-        group = SlotGroup(settings.worker_capacity, lambda: self.machine.serving)
+        group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
         completion = Completion(
             worker_id=self.id,

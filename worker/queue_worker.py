@@ -9,6 +9,14 @@ a lost token. The two workers of one browser (shared queue, own queue) share its
 The claim is arq's, done in one round trip: arq reads the queue, then spends four more round
 trips on each job id (WATCH its in-progress key, EXISTS, ZSCORE, MULTI/PSETEX) and one on its
 abort set; here one Lua script does all of it, atomically, with the same keys and timeouts.
+Unlike arq's, it moves a claimed job's score to when its claim runs out, so that the jobs running
+never fill the window of due jobs a claim reads (arq reads the first 100, running or not), and
+records the job among this browser's running ones (`redis_keys.worker_jobs`), where the fleet
+looks for it if this worker dies (`shared.recovery`).
+
+arq's internals overridden here (`_poll_iteration`, `run_job`, `sem`, `job_counter`, `tasks`,
+`job_tasks`, `aborting_tasks`, `_release_sem_dec_counter_on_complete`) are those of the arq
+version pinned in pyproject.toml; tests/unit/test_arq_internals.py fails when they change.
 """
 
 from __future__ import annotations
@@ -32,19 +40,25 @@ logger = logging.getLogger(__name__)
 
 #: Poll anyway this often, in case a wake-up token was lost.
 FALLBACK_POLL_S = 0.5
+#: Waits between claims while Redis does not answer: short, so that a restart costs little.
+REDIS_RETRY_S = (0.05, 1.0)
+#: An abort request older than arq's abort age (60, meant as seconds: its scores are in ms)
+#: has been seen by every worker; arq's own trim never removes it.
+ABORT_MAX_AGE_MS = abort_job_max_age * 1000
 #: With no slot free, the shared queue's tokens are left to other browsers; this often the
 #: listener looks again whether one has freed.
 _FULL_RECHECK_S = 0.1
 _RELISTEN_S = 1.0
 
 # Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
-# each marked in progress as it is taken, with whether it is clear: neither a cancel mark nor
-# events of its own (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id); then
-# the abort set, read and trimmed as arq does. Running jobs stay in the queue until they end,
-# so the scan passes over them. Keys are built here from the ids read: fine on a single Redis,
-# as arq requires.
-# KEYS: queue, abort set. ARGV: now (ms), slots, read limit, in-progress key prefix,
-# in-progress timeout (ms), abort trim score, cancel key format, events key format.
+# each marked in progress as it is taken, its score moved to when that mark runs out (so a claim
+# never reads running jobs, and arq's recovery of a job whose mark expired still works), recorded
+# in this browser's running jobs, with whether it is clear: neither a cancel mark nor events of
+# its own (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id); then the
+# abort set, read, and trimmed of requests older than arq's abort age. Keys are built here from
+# the ids read: fine on a single Redis, as arq requires.
+# KEYS: queue, abort set, running jobs. ARGV: now (ms), slots, read limit, in-progress key
+# prefix, in-progress timeout (ms), abort trim score, cancel key format, events key format.
 _CLAIM = b"""
 local claimed = {}
 local slots = tonumber(ARGV[2])
@@ -54,6 +68,8 @@ if slots > 0 then
     local running = ARGV[4] .. due[i]
     if redis.call('exists', running) == 0 then
       redis.call('psetex', running, ARGV[5], '1')
+      redis.call('zadd', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[5]), due[i])
+      redis.call('hset', KEYS[3], due[i], KEYS[1])
       local job = string.match(due[i], '^(.+):%d+$') or due[i]
       local marked = redis.call('exists', string.format(ARGV[7], job), string.format(ARGV[8], job))
       claimed[#claimed + 1] = due[i]
@@ -64,7 +80,7 @@ if slots > 0 then
   end
 end
 local aborted = redis.call('zrange', KEYS[2], 0, -1)
-redis.call('zremrangebyscore', KEYS[2], ARGV[6], '+inf')
+redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[6])
 return {claimed, aborted}
 """
 _CLEAR = "clear"
@@ -84,7 +100,8 @@ def clear(ctx: dict[str, Any]) -> bool:
 class SlotGroup:
     """The arq workers of one browser: one capacity, claimed from under one lock."""
 
-    def __init__(self, capacity: int, accepting: Callable[[], bool]) -> None:
+    def __init__(self, worker_id: str, capacity: int, accepting: Callable[[], bool]) -> None:
+        self.worker_id = worker_id
         self.capacity = capacity
         self._accepting = accepting
         self.lock = asyncio.Lock()
@@ -92,11 +109,16 @@ class SlotGroup:
         #: arq ids of claimed jobs the claim found clear (see `clear`).
         self.cleared: set[str] = set()
 
+    @property
+    def running(self) -> int:
+        """Jobs the members have claimed and not yet finished."""
+        return sum(member.job_counter for member in self.members)
+
     def free_slots(self) -> int:
         """Slots not held by a job some member has claimed (arq counts them as it claims)."""
         if not self._accepting():
             return 0
-        return max(0, self.capacity - sum(member.job_counter for member in self.members))
+        return max(0, self.capacity - self.running)
 
     def wake(self) -> None:
         for member in self.members:
@@ -164,29 +186,57 @@ class QueueWorker(Worker):
             max_jobs=group.capacity,
             job_timeout=job_timeout_s,
             keep_result=0,
+            # A job this worker gives up is put back on the shared queue by the job itself (see
+            # worker.arena.completion), never rerun by arq on the queue it came from.
+            retry_jobs=False,
             ctx={_CLEAR: group.cleared},
         )
         self._group = group
         self._wake = asyncio.Event()
+        self._redis_down_since: float | None = None
         group.members.append(self)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _poll_iteration(self) -> None:
-        """arq's iteration (claim, abort, reap, health) with the claim and abort read in one trip."""
+        """arq's iteration (claim, abort, reap, health), riding out a Redis that is away."""
+        try:
+            await self._iterate()
+        except (RedisError, OSError) as exc:
+            loop = asyncio.get_running_loop()
+            if self._redis_down_since is None:
+                self._redis_down_since = loop.time()
+                logger.warning(
+                    "%s: Redis does not answer (%s); claiming again once it does",
+                    self.queue_name,
+                    exc,
+                )
+            low, high = REDIS_RETRY_S
+            await asyncio.sleep(min(high, low + (loop.time() - self._redis_down_since) / 4))
+            return
+        if self._redis_down_since is not None:
+            self._redis_down_since = None
+            logger.info("%s: Redis answers again", self.queue_name)
+
+    async def _iterate(self) -> None:
+        """arq's iteration with the claim and abort read in one trip."""
         # Cleared first: a wake-up that lands during the iteration makes the next one run at once.
         self._wake.clear()
         async with self._group.lock:
             claimed, aborted = await self.pool.register_script(_CLAIM)(
-                keys=[self.queue_name, abort_jobs_ss],
+                keys=[
+                    self.queue_name,
+                    abort_jobs_ss,
+                    redis_keys.worker_jobs(self._group.worker_id),
+                ],
                 args=[
                     timestamp_ms(),
                     self._group.free_slots(),
                     self.queue_read_limit,
                     in_progress_key_prefix,
                     int(self.in_progress_timeout_s * 1000),
-                    timestamp_ms() + abort_job_max_age,  # arq's own trim bound, kept as it is
+                    timestamp_ms() - ABORT_MAX_AGE_MS,
                     redis_keys.job_cancel("%s"),
                     redis_keys.job_events("%s"),
                 ],
@@ -204,6 +254,19 @@ class QueueWorker(Worker):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FALLBACK_POLL_S):
                 await self._wake.wait()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run, then the job leaves this browser's running jobs."""
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            with contextlib.suppress(RedisError, OSError):  # the fleet finds it finished anyway
+                await self.pool.hdel(redis_keys.worker_jobs(self._group.worker_id), job_id)
+
+    async def close(self) -> None:
+        """Stop, cancelling the jobs still running: arq then finishes them rather than rerun them."""
+        self.aborting_tasks.update(self.job_tasks)
+        await super().close()
 
     async def _start(self, job_id: str, score: int, *, cleared: bool) -> None:
         """Run a claimed job, counted as arq's start_jobs counts it."""

@@ -77,7 +77,7 @@ async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
 async def group_running(
     url: str, pool: ArqRedis, jobs: Jobs, capacity: int, own: str = OWN
 ) -> AsyncIterator[SlotGroup]:
-    group = SlotGroup(capacity, lambda: True)
+    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, lambda: True)
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         await jobs(ctx, payload)
@@ -272,3 +272,54 @@ async def test_the_claim_tells_which_jobs_have_nothing_to_check_before_they_star
             await job_queue.enqueue(pool, job(job_id), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(3)
     assert jobs.cleared == {"cancelled": False, "ran-before": False, "fresh": True}
+
+
+async def test_a_new_job_is_claimed_at_once_while_150_others_run(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)  # only a wake-up can start a job now
+    busy, free = Jobs(), Jobs()
+    async with group_running(url, pool, busy, capacity=150, own=redis_keys.worker_queue("w-busy")):
+        for n in range(150):
+            await job_queue.enqueue(pool, job(f"held{n}"), redis_keys.SHARED_QUEUE, expires_s=60)
+        await busy.wait_started(150, timeout=20)
+        async with group_running(url, pool, free, capacity=1, own=redis_keys.worker_queue("w-free")):
+            started = time.monotonic()
+            await job_queue.enqueue(pool, job("new"), redis_keys.SHARED_QUEUE, expires_s=60)
+            await free.wait_started(1, timeout=5)
+            took = time.monotonic() - started
+    print(f"\n150 jobs running: a new job claimed by the free browser in {took * 1000:.0f} ms")
+    assert free.started == ["new"]
+    assert took < 1.0
+
+
+async def test_abort_requests_older_than_arqs_abort_age_are_dropped(
+    redis: tuple[str, ArqRedis],
+) -> None:
+    url, pool = redis
+    now_ms = int(time.time() * 1000)
+    # A cancelled job that never ran here (it expired, or another attempt had ended it).
+    await pool.zadd("arq:abort", {"stale:0": now_ms - 120_000, "recent:0": now_ms})
+    async with group_running(url, pool, Jobs(), capacity=1):
+        await job_queue.wake(pool, OWN)
+        await asyncio.sleep(0.3)
+        assert await pool.zrange("arq:abort", 0, -1) == [b"recent:0"]
+
+
+async def test_a_claimed_job_is_listed_as_the_browsers_until_it_ends(
+    redis: tuple[str, ArqRedis],
+) -> None:
+    url, pool = redis
+    jobs = Jobs()
+    running = redis_keys.worker_jobs("w-q")
+    async with group_running(url, pool, jobs, capacity=1):
+        await job_queue.enqueue(pool, job("a"), redis_keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(1)
+        assert await pool.hgetall(running) == {
+            redis_keys.arq_job_id("a", 0).encode(): redis_keys.SHARED_QUEUE.encode()
+        }
+        jobs.release["a"].set()
+        async with asyncio.timeout(2):
+            while await pool.exists(running):
+                await asyncio.sleep(0.02)
