@@ -16,6 +16,9 @@ Event = dict[str, Any]
 
 FIELD = b"d"
 
+#: Events that carry answer content: once one is out, the job cannot be started over.
+CONTENT = frozenset({"text", "reasoning", "citation", "image", "finish"})
+
 #: Kinds of error, shared by worker (which raises them) and gateway (which maps them to statuses).
 ErrorKind = Literal[
     "rate_limited",  # the arena's 429; retry_after set

@@ -7,11 +7,17 @@ from typing import Any
 
 import orjson
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import deserialize_job, serialize_job
 
 from shared import redis_keys
-from shared.jobs import CompletionJob
+from shared.jobs import MAX_ATTEMPTS, CompletionJob
 
 #: Name of the arq function a worker registers for completions.
 COMPLETE = "complete"
@@ -26,6 +32,28 @@ WAKE_TOKENS_MAX = 64
 # wake tokens kept.
 _ENQUEUE = b"""
 if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
+redis.call('lpush', KEYS[4], '1')
+redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
+return 1
+"""
+
+# Retire one attempt (out of its queue, its arq keys gone), then enqueue the next as above.
+# With ARGV[6] set, only an attempt still waiting: due and claimed by nobody (a claim moves its
+# score ahead, see worker.queue_worker); else nothing happens and 0 is returned.
+# KEYS: the next attempt's job, result, queue, wake list; the old attempt's queue, job,
+# in-progress and retry keys. ARGV: as _ENQUEUE's, then the old attempt's id, only if waiting.
+_MOVE = b"""
+if ARGV[7] == '1' then
+  local score = redis.call('zscore', KEYS[5], ARGV[6])
+  if not score or tonumber(score) > tonumber(ARGV[3]) or redis.call('exists', KEYS[7]) == 1 then
+    return 0
+  end
+end
+redis.call('zrem', KEYS[5], ARGV[6])
+redis.call('del', KEYS[6], KEYS[7], KEYS[8])
+if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 1 end
 redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
 redis.call('lpush', KEYS[4], '1')
@@ -53,21 +81,70 @@ async def enqueue(pool: ArqRedis, job: CompletionJob, queue: str, *, expires_s: 
     Stored exactly as arq's `enqueue_job` stores it; False if a job with that id exists already
     (nothing is queued then).
     """
+    keys, args = _enqueue_args(job, queue, expires_s)
+    return bool(await pool.register_script(_ENQUEUE)(keys=keys, args=args))
+
+
+async def requeue(
+    pool: ArqRedis,
+    job: CompletionJob,
+    *,
+    timeout_s: float,
+    retiring: tuple[str, str] | None = None,
+    only_if_waiting: bool = False,
+) -> bool:
+    """Put the job's next attempt on the shared queue, for any worker that can serve it.
+
+    False if the job may not move again (out of attempts or of time: `timeout_s` after it was
+    made). `retiring`: the arq id and queue of an attempt to retire at the same time (its worker
+    died, or it waited too long on a busy one); with `only_if_waiting`, only if nobody has
+    claimed it yet, else False and nothing changes.
+    """
+    remaining = job.created_at + timeout_s - time.time()
+    if job.attempt + 1 >= MAX_ATTEMPTS or remaining <= 0:
+        return False
+    moved = job.model_copy(update={"attempt": job.attempt + 1})
+    keys, args = _enqueue_args(moved, redis_keys.SHARED_QUEUE, remaining)
+    if retiring is None:
+        await pool.register_script(_ENQUEUE)(keys=keys, args=args)
+        return True
+    old_id, old_queue = retiring
+    moved_now = await pool.register_script(_MOVE)(
+        keys=[*keys, old_queue, *_attempt_keys(old_id)],
+        args=[*args, old_id, int(only_if_waiting)],
+    )
+    return bool(moved_now)
+
+
+async def retire(pool: ArqRedis, arq_id: str, queue: str) -> None:
+    """Forget an attempt that will never run again: out of its queue, its arq keys gone."""
+    async with pool.pipeline(transaction=True) as pipe:
+        pipe.zrem(queue, arq_id)
+        pipe.delete(*_attempt_keys(arq_id))
+        await pipe.execute()
+
+
+def _enqueue_args(job: CompletionJob, queue: str, expires_s: float) -> tuple[list[str], list[Any]]:
     job_id = redis_keys.arq_job_id(job.id, job.attempt)
     now_ms = int(time.time() * 1000)
     data = serialize_job(
         COMPLETE, (job.model_dump(mode="json"),), {}, None, now_ms, serializer=serialize
     )
-    queued = await pool.register_script(_ENQUEUE)(
-        keys=[
-            job_key_prefix + job_id,
-            result_key_prefix + job_id,
-            queue,
-            redis_keys.wake_list(queue),
-        ],
-        args=[job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX],
-    )
-    return bool(queued)
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue, redis_keys.wake_list(queue)]
+    return keys, [job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX]
+
+
+def _attempt_keys(arq_id: str) -> list[str]:
+    """arq's keys of one attempt: the job, its in-progress mark, its try count."""
+    return [job_key_prefix + arq_id, in_progress_key_prefix + arq_id, retry_key_prefix + arq_id]
+
+
+async def load(pool: ArqRedis, arq_id: str) -> CompletionJob | None:
+    """The job an attempt runs, from arq's job key; None once the attempt has ended."""
+    data = await pool.get(job_key_prefix + arq_id)
+    if data is None:
+        return None
+    return CompletionJob.model_validate(deserialize_job(data, deserializer=deserialize).args[0])
 
 
 async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> None:

@@ -10,6 +10,10 @@ from shared.arena.catalog import Modality
 from shared.threads import Remember, Thread
 
 Mode = Literal["direct", "battle", "side-by-side"]
+#: A job moves to another worker (a new attempt) at most this often: checks, sign-in gates, lost
+#: browsers and workers, rate limits.
+MAX_ATTEMPTS = 5
+
 #: create-evaluation (a new arena session), post-to-evaluation (a new message in a session the
 #: worker holds) or retry-evaluation-session-message (regenerate a session's last answer).
 Action = Literal["create", "post", "retry"]

@@ -32,6 +32,11 @@ def worker_jobs(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}:jobs"
 
 
+def recovery_lock(worker_id: str) -> str:
+    """Held while one process saves the jobs of a dead worker (see shared.recovery)."""
+    return f"{PREFIX}:worker:{worker_id}:recovery"
+
+
 def catalog(digest: str) -> str:
     """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
 

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Model names answered by arena models: `pattern=model,…` (`*` and `?` as"
         " in shell globs), e.g. `claude-*=claude-sonnet-5,gpt-5*=gpt-5.1-high`.",
     )
+    drain_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long a gateway or worker lets the answers under way finish"
+        " before it stops (a gateway's streams left then are resumed on another gateway).",
+    )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=False, description="Structured JSON logs.")

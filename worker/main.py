@@ -22,6 +22,7 @@ from arq.connections import ArqRedis, create_pool
 from shared import job_queue, redis_keys
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.arena.page import is_challenge_page
+from shared.recovery import Recovery
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 from worker.arena import catalog_publisher
@@ -141,8 +142,18 @@ class BrowserWorker:
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
+        recovery = Recovery(
+            redis,
+            grace_s=3 * settings.heartbeat_seconds,
+            period_s=settings.heartbeat_seconds,
+            job_timeout_s=settings.job_timeout_seconds,
+            events_ttl_s=settings.events_ttl_seconds,
+        )
+        # What a previous life of this worker (same id) left running is saved before serving.
+        await recovery.save(self.id, waiting=False)
         background: list[asyncio.Task[Any]] = [
-            asyncio.create_task(heartbeat.run(), name="heartbeat")
+            asyncio.create_task(heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(recovery.run(), name="recovery"),
         ]
         try:
             if wanted(settings.display, settings.headless, missing_tools()):
@@ -159,7 +170,7 @@ class BrowserWorker:
             ]
             await self._until_stopped(stopping, background)
         finally:
-            await self._shut_down(workers, background, redis, heartbeat)
+            await self._shut_down(workers, group, recovery, background, redis, heartbeat)
 
     def _session(self) -> ArenaSession:
         if self.session is None:
@@ -325,18 +336,29 @@ class BrowserWorker:
     async def _shut_down(
         self,
         workers: list[QueueWorker],
+        group: SlotGroup,
+        recovery: Recovery,
         background: list[asyncio.Task],
         redis: ArqRedis,
         heartbeat: Heartbeat,
     ) -> None:
         if self.machine.state is not S.STOPPED:
-            self.machine.to(S.STOPPED, reason="shutting down")
+            self.machine.to(S.STOPPED, reason="shutting down: finishing the answers under way")
         with contextlib.suppress(Exception):
             await heartbeat.beat()
-        # Jobs end first, while the page can still stop their answers in the arena.
+        # Nothing more is claimed (a stopped worker has no free slot); the answers under way
+        # finish, within the drain time, while the browser is still there to stream them.
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while group.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        # Those still running end now, while the page can still stop their answers in the
+        # arena; each goes back to the shared queue unless the client saw part of it.
         for worker in workers:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await worker.close()
+        # Continuations waiting for this worker go to the others, as new sessions.
+        with contextlib.suppress(Exception):
+            await recovery.save(self.id)
         for task in [*background, *filter(None, [self._attending])]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

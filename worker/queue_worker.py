@@ -261,7 +261,8 @@ class QueueWorker(Worker):
             await super().run_job(job_id, score)
         finally:
             with contextlib.suppress(RedisError, OSError):  # the fleet finds it finished anyway
-                await self.pool.hdel(redis_keys.worker_jobs(self._group.worker_id), job_id)
+                running = redis_keys.worker_jobs(self._group.worker_id)
+                await cast(Awaitable[int], self.pool.hdel(running, job_id))
 
     async def close(self) -> None:
         """Stop, cancelling the jobs still running: arq then finishes them rather than rerun them."""

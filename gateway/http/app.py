@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from arq import create_pool
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -32,6 +32,7 @@ from gateway.http.metrics import HttpMetrics, Metrics
 from gateway.http.services import Services
 from shared import job_queue, redis_keys
 from shared.client_keys import KeyStore
+from shared.recovery import Recovery
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,24 @@ def create_app(settings: Settings) -> FastAPI:
             usage=UsageStore(redis, retention_days=settings.usage_retention_days),
             metrics=app_metrics,
         )
-        refreshing = asyncio.create_task(keep_fresh(fleet, catalog))
+        # Gateways look for dead workers too: their clients are told even with no worker left.
+        recovery = Recovery(
+            pool,
+            grace_s=3 * settings.heartbeat_seconds,
+            period_s=settings.heartbeat_seconds,
+            job_timeout_s=settings.job_timeout_seconds,
+            events_ttl_s=settings.events_ttl_seconds,
+        )
+        background = [
+            asyncio.create_task(keep_fresh(fleet, catalog)),
+            asyncio.create_task(recovery.run()),
+        ]
         try:
             yield
         finally:
-            refreshing.cancel()
-            with suppress(asyncio.CancelledError):
-                await refreshing
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await pool.aclose()
             await redis.aclose()
 

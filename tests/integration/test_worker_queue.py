@@ -284,7 +284,9 @@ async def test_a_new_job_is_claimed_at_once_while_150_others_run(
         for n in range(150):
             await job_queue.enqueue(pool, job(f"held{n}"), redis_keys.SHARED_QUEUE, expires_s=60)
         await busy.wait_started(150, timeout=20)
-        async with group_running(url, pool, free, capacity=1, own=redis_keys.worker_queue("w-free")):
+        async with group_running(
+            url, pool, free, capacity=1, own=redis_keys.worker_queue("w-free")
+        ):
             started = time.monotonic()
             await job_queue.enqueue(pool, job("new"), redis_keys.SHARED_QUEUE, expires_s=60)
             await free.wait_started(1, timeout=5)

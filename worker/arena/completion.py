@@ -41,14 +41,10 @@ from worker.state import StateMachine
 
 logger = logging.getLogger(__name__)
 
-#: Events that carry answer content: once one is out, the job cannot be started over.
-CONTENT = frozenset({"text", "reasoning", "citation", "image", "finish"})
 #: Events after which an answer is over.
 ENDINGS = frozenset({"finish", "error"})
 #: When the arena gives no retry-after for a 429.
 DEFAULT_RATE_LIMIT_S = 60.0
-#: A job goes back to the queue at most this often (checks, sign-in gates, lost browsers).
-MAX_ATTEMPTS = 5
 _STOP_WAIT_S = 5.0
 
 
@@ -280,7 +276,7 @@ class Completion:
         past = {events.decode(fields)["t"] for _, fields in entries}
         if "done" in past:
             return False
-        if past & CONTENT:
+        if past & events.CONTENT:
             # A worker died mid-answer and arq handed the job on: never stream an answer twice.
             await stream.close(
                 events.error("worker_lost", "the worker serving this request stopped")
@@ -439,22 +435,26 @@ class Completion:
     ) -> list[Event] | None:
         """The browser went away under the job: start it over unless the client saw part of it."""
         seen = {event["t"] for event in await stream.past()}
-        if not seen & CONTENT and await self._requeue(job, f"the browser failed: {exc}"):
+        if not seen & events.CONTENT and await self._requeue(job, f"the browser failed: {exc}"):
             return None
         return [events.error("upstream", f"the request to the arena failed: {exc}")]
 
     async def _requeue(self, job: CompletionJob, reason: str) -> bool:
         """Put the job back on the shared queue as a new attempt; False if it may not move again."""
-        remaining = job.created_at + self._settings.job_timeout_seconds - time.time()
-        if job.attempt + 1 >= MAX_ATTEMPTS or remaining <= 0:
+        if not await job_queue.requeue(
+            self._redis, job, timeout_s=self._settings.job_timeout_seconds
+        ):
             return False
-        moved = job.model_copy(update={"attempt": job.attempt + 1})
-        await job_queue.enqueue(self._redis, moved, redis_keys.SHARED_QUEUE, expires_s=remaining)
         logger.info("job %s: back on the queue (%s)", job.id, reason)
         return True
 
     async def _hand_off(self, job: CompletionJob, error: RateLimited) -> bool:
-        """Rest until the limit is over; pass the job to a worker that can serve it now, if any."""
+        """Rest until the limit is over; pass the job on if another worker can serve it now.
+
+        It goes to the shared queue, where any worker with a free slot takes it (this one is
+        not serving until the limit is over): queued there, it waits for its job's timeout like
+        any other, never to expire unseen on one busy peer.
+        """
         delay = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_S
         until = time.time() + delay
         self._machine.rate_limited(
@@ -463,24 +463,12 @@ class Completion:
         asyncio.get_running_loop().call_later(
             delay, lambda: self._machine.lift_rate_limit(time.time())
         )
-        peer = pick_peer(await read_fleet(self._redis), excluded=[self._id, *job.excluded_workers])
-        if peer is None:
+        excluded = [*job.excluded_workers, self._id]
+        if pick_peer(await read_fleet(self._redis), excluded=excluded) is None:
             return False
-        # A peer's account cannot continue this account's session: it starts a new one.
-        moved = job.as_new_session().model_copy(
-            update={
-                "attempt": job.attempt + 1,
-                "excluded_workers": [*job.excluded_workers, self._id],
-            }
-        )
-        await job_queue.enqueue(
-            self._redis,
-            moved,
-            redis_keys.worker_queue(peer.id),
-            expires_s=self._settings.worker_wait_seconds,
-        )
-        logger.info("job %s: rate limited here; handed to %s", job.id, peer.id)
-        return True
+        # Another account cannot continue this account's session: it starts a new one.
+        moved = job.as_new_session().model_copy(update={"excluded_workers": excluded})
+        return await self._requeue(moved, "rate limited here")
 
     async def _stop(self, page: ArenaPage, ids: RequestIds) -> None:
         """Tell the arena to stop generating, so the account's slot frees at once."""
@@ -496,9 +484,10 @@ class Completion:
         if await self._redis.exists(redis_keys.job_cancel(job.id)):
             await stream.close(events.error("cancelled", "the client went away"))
             return
-        # The worker is shutting down. Before any content the job stays queued for another
-        # worker (arq runs it again); after some, it cannot be resumed.
-        if {event["t"] for event in await stream.past()} & CONTENT:
+        # The worker is shutting down. Before any content another worker starts the job over;
+        # after some, it cannot be resumed.
+        seen = {event["t"] for event in await stream.past()}
+        if seen & events.CONTENT or not await self._requeue(job, "this worker is stopping"):
             await stream.close(
                 events.error("worker_lost", "the worker serving this request stopped")
             )
