@@ -60,6 +60,17 @@ def job_cancel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:cancel"
 
 
+def job_request(job_id: str) -> str:
+    """Hash of what a job was asked with, kept as long as its events (see
+    gateway.answers.resume): the job, the key, the route, a streamed request's body."""
+    return f"{PREFIX}:job:{job_id}:request"
+
+
+def idempotency(key_id: str, digest: str) -> str:
+    """The job that answers a client key's requests with one `Idempotency-Key` (its digest)."""
+    return f"{PREFIX}:idem:{{{key_id}}}:{digest}"
+
+
 def image(digest: str) -> str:
     """Hash of an image a client sent (`m`: media type, `d`: bytes), by the digest of its source."""
     return f"{PREFIX}:image:{digest}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -35,13 +36,12 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from shared import job_queue, redis_keys
+from shared.outage import RedisOutage
 
 logger = logging.getLogger(__name__)
 
 #: Poll anyway this often, in case a wake-up token was lost.
 FALLBACK_POLL_S = 0.5
-#: Waits between claims while Redis does not answer: short, so that a restart costs little.
-REDIS_RETRY_S = (0.05, 1.0)
 #: An abort request older than arq's abort age (60, meant as seconds: its scores are in ms)
 #: has been seen by every worker; arq's own trim never removes it.
 ABORT_MAX_AGE_MS = abort_job_max_age * 1000
@@ -193,7 +193,7 @@ class QueueWorker(Worker):
         )
         self._group = group
         self._wake = asyncio.Event()
-        self._redis_down_since: float | None = None
+        self._outage: RedisOutage | None = None
         group.members.append(self)
 
     def wake(self) -> None:
@@ -204,19 +204,12 @@ class QueueWorker(Worker):
         try:
             await self._iterate()
         except (RedisError, OSError) as exc:
-            loop = asyncio.get_running_loop()
-            if self._redis_down_since is None:
-                self._redis_down_since = loop.time()
-                logger.warning(
-                    "%s: Redis does not answer (%s); claiming again once it does",
-                    self.queue_name,
-                    exc,
-                )
-            low, high = REDIS_RETRY_S
-            await asyncio.sleep(min(high, low + (loop.time() - self._redis_down_since) / 4))
+            if self._outage is None:
+                self._outage = RedisOutage(f"claims from {self.queue_name}", max_s=math.inf)
+            await self._outage.wait(exc)
             return
-        if self._redis_down_since is not None:
-            self._redis_down_since = None
+        if self._outage is not None:
+            self._outage = None
             logger.info("%s: Redis answers again", self.queue_name)
 
     async def _iterate(self) -> None:

@@ -25,12 +25,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.access.caller import caller
-from gateway.answers import aliases, battle, json_mode
+from gateway.answers import aliases, battle, json_mode, resume
 from gateway.answers.catalog_view import Catalog
 from gateway.answers.conversations import Conversations, Plan
 from gateway.answers.fleet_view import describe_unready
 from gateway.answers.image_inputs import ImageSource, ImageStore
-from gateway.answers.job_handle import CONTENT, JobHandle
+from gateway.answers.job_handle import CONTENT, Entry, JobHandle
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
@@ -45,6 +45,7 @@ from gateway.answers.transcript import (
 )
 from gateway.http import errors, sse
 from gateway.http.disconnect import unless_disconnected
+from gateway.http.drain import Drain
 from gateway.http.errors import ApiError
 from gateway.http.services import Services
 from shared import threads
@@ -125,6 +126,16 @@ async def _submit(
     request: Request, svc: Services, body: CompletionRequest
 ) -> tuple[JobHandle, Plan]:
     settings = svc.settings
+    client = caller(request)
+    again = resume.reading(request)
+    idempotency_key = request.headers.get(resume.IDEMPOTENCY_HEADER)
+    if again is None and idempotency_key:
+        again = await resume.earlier(request, svc.redis, client.key_id, idempotency_key)
+    if again is not None:  # an answer asked for before: read again, the arena not asked twice
+        await client.admit(again.job.model)
+        handle = _handle(svc, again.job, observe=client.track(again.job))
+        handle.attach()
+        return handle, Plan("create", None, body.turns, remember=None)
     body = dataclasses.replace(body, turns=joined_answers(body.turns))
     turns = body.turns
     require_user(turns, param=body.param)
@@ -136,12 +147,20 @@ async def _submit(
             raise errors.invalid(
                 f"The model `{model.public_name}` does not take image input.", param=body.param
             )
-    client = caller(request)
     await client.admit(
         lineup.a.public_name if lineup.mode == "direct" else body.model,
         uses=[model.public_name for model in lineup.models],
     )
     job_id = uuid.uuid4().hex
+    if idempotency_key and not await resume.claim(
+        svc.redis, client.key_id, idempotency_key, job_id, settings.events_ttl_seconds
+    ):
+        raise ApiError(
+            409,
+            "A request with this Idempotency-Key is being started; send it again in a moment.",
+            code="idempotency_conflict",
+            headers={"Retry-After": "1"},
+        )
     conversations = Conversations(svc.redis, ttl_s=settings.conversation_ttl_seconds)
     if lineup.mode == "direct" and body.conversation:
         key_id = client.key.id if client.key is not None else None
@@ -165,6 +184,14 @@ async def _submit(
         await conversations.release(plan, job_id)
         raise
     handle = _handle(svc, job, observe=client.track(job))
+    await resume.keep(
+        svc.redis,
+        job,
+        key_id=client.key_id,
+        route=request.url.path,
+        body=await request.body() if body.stream else None,
+        ttl_s=round(settings.job_timeout_seconds) + settings.events_ttl_seconds,
+    )
     await handle.submit()
     log.info(
         "job %s queued: model=%s action=%s stream=%s", job.id, job.model, job.action, body.stream
@@ -182,6 +209,7 @@ def _handle(
         job,
         timeout_s=settings.job_timeout_seconds,
         events_ttl_s=settings.events_ttl_seconds,
+        owner_wait_s=settings.worker_wait_seconds,
         observe=observe,
     )
 
@@ -304,8 +332,10 @@ async def stream(
     except BaseException:
         await handle.abandon()
         raise
-    _raise_error(_before_content(early))
-    body = _frames(svc, handle, frames, early, shaper, answered)
+    _raise_error(_before_content([entry.event for entry in early]))
+    again = resume.reading(request)
+    numbering = sse.Numbering(again.after if again is not None else None)
+    body = _frames(svc, handle, frames, early, shaper, answered, numbering, request.app.state.drain)
     # The disconnect may cancel the body while it is parked at a `yield`; closing the
     # generator afterwards runs its cleanup (cancelling the job) in that case too.
     return StreamingResponse(
@@ -338,20 +368,21 @@ async def _collect(
     events = shaper.feed(early)
     async with contextlib.aclosing(_shaped(svc, handle, shaper)) as batches:
         async for batch in batches:
-            events += batch or []
+            events += [entry.event for entry in batch or []]
     return events
 
 
 async def _shaped(
     svc: Services, handle: JobHandle, shaper: Shaper
-) -> AsyncGenerator[list[Event] | None, None]:
+) -> AsyncGenerator[list[Entry] | None, None]:
     """The rest of the answer, shaped, in batches (None: a keep-alive's worth of silence).
 
     It ends once the client's answer is complete (the arena's is stopped when it is cut short).
     An answer that must be asked again (JSON mode) is followed by its retry's, in the same
-    arena thread.
+    arena thread, its entries named after the retry (`gateway.http.sse.EventId.again`).
     """
     current = handle
+    again = 0
     try:
         while not shaper.cut:
             if shaper.retry is None:
@@ -360,20 +391,32 @@ async def _shaped(
                 ) as rest:
                     # An answer to ask again is read to its end: it is over, not to be stopped.
                     async for batch in rest:
-                        yield shaper.feed(batch) if batch else None
+                        yield _shape(shaper, batch, again) if batch else None
                         if shaper.cut:
                             break
             if shaper.retry is None:
                 return
             await current.abandon()
-            current = await _retry(svc, current.job, shaper)
+            current = await _retry(svc, handle.job, shaper)
+            again += 1
     finally:
         if current is not handle:
             await current.abandon()
 
 
+def _shape(shaper: Shaper, batch: Sequence[Entry], again: int = 0) -> list[Entry]:
+    """`batch` shaped one entry at a time, each event shaped named after the entry it came
+    from: the same entries give the same events on any gateway, however they were read."""
+    shaped = []
+    for entry_id, event in batch:
+        name = f"{again}:{entry_id}" if again else entry_id
+        shaped += [Entry(name, out) for out in shaper.feed([event])]
+    return shaped
+
+
 async def _retry(svc: Services, asked: CompletionJob, shaper: Shaper) -> JobHandle:
-    """The job that asks the answer again, in its arena thread, telling the model why."""
+    """The job that asks the answer again, in its arena thread, telling the model why; the
+    one asked before, when the answer is read again."""
     session, why = shaper.session, shaper.retry
     assert session is not None and why is not None
     thread = threads.Thread(
@@ -383,9 +426,10 @@ async def _retry(svc: Services, asked: CompletionJob, shaper: Shaper) -> JobHand
         model=asked.model,
         messages=0,  # nothing remembers this thread by it
     )
+    earlier = await resume.retried(svc.redis, asked.id)
     job = asked.model_copy(
         update={
-            "id": uuid.uuid4().hex,
+            "id": earlier or uuid.uuid4().hex,
             "action": "post",
             "thread": thread,
             "message": why,
@@ -394,8 +438,12 @@ async def _retry(svc: Services, asked: CompletionJob, shaper: Shaper) -> JobHand
         }
     )
     handle = _handle(svc, job)
-    await handle.submit()
     shaper.restart()
+    if earlier is not None:
+        handle.attach()
+        return handle
+    await resume.retrying(svc.redis, asked.id, job.id)
+    await handle.submit()
     log.info("job %s: the answer is asked again as job %s", asked.id, job.id)
     return handle
 
@@ -404,14 +452,18 @@ async def _frames(
     svc: Services,
     handle: JobHandle,
     frames: Frames,
-    early: list[Event],
+    early: list[Entry],
     shaper: Shaper,
     answered: Callable[[], Awaitable[None]],
+    numbering: sse.Numbering,
+    drain: Drain,
 ) -> AsyncGenerator[bytes, None]:
+    """Every frame with its `id:` (see `gateway.http.sse.EventId`); a client reading again
+    gets those after the one it names."""
     try:
         # Started before the early events are rendered: frames number and snapshot what they send.
-        head = frames.start()
-        rendered, failure = _render(frames, shaper.feed(early))
+        head = numbering(frames.start(), sse.HEAD)
+        rendered, failure = _render(frames, _shape(shaper, early), numbering)
         yield head + rendered
         # An error is the last event the handle hands over, so the loop ends with it.
         if failure is None:
@@ -419,7 +471,7 @@ async def _frames(
             async with contextlib.aclosing(_shaped(svc, handle, shaper)) as batches:
                 async for batch in batches:
                     # One write per batch: a backlog of tokens goes out together.
-                    rendered, failure = _render(frames, batch or [])
+                    rendered, failure = _render(frames, batch or [], numbering)
                     silent = time.monotonic() - wrote >= svc.settings.keepalive_seconds
                     if not rendered and (batch is None or silent):
                         # Silence, or text held back as long (a long tool call being read).
@@ -431,20 +483,24 @@ async def _frames(
                         break
         if failure is None:
             await answered()
-            yield frames.end()
+            yield numbering(frames.end())
         else:
             log.info("job %s failed after the first byte: %s", handle.job.id, failure["kind"])
     finally:
-        await handle.abandon()
+        # A stream cut as its gateway stops is read on elsewhere: its job goes on.
+        if not drain.cutting:
+            await handle.abandon()
 
 
-def _render(frames: Frames, batch: list[Event]) -> tuple[bytes, Event | None]:
+def _render(
+    frames: Frames, batch: list[Entry], numbering: sse.Numbering
+) -> tuple[bytes, Event | None]:
     """The frames for `batch`, and its error event if it ended in one (rendered as the end)."""
     rendered = b""
-    for event in batch:
+    for entry_id, event in batch:
         if event["t"] == "error":
-            return rendered + frames.error(errors.from_event(event)), event
-        rendered += frames.event(event)
+            return rendered + numbering(frames.error(errors.from_event(event)), entry_id), event
+        rendered += numbering(frames.event(event), entry_id)
     return rendered, None
 
 

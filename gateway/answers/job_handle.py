@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable
+from typing import NamedTuple
 
 import anyio
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
+from shared.outage import RedisOutage
+
+log = logging.getLogger(__name__)
 
 #: Events that show the client something.
 CONTENT = frozenset({"text", "reasoning", "image", "finish"})
@@ -23,29 +32,53 @@ _UNDER_WAY = CONTENT | {"session"}
 _BATCH = 256
 
 
+class Entry(NamedTuple):
+    """One event of a job's stream, with its entry id (what SSE `id:`s are made of)."""
+
+    id: str
+    event: Event
+
+
 class EventReader:
-    """A job's Redis Stream from its first entry, in the batches XREAD returns."""
+    """A job's Redis Stream from its first entry, in the batches XREAD returns.
+
+    A Redis that goes away (a restart) is waited for, and reading goes on after the last entry
+    read: nothing is missed, nothing read twice.
+    """
 
     def __init__(self, redis: Redis, job_id: str) -> None:
         self._redis = redis
         self._key = redis_keys.job_events(job_id)
         self._last_id: bytes | str = "0-0"
 
-    async def read(self, timeout_s: float) -> list[Event]:
-        """The events appended since the last read; empty if none came within `timeout_s`."""
-        # BLOCK 0 would mean forever: a spent timeout is a plain, non-blocking read.
-        block = max(1, round(timeout_s * 1000)) if timeout_s > 0 else None
-        reply = await self._redis.xread({self._key: self._last_id}, count=_BATCH, block=block)
+    async def read(self, timeout_s: float) -> list[Entry]:
+        """The entries appended since the last read; empty if none came within `timeout_s`."""
+        until = time.monotonic() + timeout_s
+        outage = RedisOutage(f"reading {self._key}")
+        while True:
+            left = until - time.monotonic()
+            # BLOCK 0 would mean forever: a spent timeout is a plain, non-blocking read.
+            block = max(1, round(left * 1000)) if left > 0 else None
+            try:
+                reply = await self._redis.xread(
+                    {self._key: self._last_id}, count=_BATCH, block=block
+                )
+                break
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await outage.wait(exc)
+                if time.monotonic() >= until:
+                    return []
         batch = []
         for _key, entries in reply or ():
             for entry_id, fields in entries:
                 self._last_id = entry_id
-                batch.append(events.decode(fields))
+                batch.append(Entry(entry_id.decode(), events.decode(fields)))
         return batch
 
 
 class JobHandle:
-    """One job: submitted once, its events read once, cancelled unless it finished."""
+    """One job: submitted once (or attached to again), its events read in order, cancelled
+    unless it finished."""
 
     def __init__(
         self,
@@ -55,15 +88,20 @@ class JobHandle:
         *,
         timeout_s: float,
         events_ttl_s: int,
+        owner_wait_s: float = float("inf"),
         observe: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.job = job
         #: Called with every batch of events read, the last one included (usage, metrics).
         self._observe = observe
+        self._redis = redis
         self._pool = pool
         self._reader = EventReader(redis, job.id)
         self._timeout_s = timeout_s
         self._events_ttl_s = events_ttl_s
+        self._owner_wait_s = owner_wait_s
+        #: When a continuation no worker has taken yet moves to the shared queue.
+        self._owner_deadline = float("inf")
         self._deadline = float("inf")
         self._attempts = 0
         self._worker: str | None = None
@@ -74,40 +112,39 @@ class JobHandle:
         # A post or retry goes to the worker whose account holds the arena session.
         thread = self.job.thread
         name = redis_keys.SHARED_QUEUE if thread is None else redis_keys.worker_queue(thread.worker)
+        if thread is not None:
+            self._owner_deadline = time.monotonic() + self._owner_wait_s
         await job_queue.enqueue(self._pool, self.job, name, expires_s=self._timeout_s)
 
-    async def first(self, wait_s: float) -> list[Event]:
+    def attach(self) -> None:
+        """Read a job submitted before (by this gateway or another), to its own deadline."""
+        left = self.job.created_at + self._timeout_s - time.time()
+        self._deadline = time.monotonic() + left
+
+    async def first(self, wait_s: float) -> list[Entry]:
         """Events until the answer is under way or failed, or what came within `wait_s`.
 
         Committing to a 200 as soon as the arena accepted the request lets the client set up
         its side of the stream while the model starts its answer.
         """
-        seen: list[Event] = []
+        seen: list[Entry] = []
         until = time.monotonic() + wait_s
         while not self.finished:
             batch = await self._read(until - time.monotonic())
             seen += batch
-            if not batch or any(e["t"] in _UNDER_WAY for e in batch):
+            if not batch or any(e.event["t"] in _UNDER_WAY for e in batch):
                 break
         return seen
 
-    async def rest(self, keepalive_s: float) -> AsyncGenerator[list[Event], None]:
+    async def rest(self, keepalive_s: float) -> AsyncGenerator[list[Entry], None]:
         """The remaining events up to the last, in batches.
 
-        An empty batch marks each `keepalive_s` of silence; an `error` event ends the job if it
-        outlives its timeout.
+        An empty batch marks each `keepalive_s` of silence. A job that outlives its timeout
+        ends with a `timeout` error, written to its stream like any event.
         """
         while not self.finished:
             batch = await self._read(min(keepalive_s, self._deadline - time.monotonic()))
-            if batch:
-                yield batch
-            elif time.monotonic() >= self._deadline:
-                yield self._seen(
-                    [events.error("timeout", f"no answer within {self._timeout_s:g} s")]
-                )
-                return
-            else:
-                yield []
+            yield batch
 
     async def abandon(self) -> None:
         """Cancel the job unless it finished; shielded, as it runs when the client is gone."""
@@ -115,6 +152,10 @@ class JobHandle:
             return
         self.finished = True
         with anyio.CancelScope(shield=True):
+            await self._cancel()
+
+    async def _cancel(self) -> None:
+        try:
             await job_queue.cancel(
                 self._pool, self.job.id, attempts=self._attempts, ttl_s=self._events_ttl_s
             )
@@ -126,21 +167,60 @@ class JobHandle:
                 if self._worker is None
                 else redis_keys.worker_queue(self._worker),
             )
+        except (RedisError, OSError) as exc:
+            log.warning("job %s: could not cancel it: %s", self.job.id, exc)
 
-    async def _read(self, timeout_s: float) -> list[Event]:
+    async def _read(self, timeout_s: float) -> list[Entry]:
         batch = await self._reader.read(timeout_s)
-        for i, event in enumerate(batch):
+        for i, (_, event) in enumerate(batch):
             if event["t"] == "accepted":
                 self._attempts = max(self._attempts, event["attempt"])
                 self._worker = event["worker"]
+                self._owner_deadline = float("inf")
             elif event["t"] in ("done", "error"):
                 # An error ends the answer as surely as `done`: nothing after it is shown.
                 self.finished = True
                 batch = batch[: i + 1]
                 break
-        return self._seen(batch)
-
-    def _seen(self, batch: list[Event]) -> list[Event]:
+        if not self.finished:
+            now = time.monotonic()
+            if now >= self._deadline:
+                await self._time_out()
+            elif now >= self._owner_deadline:
+                await self._leave_owner()
         if batch and self._observe is not None:
-            self._observe(batch)
+            self._observe([entry.event for entry in batch])
         return batch
+
+    async def _time_out(self) -> None:
+        """End the job's stream with a timeout; the next read relays it (on any gateway)."""
+        self._deadline = float("inf")
+        key = redis_keys.job_events(self.job.id)
+        with contextlib.suppress(RedisError, OSError):  # the next read tries again
+            async with self._redis.pipeline(transaction=False) as pipe:
+                message = f"no answer within {self._timeout_s:g} s"
+                pipe.xadd(key, events.encode(events.error("timeout", message)))
+                pipe.xadd(key, events.encode(events.done()))
+                pipe.expire(key, self._events_ttl_s)
+                await pipe.execute()
+            await self._cancel()
+            return
+        self._deadline = time.monotonic()
+
+    async def _leave_owner(self) -> None:
+        """A continuation its worker has not taken in time: any worker starts it over."""
+        self._owner_deadline = float("inf")
+        thread = self.job.thread
+        assert thread is not None
+        attempt = redis_keys.arq_job_id(self.job.id, self.job.attempt)
+        with contextlib.suppress(RedisError, OSError):
+            if await job_queue.requeue(
+                self._pool,
+                self.job,
+                timeout_s=self._timeout_s,
+                retiring=(attempt, redis_keys.worker_queue(thread.worker)),
+                only_if_waiting=True,
+            ):
+                log.info(
+                    "job %s: its conversation's worker is busy; any worker takes it", self.job.id
+                )

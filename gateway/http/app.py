@@ -22,12 +22,14 @@ from gateway.admin import page as admin_page
 from gateway.admin import screens
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView, keep_fresh
+from gateway.apis import answers as answers_routes
 from gateway.apis.anthropic import routes as anthropic_routes
 from gateway.apis.openai import routes as openai_routes
 from gateway.apis.responses import routes as responses_routes
 from gateway.http import errors, health, metrics
 from gateway.http.body_limit import BodyLimit
 from gateway.http.disconnect import ClientDisconnected
+from gateway.http.drain import Drain, DrainGate
 from gateway.http.metrics import HttpMetrics, Metrics
 from gateway.http.services import Services
 from shared import job_queue, redis_keys
@@ -102,7 +104,9 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.drain = drain = Drain()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(HttpMetrics, metrics=app_metrics)
     # Outermost: every log line of a request carries its id (also sent back as X-Request-ID).
     app.add_middleware(CorrelationIdMiddleware)
@@ -115,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(responses_routes.router, prefix=prefix)
         app.include_router(responses_routes.websockets, prefix=prefix)
         app.include_router(anthropic_routes.router, prefix=prefix)
+        app.include_router(answers_routes.router, prefix=prefix)
     app.include_router(health.router)
     app.include_router(admin_page.router)
     app.include_router(admin_api.router)

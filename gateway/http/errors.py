@@ -25,8 +25,9 @@ STATUS_BY_KIND: Mapping[str, int] = {
     "challenge": 503,
     "no_worker": 503,
     "bad_request": 400,
+    "timeout": 504,
 }
-#: Anything not listed above (upstream, worker_lost, timeout, recaptcha, internal) is the
+#: Anything not listed above (upstream, worker_lost, recaptcha, internal) is the
 #: arena's or the fleet's failure, not the client's.
 DEFAULT_STATUS = 502
 

@@ -19,7 +19,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Redis answers and at least one worker is serving."""
+    """Redis answers, at least one worker is serving, and the gateway is not draining."""
+    if request.app.state.drain.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
     try:
         fleet = await read_fleet(request.app.state.services.redis)
     except (RedisError, OSError) as exc:

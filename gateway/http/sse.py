@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,3 +35,67 @@ def comment(text: str) -> bytes:
 
 
 KEEPALIVE = comment("keep-alive")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class EventId:
+    """An SSE event's `id:`, `<entry>.<n>`: the job stream entry whose event the frame shows
+    (see `shared.redis_keys.job_events`) and the frame's place among that event's frames;
+    `<k>:<entry>.<n>` for an entry of the k-th retry of the answer (JSON mode asks again).
+
+    Entry ids grow along the stream and a stream is rendered the same on every gateway, so an
+    id names one place in an answer whichever gateway sent it, in any API's frames.
+    """
+
+    again: int
+    ms: int
+    seq: int
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> EventId | None:
+        again, _, rest = text.strip().rpartition(":")
+        entry, _, n = rest.partition(".")
+        ms, _, seq = entry.partition("-")
+        parts = (again or "0", ms, seq, n)
+        if not all(part.isdigit() for part in parts):
+            return None
+        return cls(*(int(part) for part in parts))
+
+    def __str__(self) -> str:
+        again = f"{self.again}:" if self.again else ""
+        return f"{again}{self.ms}-{self.seq}.{self.n}"
+
+
+#: The entry the frames sent before an answer's first event are numbered under.
+HEAD = "0-0"
+
+
+class Numbering:
+    """Gives each frame of one answer its `id:` (an `EventId`), leaving out those up to `after`:
+    what a client that reconnects with `Last-Event-ID: after` has already seen.
+
+    Frames are numbered under the entry last named (`HEAD` at first); comments carry no id.
+    """
+
+    def __init__(self, after: EventId | None = None) -> None:
+        self._after = after
+        self._entry = EventId(0, 0, 0, 0)
+        self._n = 0
+
+    def __call__(self, frames: bytes, entry: str | None = None) -> bytes:
+        if entry is not None:
+            parsed = EventId.parse(entry + ".0")
+            assert parsed is not None, entry
+            if parsed != self._entry:
+                self._entry, self._n = parsed, 0
+        out = []
+        for block in frames.split(b"\n\n")[:-1]:
+            if block.startswith(b":"):
+                out.append(block + b"\n\n")
+                continue
+            place = dataclasses.replace(self._entry, n=self._n)
+            self._n += 1
+            if self._after is None or place > self._after:
+                out.append(f"id: {place}\n".encode() + block + b"\n\n")
+        return b"".join(out)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import counters, events, job_queue, redis_keys
 from shared.arena import payloads
@@ -30,6 +32,7 @@ from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.stream import LineParser, Part, to_events
 from shared.events import Event
 from shared.jobs import CompletionJob
+from shared.outage import RedisOutage
 from shared.settings import Settings
 from shared.threads import Thread, remembered
 from shared.worker_status import WorkerState, WorkerStatus, read_fleet
@@ -151,12 +154,24 @@ def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> W
 
 
 class JobStream:
-    """The job's event stream, as this worker writes it, in order."""
+    """The job's event stream, as this attempt writes it, in order, exactly once.
 
-    def __init__(self, redis: ArqRedis, job_id: str, ttl_s: int) -> None:
+    Each event gets its entry id from here, `<attempt>-<n>`: ids grow across attempts (a job's
+    next attempt starts above the last), and a write that Redis took but whose reply was lost
+    (Redis restarting) is written again harmlessly, as Redis refuses an id it has. While Redis
+    is away, writes wait for it, in order, so that the client gets every event once it is back.
+    The stream lives as long as the job may run, then `ttl_s` once it ends.
+    """
+
+    def __init__(
+        self, redis: ArqRedis, job_id: str, attempt: int, *, ttl_s: int, running_ttl_s: int
+    ) -> None:
         self._redis = redis
         self._key = redis_keys.job_events(job_id)
+        self._attempt = attempt
         self._ttl_s = ttl_s
+        self._running_ttl_s = running_ttl_s
+        self._written = 0
         self._writing: asyncio.Task[None] | None = None
 
     def post(self, batch: Sequence[Event]) -> None:
@@ -170,7 +185,7 @@ class JobStream:
     async def close(self, *last: Event) -> None:
         """Append `last` and `done`, and let the stream expire once readers had their time."""
         await self.flush()
-        await self._write((*last, events.done()), expire=True)
+        await self._write((*last, events.done()), ttl_s=self._ttl_s)
 
     async def past(self) -> list[Event]:
         await self.flush()
@@ -189,18 +204,46 @@ class JobStream:
             await previous
         await self._write(batch)
 
-    async def _write(self, batch: Sequence[Event], *, expire: bool = False) -> None:
-        if (
-            len(batch) == 1 and not expire
-        ):  # most chunks: a plain command costs less than a pipeline
-            await self._redis.xadd(self._key, events.encode(batch[0]))
+    async def _write(self, batch: Sequence[Event], *, ttl_s: int | None = None) -> None:
+        first = self._written + 1
+        self._written += len(batch)
+        if ttl_s is None and first == 1:
+            ttl_s = self._running_ttl_s  # a job whose worker dies leaves no stream for ever
+        entries = [(f"{self._attempt}-{first + n}", events.encode(e)) for n, e in enumerate(batch)]
+        outage = RedisOutage(f"job stream {self._key}")
+        while True:
+            try:
+                await self._send(entries, ttl_s)
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await outage.wait(exc)
+
+    async def _send(self, entries: list[tuple[str, Any]], ttl_s: int | None) -> None:
+        if len(entries) == 1 and ttl_s is None:  # most chunks: a plain command costs less
+            entry_id, fields = entries[0]
+            try:
+                await self._redis.xadd(self._key, fields, id=entry_id)
+            except ResponseError as exc:
+                _written_before(exc)
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for event in batch:
-                pipe.xadd(self._key, events.encode(event))
-            if expire:
-                pipe.expire(self._key, self._ttl_s)
-            await pipe.execute()
+            for entry_id, fields in entries:
+                pipe.xadd(self._key, fields, id=entry_id)
+            if ttl_s is not None:
+                pipe.expire(self._key, ttl_s)
+            for result in await pipe.execute(raise_on_error=False):
+                if isinstance(result, ResponseError):
+                    _written_before(result)
+                elif isinstance(result, Exception):
+                    raise result
+
+
+def _written_before(error: ResponseError) -> None:
+    """An entry Redis refuses because its id is not above the last one's: it is there already
+    (a write retried after a lost reply), or the stream was ended for this attempt (its worker
+    was taken for dead); either way there is nothing left to write."""
+    if "equal or smaller" not in str(error):
+        raise error
 
 
 class Completion:
@@ -229,7 +272,14 @@ class Completion:
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
-        stream = JobStream(self._redis, job.id, self._settings.events_ttl_seconds)
+        settings = self._settings
+        stream = JobStream(
+            self._redis,
+            job.id,
+            job.attempt,
+            ttl_s=settings.events_ttl_seconds,
+            running_ttl_s=round(settings.job_timeout_seconds) + settings.events_ttl_seconds,
+        )
         if not clear(ctx) and not await self._may_start(job, stream):
             return
 
