@@ -1,8 +1,8 @@
 """One client request, from its key check to the end of its response.
 
 The completion core asks it to `admit` the model (the key's models and limits) and to `track`
-the job; when the response is over (sent, or the client gone) `end` gives the stream lease
-back and records usage and metrics.
+the job, once per job: a request may run several (`n` images); when the response is over (sent,
+or the client gone) `end` gives every stream lease back and records the usage of every job.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class Caller:
         self.model: str | None = None
         self._svc = svc
         self._started = time.perf_counter()
-        self._lease: Lease | None = None
-        self._tally: Tally | None = None
+        self._leases: list[Lease] = []
+        self._tallies: list[Tally] = []
 
     @property
     def key_id(self) -> str:
@@ -80,38 +80,47 @@ class Caller:
             self._svc.metrics.refusals.labels(refusal.limit).inc()
             log.info("key %s over its %s limit", key.id, refusal.limit)
             raise _too_many(key, refusal)
-        self._lease = self._svc.limiter.hold(quota, request_id)
+        if (lease := self._svc.limiter.hold(quota, request_id)) is not None:
+            self._leases.append(lease)
         log.info("key %s admitted for %s", key.id, model)
 
     def track(self, job: CompletionJob) -> Callable[[list[Event]], None]:
         """What the handle calls with each batch of the job's events it reads."""
-        self._tally = Tally(job.prompt, sides=2 if job.model_b_id is not None else 1)
-        return self._tally.add
+        tally = Tally(job.prompt, sides=2 if job.model_b_id is not None else 1)
+        self._tallies.append(tally)
+        return tally.add
 
     async def end(self, failure: BaseException | None) -> None:
         """The response is over (`failure`: what interrupted it, if anything)."""
-        if self._lease is not None:
-            await self._lease.release()
+        for lease in self._leases:
+            await lease.release()
         if self.model is None:
             return  # refused before any model was asked for: not a key's usage
-        tally = self._tally
-        prompt_tokens, completion_tokens = tally.tokens() if tally else (0, 0)
+        tallies: list[Tally | None] = [*self._tallies] or [None]
+        prompt_tokens = completion_tokens = 0
+        for tally in self._tallies:
+            prompt, completion = tally.tokens()
+            prompt_tokens += prompt
+            completion_tokens += completion
         try:
             await self._svc.usage.record(
                 self.key_id,
                 self.model,
-                failed=_failed(failure, tally),
+                requests=len(tallies),
+                failed=any(_failed(failure, tally) for tally in tallies),
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
             )
         except RedisError as exc:
             log.warning("could not record usage of key %s: %s", self.key_id, exc)
-        if tally is None or not tally.answered:
+        answered = [tally for tally in self._tallies if tally.answered]
+        if not answered:
             return
         metrics = self._svc.metrics
         now = time.perf_counter()
-        if tally.first_content_at is not None:
-            metrics.first_token_seconds.observe(tally.first_content_at - self._started)
+        firsts = [t.first_content_at for t in answered if t.first_content_at is not None]
+        if firsts:
+            metrics.first_token_seconds.observe(min(firsts) - self._started)
         metrics.answer_seconds.observe(now - self._started)
         metrics.tokens.labels("prompt", self.model).inc(prompt_tokens)
         metrics.tokens.labels("completion", self.model).inc(completion_tokens)

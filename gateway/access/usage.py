@@ -81,12 +81,13 @@ class UsageStore:
         model: str,
         *,
         failed: bool,
+        requests: int = 1,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
         day = redis_keys.usage(datetime.now(UTC).date().isoformat())
         counts = {
-            "requests": 1,
+            "requests": requests,
             "errors": int(failed),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared import redis_keys
+from shared import events, redis_keys
 from shared.client_keys import KeySpec, KeyStore, key_hash
 from tests.support.played_worker import CHAT, answer, emit, nothing_queued, take_job
 
@@ -201,3 +201,37 @@ async def test_the_admin_page_manages_keys_with_its_session_and_csrf_token(
     assert (await api.get("/admin/api/keys")).json()["data"][0]["id"] == key_id
     revoked = await api.delete(f"/admin/api/keys/{key_id}", headers={"X-CSRF-Token": csrf})
     assert revoked.json()["status"] == "revoked"
+
+
+async def test_each_image_of_one_request_holds_its_own_lease_and_counts_its_usage(
+    redis: Redis, api: httpx.AsyncClient
+) -> None:
+    key, record = await KeyStore(redis).create(KeySpec(name="images", concurrent_streams=5))
+    request = asyncio.ensure_future(
+        api.post(
+            "/v1/images/generations",
+            json={"prompt": "a lighthouse", "model": "hunyuan-image-3.0", "n": 3},
+            headers=auth(key),
+        )
+    )
+    for n in range(3):
+        job = await take_job(redis)
+        url = f"https://images.example/{n}.png"
+        await emit(
+            redis,
+            job.id,
+            events.accepted("w1", 0),
+            events.image("a", url, "image/png"),
+            events.finish("a", "stop", {"promptTokens": 10, "completionTokens": 1}),
+            events.done(),
+        )
+    response = await request
+    assert response.status_code == 200 and len(response.json()["data"]) == 3
+    # Every image's lease is given back (once the response is out): none renews for ever.
+    leases = redis_keys.key_limit(record.id, "streams")
+    async with asyncio.timeout(2):
+        while await redis.zcard(leases):
+            await asyncio.sleep(0.02)
+    usage = await api.get(f"/admin/api/keys/{record.id}/usage", headers=BEARER)
+    row = usage.json()["data"][0]
+    assert (row["requests"], row["prompt_tokens"], row["completion_tokens"]) == (3, 30, 3)
