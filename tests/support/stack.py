@@ -113,6 +113,12 @@ class Stack:
     def stop_worker(self, name: str) -> None:
         stop(self.workers.pop(name))
 
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL its process group: the worker and its browser die at once, as in a crash."""
+        proc = self.workers.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
     def worker_status(self, name: str) -> WorkerStatus | None:
         raw = self.redis.get(redis_keys.worker_heartbeat(name))
         return WorkerStatus.load(raw) if raw else None
