@@ -147,19 +147,37 @@ async def load(pool: ArqRedis, arq_id: str) -> CompletionJob | None:
     return CompletionJob.model_validate(deserialize_job(data, deserializer=deserialize).args[0])
 
 
+# The cancel mark (for an attempt not started yet), what the job was asked with kept only as
+# long as its events, and an abort request for each attempt still known to arq (one that ended
+# has nothing to abort, and its request would stay in the abort set until trimmed).
+# KEYS: cancel mark, job request, abort set. ARGV: mark's ttl (s), now (ms), then arq job ids.
+_CANCEL = b"""
+redis.call('set', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('expire', KEYS[2], ARGV[1])
+for i = 3, #ARGV do
+  if redis.call('exists', 'arq:job:' .. ARGV[i]) == 1 then
+    redis.call('zadd', KEYS[3], ARGV[2], ARGV[i])
+  end
+end
+return 1
+"""
+
+
 async def cancel(pool: ArqRedis, job_id: str, *, attempts: int, ttl_s: int) -> None:
     """Mark a job cancelled and ask arq to abort whichever attempt is running.
 
     The cancel key covers an attempt that has not started yet; arq's abort set covers the one
     that has, and `wake` makes its worker see it at once rather than at its next poll.
     """
-    now_ms = int(time.time() * 1000)
-    async with pool.pipeline(transaction=False) as pipe:
-        pipe.set(redis_keys.job_cancel(job_id), b"1", ex=ttl_s)
-        pipe.zadd(
-            abort_jobs_ss, {redis_keys.arq_job_id(job_id, n): now_ms for n in range(attempts + 1)}
-        )
-        await pipe.execute()
+    assert job_key_prefix == "arq:job:"  # as the script spells it
+    await pool.register_script(_CANCEL)(
+        keys=[redis_keys.job_cancel(job_id), redis_keys.job_request(job_id), abort_jobs_ss],
+        args=[
+            ttl_s,
+            int(time.time() * 1000),
+            *(redis_keys.arq_job_id(job_id, n) for n in range(attempts + 1)),
+        ],
+    )
 
 
 async def wake(pool: ArqRedis, *queues: str) -> None:

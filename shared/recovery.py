@@ -146,6 +146,7 @@ class Recovery:
             pipe.xadd(key, events.encode(events.error("worker_lost", _LOST)))
             pipe.xadd(key, events.encode(events.done()))
             pipe.expire(key, self._events_ttl_s)
+            pipe.expire(redis_keys.job_request(job.id), self._events_ttl_s)
             await pipe.execute()
         logger.info("job %s: its worker died while answering; the client is told", job.id)
 

@@ -202,6 +202,7 @@ class JobHandle:
                 pipe.xadd(key, events.encode(events.error("timeout", message)))
                 pipe.xadd(key, events.encode(events.done()))
                 pipe.expire(key, self._events_ttl_s)
+                pipe.expire(redis_keys.job_request(self.job.id), self._events_ttl_s)
                 await pipe.execute()
             await self._cancel()
             return

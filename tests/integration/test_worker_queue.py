@@ -325,3 +325,21 @@ async def test_a_claimed_job_is_listed_as_the_browsers_until_it_ends(
         async with asyncio.timeout(2):
             while await pool.exists(running):
                 await asyncio.sleep(0.02)
+
+
+async def test_cancelling_a_job_that_ended_leaves_nothing_in_the_abort_set(
+    redis: tuple[str, ArqRedis],
+) -> None:
+    url, pool = redis
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=1):
+        await job_queue.enqueue(pool, job("over"), redis_keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(1)
+        jobs.release["over"].set()
+        async with asyncio.timeout(2):
+            while await pool.exists("arq:job:over:0"):
+                await asyncio.sleep(0.02)
+    # The client went away just as the answer ended.
+    await job_queue.cancel(pool, "over", attempts=0, ttl_s=30)
+    assert await pool.zcard("arq:abort") == 0
+    assert await pool.exists(redis_keys.job_cancel("over"))

@@ -168,6 +168,7 @@ class JobStream:
     ) -> None:
         self._redis = redis
         self._key = redis_keys.job_events(job_id)
+        self._request_key = redis_keys.job_request(job_id)
         self._attempt = attempt
         self._ttl_s = ttl_s
         self._running_ttl_s = running_ttl_s
@@ -185,7 +186,7 @@ class JobStream:
     async def close(self, *last: Event) -> None:
         """Append `last` and `done`, and let the stream expire once readers had their time."""
         await self.flush()
-        await self._write((*last, events.done()), ttl_s=self._ttl_s)
+        await self._write((*last, events.done()), ending=True)
 
     async def past(self) -> list[Event]:
         await self.flush()
@@ -204,21 +205,26 @@ class JobStream:
             await previous
         await self._write(batch)
 
-    async def _write(self, batch: Sequence[Event], *, ttl_s: int | None = None) -> None:
+    async def _write(self, batch: Sequence[Event], *, ending: bool = False) -> None:
         first = self._written + 1
         self._written += len(batch)
-        if ttl_s is None and first == 1:
+        ttl_s = None
+        if ending:
+            ttl_s = self._ttl_s
+        elif first == 1:
             ttl_s = self._running_ttl_s  # a job whose worker dies leaves no stream for ever
         entries = [(f"{self._attempt}-{first + n}", events.encode(e)) for n, e in enumerate(batch)]
         outage = RedisOutage(f"job stream {self._key}")
         while True:
             try:
-                await self._send(entries, ttl_s)
+                await self._send(entries, ttl_s, ending=ending)
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 await outage.wait(exc)
 
-    async def _send(self, entries: list[tuple[str, Any]], ttl_s: int | None) -> None:
+    async def _send(
+        self, entries: list[tuple[str, Any]], ttl_s: int | None, *, ending: bool
+    ) -> None:
         if len(entries) == 1 and ttl_s is None:  # most chunks: a plain command costs less
             entry_id, fields = entries[0]
             try:
@@ -231,6 +237,8 @@ class JobStream:
                 pipe.xadd(self._key, fields, id=entry_id)
             if ttl_s is not None:
                 pipe.expire(self._key, ttl_s)
+            if ending:  # what the job was asked with goes with its events
+                pipe.expire(self._request_key, self._ttl_s)
             for result in await pipe.execute(raise_on_error=False):
                 if isinstance(result, ResponseError):
                     _written_before(result)
