@@ -143,3 +143,23 @@ async def test_a_continuation_its_busy_worker_does_not_take_goes_to_any_worker(
         assert await redis.zrange(redis_keys.SHARED_QUEUE, 0, -1) == [b"cont:1"]
     finally:
         await pool.aclose()
+
+
+async def test_a_job_still_talking_at_its_deadline_times_out(
+    redis: Redis, gateway: Callable[..., str]
+) -> None:
+    base = gateway(job_timeout_seconds=1.0, first_event_wait_seconds=0.1, keepalive_seconds=10)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        request = asyncio.create_task(client.post("/v1/chat/completions", json=CHAT))
+        job = await take_job(redis)
+        await emit(redis, job.id, events.accepted("w1", 0))
+        # A token every 0.2 s: the stream is never silent for long, yet the job runs too long.
+        emitted = 0
+        while emitted < 15 and not request.done():
+            await emit(redis, job.id, events.text("a", "more "))
+            emitted += 1
+            await asyncio.sleep(0.2)
+        response = await request
+    assert emitted < 15  # it ended at its deadline, while tokens still came
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "timeout"
