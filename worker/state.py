@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from shared.worker_status import SERVING, WorkerState
@@ -15,9 +16,12 @@ logger = logging.getLogger(__name__)
 
 S = WorkerState
 
-#: Where each state may go. A rate limit may be extended while in force.
+#: Where each state may go. A rate limit may be extended while in force, and one not over
+#: takes over again once a check, a sign-in or a restart is done.
 TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
-    S.STARTING: frozenset({S.READY, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
+    S.STARTING: frozenset(
+        {S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
+    ),
     S.READY: frozenset(
         {S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
     ),
@@ -27,8 +31,12 @@ TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     S.RATE_LIMITED: frozenset(
         {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
     ),
-    S.CHALLENGE: frozenset({S.READY, S.BUSY, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}),
-    S.LOGIN_REQUIRED: frozenset({S.READY, S.BUSY, S.CHALLENGE, S.RESTARTING, S.STOPPED}),
+    S.CHALLENGE: frozenset(
+        {S.READY, S.BUSY, S.RATE_LIMITED, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
+    ),
+    S.LOGIN_REQUIRED: frozenset(
+        {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.RESTARTING, S.STOPPED}
+    ),
     S.RESTARTING: frozenset({S.STARTING, S.STOPPED}),
     S.STOPPED: frozenset(),
 }
@@ -67,11 +75,17 @@ class StateMachine:
             raise InvalidTransition(f"{self.worker_id}: {self.state} → {state} is not allowed")
         logger.info("worker %s: %s → %s (%s)", self.worker_id, self.state, state, reason)
         self.state = state
-        self.until = until
+        if until is not None:  # a rate limit's end outlasts the states passed through meanwhile
+            self.until = until
         self._changed()
 
-    def resume(self, reason: str) -> None:
-        """Back to serving: ready, or busy when every slot is taken."""
+    def resume(self, reason: str, *, now: float | None = None) -> None:
+        """Back to serving: ready, or busy when every slot is taken; rate limited still if the
+        account's limit is not over."""
+        if self.until is not None and self.until > (time.time() if now is None else now):
+            self.to(S.RATE_LIMITED, reason=f"{reason}; the rate limit is not over")
+            return
+        self.until = None
         self.to(S.BUSY if self.busy >= self.capacity else S.READY, reason=reason)
 
     def rate_limited(self, until: float, reason: str) -> None:
@@ -83,7 +97,7 @@ class StateMachine:
     def lift_rate_limit(self, now: float) -> None:
         """Serve again if the rate limit has run out (a later one may have extended it)."""
         if self.state is S.RATE_LIMITED and self.until is not None and self.until <= now:
-            self.resume("rate limit over")
+            self.resume("rate limit over", now=now)
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

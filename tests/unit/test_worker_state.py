@@ -25,7 +25,7 @@ def test_every_state_has_a_row_and_stopped_is_final() -> None:
 def test_a_transition_outside_the_table_is_refused() -> None:
     machine = StateMachine("w-test", 1)
     with pytest.raises(InvalidTransition):
-        machine.to(S.RATE_LIMITED, reason="no")
+        machine.to(S.BUSY, reason="no")
     assert machine.state is S.STARTING
     machine.to(S.STOPPED, reason="bye")
     with pytest.raises(InvalidTransition):
@@ -101,3 +101,14 @@ def test_a_broken_browser_restarts_from_any_live_state_through_starting() -> Non
     assert not machine.serving
     machine.resume("a person cleared it")
     assert machine.state is S.READY
+
+
+def test_a_rate_limit_outlasts_a_check_passed_meanwhile() -> None:
+    machine = ready()
+    machine.rate_limited(100.0, reason="429")
+    machine.to(S.CHALLENGE, reason="a check")
+    assert machine.until == 100.0
+    machine.resume("a person passed the check", now=50.0)
+    assert (machine.state, machine.until) == (S.RATE_LIMITED, 100.0)
+    machine.lift_rate_limit(now=100.0)
+    assert (machine.state, machine.until) == (S.READY, None)
