@@ -277,6 +277,8 @@ class Completion:
         self._uploads = Uploads(redis)
         #: Told of a Cloudflare check or a sign-in gate, so that a person can clear it.
         self._on_blocked = on_blocked
+        #: The arena rate limits this account's images (not its chats) until then.
+        self._images_limited_until = 0.0
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
@@ -293,6 +295,8 @@ class Completion:
 
         if not self._machine.serving and await self._requeue(job, "this worker is not serving"):
             return  # claimed just as it stopped serving (a check, a restart): the next one takes it
+        if await self._images_limited(job, stream):
+            return
 
         # Written while the request starts: the answer cannot overtake it (JobStream keeps order).
         stream.post([events.accepted(self._id, job.attempt)])
@@ -509,24 +513,44 @@ class Completion:
     async def _hand_off(self, job: CompletionJob, error: RateLimited) -> bool:
         """Rest until the limit is over; pass the job on if another worker can serve it now.
 
-        It goes to the shared queue, where any worker with a free slot takes it (this one is
-        not serving until the limit is over): queued there, it waits for its job's timeout like
-        any other, never to expire unseen on one busy peer.
+        A limit met by an image job holds for images only: the account goes on chatting.
         """
         delay = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_S
         until = time.time() + delay
-        self._machine.rate_limited(
-            until, reason=f"the arena answered 429 (retry after {delay:.0f}s)"
-        )
-        asyncio.get_running_loop().call_later(
-            delay, lambda: self._machine.lift_rate_limit(time.time())
-        )
+        if (error.modality or job.modality) == "image":
+            self._images_limited_until = max(self._images_limited_until, until)
+        else:
+            self._machine.rate_limited(
+                until, reason=f"the arena answered 429 (retry after {delay:.0f}s)"
+            )
+            asyncio.get_running_loop().call_later(
+                delay, lambda: self._machine.lift_rate_limit(time.time())
+            )
+        return await self._pass_on(job)
+
+    async def _pass_on(self, job: CompletionJob) -> bool:
+        """Put the job on the shared queue for another worker, if one serves; False if none.
+
+        Queued there, any worker with a free slot takes it, and it waits for its job's timeout
+        like any other, never to expire unseen on one busy peer.
+        """
         excluded = [*job.excluded_workers, self._id]
         if pick_peer(await read_fleet(self._redis), excluded=excluded) is None:
             return False
         # Another account cannot continue this account's session: it starts a new one.
         moved = job.as_new_session().model_copy(update={"excluded_workers": excluded})
         return await self._requeue(moved, "rate limited here")
+
+    async def _images_limited(self, job: CompletionJob, stream: JobStream) -> bool:
+        """True, with the job passed on or failed, if it asks for an image while images are
+        rate limited here."""
+        left = self._images_limited_until - time.time()
+        if job.modality != "image" or left <= 0:
+            return False
+        if self._id in job.excluded_workers or not await self._pass_on(job):
+            limited = RateLimited("the arena rate limits images", status=429, retry_after=left)
+            await stream.close(limited.to_event())
+        return True
 
     async def _stop(self, page: ArenaPage, ids: RequestIds) -> None:
         """Tell the arena to stop generating, so the account's slot frees at once."""
