@@ -17,6 +17,7 @@ from worker.arena.completion import (
     build_request,
     events_of,
     pick_peer,
+    stop_requests,
     thread_gone,
 )
 
@@ -166,3 +167,14 @@ def test_an_answer_is_complete_when_it_finished_without_an_error() -> None:
 def test_a_retry_uploads_nothing_it_sends_no_message() -> None:
     images = [{"digest": "d", "media_type": "image/png"}]
     assert job(action="retry", thread=thread(), images=images).sent_images() == []
+
+
+def test_a_battle_is_stopped_on_both_sides_and_a_direct_answer_on_its_own() -> None:
+    battle = RequestIds("s", "u", "ma", "mb")
+    assert [r.path for r in stop_requests(battle)] == [
+        "/nextjs-api/stream/stop/s/messages/ma",
+        "/nextjs-api/stream/stop/s/messages/mb",
+    ]
+    assert [r.path for r in stop_requests(RequestIds("s", "u", "ma", None))] == [
+        "/nextjs-api/stream/stop/s/messages/ma"
+    ]

@@ -106,6 +106,14 @@ def build_request(
     return payloads.create_evaluation(turn, mode=job.mode)
 
 
+def stop_requests(ids: RequestIds) -> list[payloads.ArenaRequest]:
+    """What stops an attempt's answers in the arena: each side's, in a battle."""
+    return [
+        payloads.stop(session_id=ids.session, model_message_id=message)
+        for message in ids.messages().values()
+    ]
+
+
 def thread_gone(error: ArenaError) -> bool:
     """The arena refused a post or retry because the session is gone or not this account's."""
     if isinstance(error, AuthRequired):
@@ -553,8 +561,11 @@ class Completion:
         return True
 
     async def _stop(self, page: ArenaPage, ids: RequestIds) -> None:
-        """Tell the arena to stop generating, so the account's slot frees at once."""
-        request = payloads.stop(session_id=ids.session, model_message_id=ids.model_a_message)
+        """Tell the arena to stop generating (each side of a battle), so the account's slots
+        free at once."""
+        await asyncio.gather(*(self._stop_one(page, request) for request in stop_requests(ids)))
+
+    async def _stop_one(self, page: ArenaPage, request: payloads.ArenaRequest) -> None:
         try:
             status, _ = await asyncio.wait_for(page.call(request), _STOP_WAIT_S)
         except Exception as exc:
