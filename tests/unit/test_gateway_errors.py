@@ -19,7 +19,7 @@ from shared import events
         ("bad_request", 400, "invalid_request_error"),
         ("upstream", 502, "server_error"),
         ("worker_lost", 502, "server_error"),
-        ("timeout", 502, "server_error"),
+        ("timeout", 504, "server_error"),
         ("internal", 502, "server_error"),
         ("recaptcha", 502, "server_error"),
     ],
