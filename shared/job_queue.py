@@ -30,21 +30,23 @@ WAKE_TOKENS_MAX = 64
 # the path of every request. A script runs atomically, so no WATCH is needed.
 # KEYS: job, result, queue, wake list. ARGV: job id, serialized job, score (ms), expiry (ms),
 # wake tokens kept.
-_ENQUEUE = b"""
-if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
+_PUT = b"""
 redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
 redis.call('lpush', KEYS[4], '1')
 redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
 return 1
 """
+_ENQUEUE = b"if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end\n" + _PUT
 
-# Retire one attempt (out of its queue, its arq keys gone), then enqueue the next as above.
+# Retire one attempt (out of its queue, its arq keys gone), then enqueue the next as above
+# (already there: moved before, by someone else).
 # With ARGV[6] set, only an attempt still waiting: due and claimed by nobody (a claim moves its
 # score ahead, see worker.queue_worker); else nothing happens and 0 is returned.
 # KEYS: the next attempt's job, result, queue, wake list; the old attempt's queue, job,
 # in-progress and retry keys. ARGV: as _ENQUEUE's, then the old attempt's id, only if waiting.
-_MOVE = b"""
+_MOVE = (
+    b"""
 if ARGV[7] == '1' then
   local score = redis.call('zscore', KEYS[5], ARGV[6])
   if not score or tonumber(score) > tonumber(ARGV[3]) or redis.call('exists', KEYS[7]) == 1 then
@@ -54,12 +56,9 @@ end
 redis.call('zrem', KEYS[5], ARGV[6])
 redis.call('del', KEYS[6], KEYS[7], KEYS[8])
 if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 1 end
-redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
-redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
-redis.call('lpush', KEYS[4], '1')
-redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
-return 1
 """
+    + _PUT
+)
 
 
 def redis_settings(url: str) -> RedisSettings:

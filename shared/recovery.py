@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from shared import events, job_queue, redis_keys
 from shared.jobs import CompletionJob
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ class Recovery:
         #: When each worker was first seen without a heartbeat (monotonic), while it still is.
         self._missing: dict[str, float] = {}
 
+    @classmethod
+    def of(cls, pool: ArqRedis, settings: Settings) -> Recovery:
+        """As every worker and gateway runs it: checked every heartbeat period, a worker taken
+        for dead three periods after its heartbeat expired."""
+        return cls(
+            pool,
+            grace_s=3 * settings.heartbeat_seconds,
+            period_s=settings.heartbeat_seconds,
+            job_timeout_s=settings.job_timeout_seconds,
+            events_ttl_s=settings.events_ttl_seconds,
+        )
+
     async def run(self) -> None:
         """Look for dead workers every period, until cancelled."""
         while True:
@@ -61,6 +74,8 @@ class Recovery:
                 # Redis was away: everyone's heartbeat may be too, so start counting afresh.
                 self._missing.clear()
                 logger.debug("recovery: Redis does not answer (%s)", exc)
+            except Exception:  # one job it could not read must not end the watch
+                logger.exception("recovery: could not save a dead worker's jobs")
             await asyncio.sleep(self._period_s)
 
     async def check(self) -> list[str]:

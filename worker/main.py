@@ -142,13 +142,7 @@ class BrowserWorker:
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
-        recovery = Recovery(
-            redis,
-            grace_s=3 * settings.heartbeat_seconds,
-            period_s=settings.heartbeat_seconds,
-            job_timeout_s=settings.job_timeout_seconds,
-            events_ttl_s=settings.events_ttl_seconds,
-        )
+        recovery = Recovery.of(redis, settings)
         # What a previous life of this worker (same id) left running is saved before serving.
         await recovery.save(self.id, waiting=False)
         background: list[asyncio.Task[Any]] = [

@@ -76,13 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             metrics=app_metrics,
         )
         # Gateways look for dead workers too: their clients are told even with no worker left.
-        recovery = Recovery(
-            pool,
-            grace_s=3 * settings.heartbeat_seconds,
-            period_s=settings.heartbeat_seconds,
-            job_timeout_s=settings.job_timeout_seconds,
-            events_ttl_s=settings.events_ttl_seconds,
-        )
+        recovery = Recovery.of(pool, settings)
         background = [
             asyncio.create_task(keep_fresh(fleet, catalog)),
             asyncio.create_task(recovery.run()),

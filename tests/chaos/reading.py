@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +54,16 @@ class Reading:
                 self.times.append(time.monotonic())
 
 
+Until = Callable[[Reading], bool]
+
+
 def read_stream(
     client: httpx.Client,
     method: str,
     url: str,
     *,
     reading: Reading | None = None,
-    until: Callable[[Reading], bool] | None = None,
+    until: Until | None = None,
     **kwargs: Any,
 ) -> Reading:
     """Read a stream into `reading` (a new one if None) to its end, or until `until` holds."""
@@ -82,3 +87,48 @@ def read_stream(
 
 def chat(model: str, prompt: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True}
+
+
+class FirstContent:
+    """An `until` for `read_stream` that never stops the read but marks when content first
+    came: `wait()` returns its time."""
+
+    def __init__(self) -> None:
+        self._came = concurrent.futures.Future[float]()
+
+    def __call__(self, reading: Reading) -> bool:
+        if reading.times and not self._came.done():
+            self._came.set_result(reading.times[0])
+        return False
+
+    def wait(self, timeout: float = 30.0) -> float:
+        return self._came.result(timeout=timeout)
+
+
+@contextlib.contextmanager
+def asking(
+    base_url: str,
+    model: str,
+    prompts: Sequence[str],
+    *,
+    until: Until | Sequence[Until] | None = None,
+    timeout: float = 120.0,
+) -> Iterator[list[concurrent.futures.Future[Reading]]]:
+    """Stream one chat completion per prompt at once, each read in a thread of its own
+    (`until`: one for all, or one per prompt)."""
+    each = until if isinstance(until, Sequence) else [until] * len(prompts)
+    with (
+        httpx.Client(base_url=base_url, timeout=timeout) as client,
+        concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool,
+    ):
+        yield [
+            pool.submit(
+                read_stream,
+                client,
+                "POST",
+                "/v1/chat/completions",
+                json=chat(model, prompt),
+                until=stop,
+            )
+            for prompt, stop in zip(prompts, each, strict=True)
+        ]

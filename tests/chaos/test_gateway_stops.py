@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.chaos.conftest import RestartableRedis
-from tests.chaos.reading import Reading, chat, read_stream
-from tests.chaos.test_worker_dies import CHAT, arena_texts
+from tests.chaos.reading import FirstContent, Reading, asking, chat, read_stream
+from tests.chaos.test_worker_dies import CHAT, arena_texts, two_workers
 from tests.support.stack import Stack, unique
 
 STREAMS = 8
@@ -22,39 +22,16 @@ def test_a_gateway_sent_sigterm_finishes_its_streams_and_takes_no_new_ones(
     chaos: tuple[Stack, RestartableRedis],
 ) -> None:
     stack, _ = chaos
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
+    two_workers(stack)
     stack.arena("POST", "scenario", json={"line_delay_seconds": 0.2})
     prompts = [unique(f"finish answer {n} while the gateway drains") for n in range(STREAMS)]
-    started: list[concurrent.futures.Future[None]] = [concurrent.futures.Future() for _ in prompts]
-
-    def marker(n: int):
-        def mark(reading: Reading) -> bool:
-            if reading.times and not started[n].done():
-                started[n].set_result(None)
-            return False
-
-        return mark
+    started = [FirstContent() for _ in prompts]
 
     gateway = stack.gateway
     assert gateway is not None
-    with (
-        httpx.Client(base_url=stack.base_url, timeout=60) as client,
-        concurrent.futures.ThreadPoolExecutor(STREAMS) as pool,
-    ):
-        asked = [
-            pool.submit(
-                read_stream,
-                client,
-                "POST",
-                "/v1/chat/completions",
-                json=chat(CHAT, p),
-                until=marker(n),
-            )
-            for n, p in enumerate(prompts)
-        ]
-        for future in started:
-            future.result(timeout=30)
+    with asking(stack.base_url, CHAT, prompts, until=started, timeout=60) as asked:
+        for first in started:
+            first.wait()
         sent_at = time.monotonic()
         os.killpg(gateway.pid, signal.SIGTERM)
         time.sleep(0.3)

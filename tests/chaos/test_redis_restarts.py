@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 
-import httpx
-
 from tests.chaos.conftest import RestartableRedis
-from tests.chaos.reading import Reading, chat, read_stream
-from tests.chaos.test_worker_dies import CHAT, arena_texts
+from tests.chaos.reading import FirstContent, asking
+from tests.chaos.test_worker_dies import CHAT, arena_texts, two_workers
 from tests.support.stack import Stack, unique
 
 #: Two workers of four slots stream eight answers; four more wait in the queue.
@@ -21,31 +18,16 @@ def test_streams_in_flight_complete_exactly_across_a_redis_restart(
     chaos: tuple[Stack, RestartableRedis],
 ) -> None:
     stack, redis = chaos
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
+    two_workers(stack)
     pages_before = page_loads(stack)
     assert pages_before >= 2  # each browser opened the arena once
     # About four seconds an answer: the restart lands in the middle of the first eight.
     stack.arena("POST", "scenario", json={"line_delay_seconds": 0.25})
     prompts = [unique(f"keep streaming {n} through a restart of the store") for n in range(STREAMS)]
-    started = concurrent.futures.Future[None]()
+    started = FirstContent()
 
-    def mark(reading: Reading) -> bool:
-        if reading.times and not started.done():
-            started.set_result(None)
-        return False
-
-    with (
-        httpx.Client(base_url=stack.base_url, timeout=120) as client,
-        concurrent.futures.ThreadPoolExecutor(STREAMS) as pool,
-    ):
-        asked = [
-            pool.submit(
-                read_stream, client, "POST", "/v1/chat/completions", json=chat(CHAT, p), until=mark
-            )
-            for p in prompts
-        ]
-        started.result(timeout=30)
+    with asking(stack.base_url, CHAT, prompts, until=started) as asked:
+        started.wait()
         time.sleep(0.5)
         redis.stop()
         time.sleep(DOWN_S)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 
-import httpx
-
 from tests.chaos.conftest import RestartableRedis
-from tests.chaos.reading import Reading, chat, read_stream
+from tests.chaos.reading import FirstContent, asking
 from tests.support.stack import Stack, unique
 
 CHAT = "gemini-2.5-pro"
 #: Its answer starts with an empty reasoning line: the arena has accepted the request, nothing
 #: has reached the client yet.
 REASONING = "deepseek-v3.2-exp-thinking"
+
+
+def two_workers(stack: Stack) -> None:
+    stack.start_worker("w-1")
+    stack.start_worker("w-2")
+
+
+def pause_after_first_line(stack: Stack, seconds: float) -> None:
+    """The arena's next answer: its first line, then silence for `seconds`."""
+    failure = {"kind": "pause", "endpoint": "create", "seconds": seconds}
+    stack.arena("POST", "scenario", json={"failures": [failure]})
 
 
 def arena_texts(stack: Stack, prompt: str) -> list[str]:
@@ -39,27 +47,15 @@ def test_killed_before_the_first_token_another_worker_answers(
     chaos: tuple[Stack, RestartableRedis],
 ) -> None:
     stack, _ = chaos
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
-    # The arena accepts the request, then is silent for a while before the first token.
-    stack.arena(
-        "POST",
-        "scenario",
-        json={"failures": [{"kind": "pause", "endpoint": "create", "seconds": 30}]},
-    )
+    two_workers(stack)
+    pause_after_first_line(stack, 30)  # for a reasoning model: before its first token
     prompt = unique("survive a crash")
-    with (
-        httpx.Client(base_url=stack.base_url, timeout=60) as client,
-        concurrent.futures.ThreadPoolExecutor(1) as pool,
-    ):
-        asked = pool.submit(
-            read_stream, client, "POST", "/v1/chat/completions", json=chat(REASONING, prompt)
-        )
+    with asking(stack.base_url, REASONING, [prompt], timeout=60) as asked:
         victim = busy_worker(stack)
         time.sleep(0.5)  # the arena has accepted it and sent its silent first line
         killed_at = time.monotonic()
         stack.kill_worker(victim)
-        reading = asked.result(timeout=60)
+        reading = asked[0].result(timeout=60)
     took = reading.times[0] - killed_at if reading.times else float("inf")
     print(
         f"\nworker killed before the first token: answered by the other in {took:.2f} s, "
@@ -76,39 +72,16 @@ def test_killed_after_the_first_token_the_client_gets_an_error_at_once(
     chaos: tuple[Stack, RestartableRedis],
 ) -> None:
     stack, _ = chaos
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
-    # The first word, then a long silence: the client has part of the answer when it dies.
-    stack.arena(
-        "POST",
-        "scenario",
-        json={"failures": [{"kind": "pause", "endpoint": "create", "seconds": 60}]},
-    )
+    two_workers(stack)
+    pause_after_first_line(stack, 60)  # the client has part of the answer when it dies
     prompt = unique("half an answer")
-    got_first = concurrent.futures.Future[float]()
-
-    def first(reading: Reading) -> bool:
-        if reading.times and not got_first.done():
-            got_first.set_result(reading.times[0])
-        return False
-
-    with (
-        httpx.Client(base_url=stack.base_url, timeout=60) as client,
-        concurrent.futures.ThreadPoolExecutor(1) as pool,
-    ):
-        asked = pool.submit(
-            read_stream,
-            client,
-            "POST",
-            "/v1/chat/completions",
-            json=chat(CHAT, prompt),
-            until=first,
-        )
-        got_first.result(timeout=30)
+    first = FirstContent()
+    with asking(stack.base_url, CHAT, [prompt], until=first, timeout=60) as asked:
+        first.wait()
         victim = busy_worker(stack)
         killed_at = time.monotonic()
         stack.kill_worker(victim)
-        reading = asked.result(timeout=60)
+        reading = asked[0].result(timeout=60)
         ended_at = time.monotonic()
     took = ended_at - killed_at
     print(f"\nworker killed after the first token: error event after {took:.2f} s")

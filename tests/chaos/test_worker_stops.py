@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import signal
 import time
 
-import httpx
-
 from tests.chaos.conftest import RestartableRedis
-from tests.chaos.reading import Reading, chat, read_stream
+from tests.chaos.reading import FirstContent, asking
 from tests.chaos.test_worker_dies import CHAT, arena_texts
 from tests.support.stack import Stack, unique
 
@@ -21,25 +18,14 @@ def test_a_worker_sent_sigterm_finishes_its_answer_then_exits(
     stack.start_worker("w-1")
     stack.arena("POST", "scenario", json={"line_delay_seconds": 0.2})
     prompt = unique("finish this answer before you go")
-    started = concurrent.futures.Future[None]()
-
-    def mark(reading: Reading) -> bool:
-        if reading.times and not started.done():
-            started.set_result(None)
-        return False
+    started = FirstContent()
 
     worker = stack.workers["w-1"]
-    with (
-        httpx.Client(base_url=stack.base_url, timeout=60) as client,
-        concurrent.futures.ThreadPoolExecutor(1) as pool,
-    ):
-        asked = pool.submit(
-            read_stream, client, "POST", "/v1/chat/completions", json=chat(CHAT, prompt), until=mark
-        )
-        started.result(timeout=30)
+    with asking(stack.base_url, CHAT, [prompt], until=started, timeout=60) as asked:
+        started.wait()
         sent_at = time.monotonic()
         worker.send_signal(signal.SIGTERM)
-        reading = asked.result(timeout=60)
+        reading = asked[0].result(timeout=60)
         answered_at = time.monotonic()
         worker.wait(30)
         exited_at = time.monotonic()

@@ -44,6 +44,17 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
     raise AssertionError(f"{marker!r} not printed within {timeout}s; output so far:\n{seen}")
 
 
+def start_up(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "up"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena: str) -> None:
     port = free_port()
     env = {
@@ -57,14 +68,7 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         "COLUMNS": "200",
     }
     env.pop("LMB_REDIS_URL", None)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    up = start_up(env)
     try:
         banner = read_until(up, "Point your client at", timeout=60)
         assert "Redis: embedded" in banner
@@ -108,14 +112,7 @@ def test_up_killed_outright_takes_its_children_along_and_its_redis_keeps_its_dat
     env.pop("LMB_REDIS_URL", None)
 
     def start() -> tuple[subprocess.Popen, str]:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up"],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        up = start_up(env)
         banner = read_until(up, "Point your client at", timeout=60)
         return up, re.search(r"Redis: embedded \((unix://\S+)\)", banner).group(1)
 

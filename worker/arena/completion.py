@@ -181,7 +181,17 @@ class JobStream:
         self._ttl_s = ttl_s
         self._running_ttl_s = running_ttl_s
         self._written = 0
+        self._numbered = True
         self._writing: asyncio.Task[None] | None = None
+
+    def follow(self, last_id: str) -> None:
+        """Write after `last_id`, an entry already in the stream: this attempt ran before (its
+        worker died unseen, and arq runs it again)."""
+        ms, _, seq = last_id.partition("-")
+        if int(ms) == self._attempt:
+            self._written = max(self._written, int(seq))
+        elif int(ms) > self._attempt:  # written by another hand: Redis numbers what follows
+            self._numbered = False
 
     def post(self, batch: Sequence[Event]) -> None:
         """Write `batch` without waiting; later writes wait for it, so order is kept."""
@@ -221,7 +231,10 @@ class JobStream:
             ttl_s = self._ttl_s
         elif first == 1:
             ttl_s = self._running_ttl_s  # a job whose worker dies leaves no stream for ever
-        entries = [(f"{self._attempt}-{first + n}", events.encode(e)) for n, e in enumerate(batch)]
+        entries = [
+            (f"{self._attempt}-{first + n}" if self._numbered else "*", events.encode(e))
+            for n, e in enumerate(batch)
+        ]
         outage = RedisOutage(f"job stream {self._key}")
         while True:
             try:
@@ -338,6 +351,8 @@ class Completion:
             pipe.exists(redis_keys.job_cancel(job.id))
             pipe.xrange(redis_keys.job_events(job.id))
             cancelled, entries = await pipe.execute()
+        if entries:
+            stream.follow(entries[-1][0].decode())
         if cancelled:
             await stream.close(
                 events.error("cancelled", "the request was cancelled before it started")
