@@ -152,7 +152,8 @@ class BrowserWorker:
         try:
             if wanted(settings.display, settings.headless, missing_tools()):
                 self.display = await Display.start(settings, self.id)
-                background.append(asyncio.create_task(self.display.wait_exited(), name="display"))
+                watching = self.display.watch(settings, self.id, changed=heartbeat.changed)
+                background.append(asyncio.create_task(watching, name="display"))
                 heartbeat.changed()
             background += [
                 asyncio.create_task(group.listen(redis), name="wake-listener"),

@@ -259,3 +259,25 @@ def test_signing_in_through_the_screen_makes_the_worker_ready_and_survives_a_res
     assert streamed_text(stack, again)[1] == "user:alice"
     assert stack.worker_status("gate-1").state.value == "ready"
     stack.stop_worker("gate-1")
+
+
+def test_a_screen_viewer_that_exits_is_started_again_and_the_worker_serves_on(
+    stack: Stack,
+) -> None:
+    stack.start_worker("screen-viewer", **DISPLAY_ENV)
+    before = stack.worker_status("screen-viewer").novnc_url
+    browser = worker_browser(stack, "screen-viewer").pid
+    worker = psutil.Process(stack.workers["screen-viewer"].pid)
+    [x11vnc] = [p for p in worker.children(recursive=True) if p.name() == "x11vnc"]
+    x11vnc.kill()
+    deadline = time.monotonic() + 15
+    while (after := stack.worker_status("screen-viewer").novnc_url) == before:
+        assert time.monotonic() < deadline, "the viewer was not started again"
+        time.sleep(0.2)
+    assert httpx.get(f"{after}/vnc.html", timeout=5).status_code == 200
+    # The worker and its browser carried on as they were.
+    assert stack.workers["screen-viewer"].poll() is None
+    assert worker_browser(stack, "screen-viewer").pid == browser
+    prompt = f"still serving {uuid.uuid4().hex[:8]}"
+    assert ask(stack, prompt) == streamed_text(stack, prompt)[0]
+    stack.stop_worker("screen-viewer")

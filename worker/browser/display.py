@@ -92,11 +92,9 @@ class Display:
     async def start(cls, settings: Settings, worker_id: str) -> Display:
         # Short, private (0700) and ours alone: it holds the VNC socket and, briefly, the password.
         private = Path(tempfile.mkdtemp(prefix="lmb-vnc-"))
-        logs = settings.state_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         processes: dict[str, subprocess.Popen] = {}
         # A local append-only log opens at once: no thread needed.
-        with open(logs / f"{worker_id}-display.log", "ab") as log:  # noqa: ASYNC230
+        with open(_log_path(settings, worker_id), "ab") as log:  # noqa: ASYNC230
             try:
                 number = await _start_xvfb(processes, log)
                 salt, password = _password(settings, worker_id)
@@ -107,8 +105,7 @@ class Display:
                 await asyncio.to_thread(_stop_all, processes)
                 shutil.rmtree(private, ignore_errors=True)
                 raise
-        url_host = f"[{host}]" if ":" in host else host
-        display = cls(number, f"http://{url_host}:{port}", salt, processes, private)
+        display = cls(number, _novnc_url(host, port), salt, processes, private)
         logger.info(
             "display :%d for %s; noVNC at %s (through the admin page)",
             number,
@@ -132,15 +129,56 @@ class Display:
                 return f"{name} exited with {process.returncode}"
         return None
 
-    async def wait_exited(self, period: float = 1.0) -> str:
-        """Return (why) once one of its processes has ended: the display is then broken."""
-        while (problem := self.exited()) is None:
+    async def watch(
+        self,
+        settings: Settings,
+        worker_id: str,
+        *,
+        changed: Callable[[], None],
+        period: float = 1.0,
+    ) -> str:
+        """Keep the screen watchable: an x11vnc or websockify that exits is started again (with
+        a new password and port, then `changed()`), the browser left as it is. Returns (why)
+        once Xvfb itself has ended: the browser on it is gone too."""
+        while True:
             await asyncio.sleep(period)
-        return problem
+            screen = self._processes["Xvfb"]
+            if screen.poll() is not None:
+                return f"Xvfb exited with {screen.returncode}"
+            if (problem := self.exited()) is not None:
+                logger.warning("display :%d: %s; starting its viewer again", self.number, problem)
+                await self._restart_viewer(settings, worker_id)
+                changed()
+
+    async def _restart_viewer(self, settings: Settings, worker_id: str) -> None:
+        viewer = {name: p for name, p in self._processes.items() if name != "Xvfb"}
+        await asyncio.to_thread(_stop_all, viewer)
+        for name in viewer:
+            del self._processes[name]
+        for leftover in ("vnc.sock", "passwd"):
+            (self._private / leftover).unlink(missing_ok=True)
+        # A local append-only log opens at once: no thread needed.
+        with open(_log_path(settings, worker_id), "ab") as log:  # noqa: ASYNC230
+            self.salt, password = _password(settings, worker_id)
+            socket_path = await _start_x11vnc(
+                self._processes, log, self.number, self._private, password
+            )
+            port = await _start_websockify(self._processes, log, settings.novnc_host, socket_path)
+        self.novnc_url = _novnc_url(settings.novnc_host, port)
 
     async def close(self) -> None:
         await asyncio.to_thread(_stop_all, self._processes)
         shutil.rmtree(self._private, ignore_errors=True)
+
+
+def _log_path(settings: Settings, worker_id: str) -> Path:
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{worker_id}-display.log"
+
+
+def _novnc_url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _password(settings: Settings, worker_id: str) -> tuple[str | None, str]:
