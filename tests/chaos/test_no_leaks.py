@@ -12,7 +12,7 @@ import redis
 
 from tests.chaos.conftest import RestartableRedis
 from tests.chaos.reading import Reading, chat, read_stream
-from tests.chaos.test_worker_dies import CHAT
+from tests.chaos.test_worker_dies import CHAT, two_workers
 from tests.support.stack import Stack, unique
 
 JOBS = 1000
@@ -34,8 +34,7 @@ def test_a_thousand_jobs_leave_nothing_behind(chaos: tuple[Stack, RestartableRed
     stack.arena("POST", "scenario", json={"recaptcha_mint_seconds": 0, "replies": short})
     stack.stop_gateway()
     stack.start_gateway()
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
+    two_workers(stack)
     store = stack.redis
     before = set(store.keys("*"))
     counter = itertools.count()

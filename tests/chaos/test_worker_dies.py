@@ -15,8 +15,11 @@ REASONING = "deepseek-v3.2-exp-thinking"
 
 
 def two_workers(stack: Stack) -> None:
-    stack.start_worker("w-1")
-    stack.start_worker("w-2")
+    """Workers w-1 and w-2, their browsers started side by side."""
+    for name in ("w-1", "w-2"):
+        stack.start_worker(name, wait_ready=False)
+    for name in ("w-1", "w-2"):
+        stack.wait_worker(name, "ready")
 
 
 def pause_after_first_line(stack: Stack, seconds: float) -> None:
