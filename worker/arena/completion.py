@@ -340,10 +340,11 @@ class Completion:
         ) as exc:  # the browser or Redis failed under us: the client still gets an end
             logger.exception("job %s failed", job.id)
             last = [events.error("internal", f"the worker failed: {type(exc).__name__}: {exc}")]
+        # Shielded: a cancel that comes as the answer ends must not leave it without its end.
         if last is None:
-            await stream.flush()  # handed to another worker, which writes the rest
+            await asyncio.shield(stream.flush())  # handed to another worker: it writes the rest
         else:
-            await stream.close(*last)
+            await asyncio.shield(stream.close(*last))
 
     async def _may_start(self, job: CompletionJob, stream: JobStream) -> bool:
         """False, with the stream ended as needed, if the job was cancelled or ran before."""
