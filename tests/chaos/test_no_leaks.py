@@ -70,7 +70,7 @@ def test_a_thousand_jobs_leave_nothing_behind(chaos: tuple[Stack, RestartableRed
     statuses = dict(sorted(collections.Counter(r.status for r in readings).items()))
     print(
         f"\n{JOBS} jobs ({JOBS // CANCELLED_EVERY} cancelled, one worker crashed at {CRASH_AT})"
-        f" in {took:.1f} s, statuses {statuses} (a 502: an answer its worker died in); quiet {quiet:.1f} s later; keys before"
+        f" in {took:.1f} s, statuses {statuses} (a 502: an answer whose worker died mid-way); quiet {quiet:.1f} s later; keys before"
         f" {len(before)}, after {len(after)} (usage, conversations), left behind {len(left)};"
         f" the last job key expired {lasted:.1f} s after the queue was quiet"
     )
