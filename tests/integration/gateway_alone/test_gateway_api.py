@@ -412,8 +412,9 @@ async def test_a_streamed_answer_byte_for_byte(redis: Redis, api: httpx.AsyncCli
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert response.headers["cache-control"] == "no-cache"
-    # Each frame's id: the stream entry of the event it shows, and its place among its frames.
-    _, *shown, done = [
+    # Each frame's id: the stream entry of the event it shows, and its place among its frames
+    # (the closing ones follow the finish's: nothing after the finish is shown).
+    _, *shown, _ = [
         entry_id.decode() for entry_id, _ in await redis.xrange(redis_keys.job_events(job.id))
     ]
     frames = [
@@ -424,10 +425,10 @@ async def test_a_streamed_answer_byte_for_byte(redis: Redis, api: httpx.AsyncCli
         (f"{shown[3]}.0", chunk(job, delta('{"content":"Say \\"hi\\"\\n"}'), "null")),
         (f"{shown[4]}.0", chunk(job, delta("{}", '"stop"'), "null")),
         (
-            f"{done}.0",
+            f"{shown[4]}.1",
             chunk(job, "[]", '{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}'),
         ),
-        (f"{done}.1", DONE),
+        (f"{shown[4]}.2", DONE),
     ]
     assert response.content == b"".join(b"id: %s\n%s" % (i.encode(), f) for i, f in frames)
 
