@@ -163,3 +163,33 @@ async def test_a_job_still_talking_at_its_deadline_times_out(
     assert emitted < 15  # it ended at its deadline, while tokens still came
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "timeout"
+
+
+async def test_an_answer_asked_again_in_json_mode_reads_again_without_asking_a_third_time(
+    redis: Redis, api: httpx.AsyncClient
+) -> None:
+    body = {**CHAT, "stream": True, "response_format": {"type": "json_object"}}
+    request = asyncio.create_task(api.post("/v1/chat/completions", json=body))
+    job = await take_job(redis)
+    session = events.session("w1", "create", "s-1", {"a": "m-1"})
+    await emit(
+        redis,
+        job.id,
+        events.accepted("w1", 0),
+        session,
+        events.text("a", "Sure! Here it is."),  # not JSON: the gateway asks again, once
+        events.finish("a", "stop"),
+        events.done(),
+    )
+    popped = await redis.bzpopmin(redis_keys.worker_queue("w1"), 5)  # the retry, in its thread
+    assert popped is not None
+    retry_id = popped[1].decode().rsplit(":", 1)[0]
+    await emit(redis, retry_id, *answer('{"ok": true}'))
+    first = await request
+    again = await api.get(f"/v1/answers/{job.id}/events")
+    assert again.status_code == 200
+    assert frames(again.content) == frames(first.content)
+    assert b'"content":"{\\"ok\\": true}"' in first.content
+    # Read again from the two answers kept: nobody was asked a third time.
+    assert await redis.zcard(redis_keys.worker_queue("w1")) == 0
+    assert await redis.zcard(redis_keys.SHARED_QUEUE) == 0
