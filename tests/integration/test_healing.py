@@ -213,3 +213,20 @@ def test_a_worker_that_stops_beating_is_gone_and_so_are_its_models(stack: Stack)
             orphan.kill()
             orphan.wait(10)
     stack.start_worker("heal-1")
+
+
+def test_a_worker_killed_outright_takes_its_driver_and_browser_with_it(stack: Stack) -> None:
+    stack.start_worker("heal-doomed")
+    try:
+        worker = psutil.Process(stack.workers["heal-doomed"].pid)
+        descendants = worker.children(recursive=True)
+        names = {p.name() for p in descendants}
+        assert {"chromedriver.bin", "chromium"} <= names, names
+        # The worker alone, not its process group: nothing else is there to stop the rest.
+        os.kill(worker.pid, signal.SIGKILL)
+        stack.workers.pop("heal-doomed").wait(10)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == [], [p.name() for p in alive]
+    finally:
+        if "heal-doomed" in stack.workers:
+            stack.kill_worker("heal-doomed")

@@ -44,6 +44,8 @@ BASE_ARGS = (
 )
 _VERSION = re.compile(r"(\d+)\.\d+\.\d+")
 _EXIT_WAIT_S = 5.0
+#: What undetected-chromedriver looks for in a driver to know it is patched.
+_UC_MARKER = "undetected chromedriver"
 
 
 def is_headless(setting: bool | None, environ: Mapping[str, str]) -> bool:
@@ -66,14 +68,33 @@ def profile_dir(settings: Settings, worker_id: str) -> Path:
 
 
 def private_driver(settings: Settings, worker_id: str) -> Path:
-    """A copy of chromedriver that undetected-chromedriver may rewrite without touching others."""
-    target = settings.state_dir / "drivers" / worker_id / "chromedriver"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Copied aside, then renamed over: the previous browser's chromedriver may still be running
-    # from `target` (Linux refuses to write a running executable, but a rename is fine).
-    staged = target.with_name(f".{target.name}.{os.getpid()}")
+    """The chromedriver this worker's browser is driven by: private, patched, and ended with
+    the worker.
+
+    undetected-chromedriver rewrites the driver it is given, so each worker has a copy of its
+    own, patched here by uc's own patcher. uc then starts the driver with nothing the worker can
+    add to its process, so it is handed a launcher instead: uc takes it as patched (it carries
+    uc's marker) and it starts the copy under `setpriv --pdeathsig`, so that a worker killed
+    outright takes its driver with it (util-linux; without setpriv, the copy is used as it is).
+    """
+    folder = settings.state_dir / "drivers" / worker_id
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = folder / "chromedriver.bin"
+    # Copied and patched aside, then renamed over: the previous browser's driver may still be
+    # running from `binary` (Linux refuses to write a running executable; a rename is fine).
+    staged = folder / f".chromedriver.{os.getpid()}"
     shutil.copy2(settings.chromedriver_path, staged)
-    os.replace(staged, target)
+    uc.Patcher(executable_path=str(staged)).auto()
+    os.replace(staged, binary)
+    if not shutil.which("setpriv"):
+        return binary
+    target = folder / "chromedriver"
+    target.write_text(
+        "#!/bin/sh\n"
+        f"# {_UC_MARKER}: {binary.name} beside this file is patched; this starts it.\n"
+        f'exec setpriv --pdeathsig TERM -- {shlex.quote(str(binary))} "$@"\n'
+    )
+    target.chmod(0o700)
     return target
 
 
