@@ -40,8 +40,9 @@ from shared.outage import RedisOutage
 
 logger = logging.getLogger(__name__)
 
-#: Poll anyway this often, in case a wake-up token was lost.
-FALLBACK_POLL_S = 0.5
+#: Poll anyway this often, in case a wake-up token was lost. Not more often: each poll is a
+#: claim (and the listener's wait a round trip) for every queue of every idle browser.
+FALLBACK_POLL_S = 2.0
 #: An abort request older than arq's abort age (60, meant as seconds: its scores are in ms)
 #: has been seen by every worker; arq's own trim never removes it.
 ABORT_MAX_AGE_MS = abort_job_max_age * 1000
