@@ -2,7 +2,8 @@
 
 A bridge on the fake arena, as `lmarena-bridge up` runs it (real redis-server, a gateway and
 worker processes, each worker's real Chromium, the product's default periods), first with one
-worker and then with `--workers` of them. Each phase is left to settle idle, then measured:
+worker and then with `--workers` of them (`--together`: one worker process serving them all, a
+prototype). Each phase is left to settle idle, then measured:
   memory: PSS (`memory_full_info().pss`) of each worker's Python process, of its Chromium tree
     (the browser and every helper it forked), of its chromedriver and, headed, of its display
     (Xvfb, x11vnc, websockify); PSS splits pages shared between processes among them, so the
@@ -20,6 +21,7 @@ display stack is installed (else headless); `--mode headless` or `both` measure 
 The baseline takes about two minutes, each mode about two and a half.
 
     python -m tests.bench.accounts [--workers 3] [--settle 40] [--window 20] [--mode headed]
+        [--together]
 
 Exits 1 when a target is missed.
 """
@@ -136,7 +138,7 @@ class CpuWindow:
 
 @dataclass
 class Phase:
-    workers: int
+    accounts: int
     #: MiB by worker, then group.
     pss: dict[str, dict[str, float]]
     #: ms/s by group: "gateway", "redis", and "<worker> <group>".
@@ -150,7 +152,9 @@ class Phase:
         return sum(self.cpu.values())
 
 
-def measure_phase(groups: Callable[[], dict[str, Groups]], settle: float, window: float) -> Phase:
+def measure_phase(
+    groups: Callable[[], dict[str, Groups]], accounts: int, settle: float, window: float
+) -> Phase:
     """`groups`: by owner (a worker, "gateway", "redis"), its processes by group."""
     time.sleep(settle)
 
@@ -175,7 +179,7 @@ def measure_phase(groups: Callable[[], dict[str, Groups]], settle: float, window
         for owner, by_group in owners.items()
         for group, processes in by_group.items()
     }
-    return Phase(len(memory), memory, used, counts)
+    return Phase(accounts, memory, used, counts)
 
 
 def print_phase(title: str, phase: Phase) -> None:
@@ -207,7 +211,7 @@ class Added:
 
 
 def per_added(one: Phase, many: Phase) -> Added:
-    added = many.workers - one.workers
+    added = many.accounts - one.accounts
     return Added(
         (many.total_pss() - one.total_pss()) / added, (many.total_cpu() - one.total_cpu()) / added
     )
@@ -248,6 +252,7 @@ def baseline(workdir: Path, n: int, settle: float, window: float) -> tuple[Phase
         with stock_chromium(workdir, count) as procs:
             return measure_phase(
                 lambda: {f"stock-{i}": {"chromium": tree(p.pid)} for i, p in enumerate(procs)},
+                count,
                 settle,
                 window,
             )
@@ -276,8 +281,31 @@ def redis_pid(workdir: Path) -> int:
     raise RuntimeError("no redis-server found")
 
 
+def start_apart(stack: Stack, accounts: list[str]) -> None:
+    """A worker process for each account not served yet, as `up` runs them."""
+    new = [name for name in accounts if name not in stack.workers]
+    for name in new:
+        stack.start_worker(name, wait_ready=False)
+    for name in new:
+        stack.wait_worker(name, "ready", timeout=120)
+
+
+def start_together(stack: Stack, accounts: list[str]) -> None:
+    """One process serving every account (`tests.bench.one_process`), in place of any before."""
+    for name in list(stack.workers):
+        stack.stop_worker(name)
+    name = f"{len(accounts)} in one"
+    stack.workers[name] = spawn(
+        [sys.executable, "-m", "tests.bench.one_process", *accounts],
+        env=stack._env(),
+        log=stack.workdir / f"{len(accounts)}-accounts.log",
+    )
+    for account in accounts:
+        stack.wait_worker(account, "ready", timeout=120)
+
+
 def bridge(
-    workdir: Path, *, headed: bool, n: int, settle: float, window: float
+    workdir: Path, *, headed: bool, n: int, settle: float, window: float, together: bool
 ) -> tuple[Phase, Phase]:
     defaults = Settings.model_fields
     env = {
@@ -286,21 +314,21 @@ def bridge(
         "LMB_LOG_LEVEL": "WARNING",
         **({"LMB_DISPLAY": "on", "LMB_HEADLESS": "false"} if headed else {}),
     }
+    start = start_together if together else start_apart
+    phases = []
     with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
         stack = Stack(redis_url, arena_url, workdir, env=env)
         pid = redis_pid(workdir)
         try:
             stack.start_gateway()
-            stack.start_worker("worker-1")
-            one = measure_phase(lambda: bridge_groups(stack, pid), settle, window)
-            names = [f"worker-{i}" for i in range(2, n + 1)]
-            for name in names:
-                stack.start_worker(name, wait_ready=False)
-            for name in names:
-                stack.wait_worker(name, "ready", timeout=120)
-            many = measure_phase(lambda: bridge_groups(stack, pid), settle, window)
+            for count in (1, n):
+                start(stack, [f"worker-{i}" for i in range(1, count + 1)])
+                phases.append(
+                    measure_phase(lambda: bridge_groups(stack, pid), count, settle, window)
+                )
         finally:
             stack.close()
+    one, many = phases
     return one, many
 
 
@@ -310,6 +338,11 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=40.0, help="idle seconds before measuring")
     parser.add_argument("--window", type=float, default=20.0, help="seconds CPU is measured over")
     parser.add_argument("--mode", choices=("headless", "headed", "both"), default="headed")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="serve every account from one worker process (a prototype: tests.bench.one_process)",
+    )
     args = parser.parse_args()
     if args.workers < 2:
         parser.error("--workers must be at least 2")
@@ -331,10 +364,16 @@ def main() -> int:
             run = workdir / mode
             run.mkdir()
             one, many = bridge(
-                run, headed=mode == "headed", n=n, settle=args.settle, window=args.window
+                run,
+                headed=mode == "headed",
+                n=n,
+                settle=args.settle,
+                window=args.window,
+                together=args.together,
             )
-            print_phase(f"{mode}: bridge with one idle worker", one)
-            print_phase(f"{mode}: bridge with {n} idle workers", many)
+            how = " in one worker process" if args.together else ""
+            print_phase(f"{mode}: bridge with one idle account{how}", one)
+            print_phase(f"{mode}: bridge with {n} idle accounts{how}", many)
             added = results[mode] = per_added(one, many)
             print(
                 f"  per added account  {added.pss_mib:6.1f} MiB ({added.pss_mib / stock.pss_mib:4.2f}× a stock browser)"
