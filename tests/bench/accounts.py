@@ -383,11 +383,18 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"({time.monotonic() - started:.0f} s)")
     checks = [
-        (
-            f"{mode}: per added account ≤ {PSS_PER_ACCOUNT_MIB:g} MiB and ≤ {CPU_PER_ACCOUNT_MS_S:g} ms/s idle",
-            added.pss_mib <= PSS_PER_ACCOUNT_MIB and added.cpu_ms_s <= CPU_PER_ACCOUNT_MS_S,
-        )
+        check
         for mode, added in results.items()
+        for check in (
+            (
+                f"{mode}: per added account ≤ {PSS_PER_ACCOUNT_MIB:g} MiB",
+                added.pss_mib <= PSS_PER_ACCOUNT_MIB,
+            ),
+            (
+                f"{mode}: per added account ≤ {CPU_PER_ACCOUNT_MS_S:g} ms/s of CPU idle",
+                added.cpu_ms_s <= CPU_PER_ACCOUNT_MS_S,
+            ),
+        )
     ]
     for name, ok in checks:
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
