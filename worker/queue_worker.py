@@ -40,14 +40,18 @@ from shared.outage import RedisOutage
 
 logger = logging.getLogger(__name__)
 
-#: Poll anyway this often, in case a wake-up token was lost.
-FALLBACK_POLL_S = 0.5
+#: Poll anyway this often, in case a wake-up token was lost. Not more often: each poll is a
+#: claim (and the listener's wait a round trip) for every queue of every idle browser.
+FALLBACK_POLL_S = 2.0
 #: An abort request older than arq's abort age (60, meant as seconds: its scores are in ms)
 #: has been seen by every worker; arq's own trim never removes it.
 ABORT_MAX_AGE_MS = abort_job_max_age * 1000
 #: With no slot free, the shared queue's tokens are left to other browsers; this often the
 #: listener looks again whether one has freed.
 _FULL_RECHECK_S = 0.1
+#: Not serving (waiting for a person, cooling down), no slot frees until the state changes, and
+#: the change wakes the members themselves: the listener looks again only this often.
+_PAUSED_RECHECK_S = 1.0
 _RELISTEN_S = 1.0
 
 # Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
@@ -144,7 +148,13 @@ class SlotGroup:
             ]
             try:
                 # Redis takes a fractional timeout; redis-py's types say whole seconds only.
-                timeout: Any = FALLBACK_POLL_S if free else _FULL_RECHECK_S
+                timeout: Any = (
+                    FALLBACK_POLL_S
+                    if free
+                    else _FULL_RECHECK_S
+                    if self._accepting()
+                    else _PAUSED_RECHECK_S
+                )
                 popped = await cast(
                     Awaitable[list[bytes] | None], redis.blpop(lists, timeout=timeout)
                 )

@@ -75,9 +75,14 @@ async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
 
 @contextlib.asynccontextmanager
 async def group_running(
-    url: str, pool: ArqRedis, jobs: Jobs, capacity: int, own: str = OWN
+    url: str,
+    pool: ArqRedis,
+    jobs: Jobs,
+    capacity: int,
+    own: str = OWN,
+    accepting: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[SlotGroup]:
-    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, lambda: True)
+    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, accepting)
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         await jobs(ctx, payload)
@@ -119,6 +124,35 @@ async def test_an_enqueue_wakes_the_worker_without_polling(
         await job_queue.enqueue(pool, job("a"), redis_keys.SHARED_QUEUE, expires_s=30)
         await jobs.wait_started(1)
         await job_queue.enqueue(pool, job("b"), OWN, expires_s=30)
+        await jobs.wait_started(2)
+    assert jobs.started == ["a", "b"]
+
+
+async def blpops(pool: ArqRedis) -> int:
+    """BLPOPs the Redis server has run so far."""
+    return (await pool.info("commandstats")).get("cmdstat_blpop", {}).get("calls", 0)
+
+
+async def test_a_paused_browser_listens_at_ease_and_takes_jobs_again_once_serving(
+    redis: tuple[str, ArqRedis],
+) -> None:
+    url, pool = redis
+    serving = False
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=1, accepting=lambda: serving) as group:
+        before = await blpops(pool)
+        await asyncio.sleep(3)
+        # Waiting for a person or cooling down can last hours: no slot frees meanwhile, so
+        # the listener looks again about once a second, not ten times.
+        assert await blpops(pool) - before <= 5
+        await job_queue.enqueue(pool, job("a"), redis_keys.SHARED_QUEUE, expires_s=30)
+        await asyncio.sleep(0.5)
+        assert jobs.started == [], "a paused browser takes no job"
+        serving = True
+        group.wake()  # what the worker's state machine does when it serves again
+        await jobs.wait_started(1)
+        await job_queue.enqueue(pool, job("b"), redis_keys.SHARED_QUEUE, expires_s=30)
+        jobs.release["a"].set()
         await jobs.wait_started(2)
     assert jobs.started == ["a", "b"]
 

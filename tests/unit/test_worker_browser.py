@@ -7,6 +7,7 @@ from pathlib import Path
 from shared.settings import Settings
 from worker.browser.chromium import (
     BASE_ARGS,
+    DISABLED_FEATURES,
     chromium_args,
     is_headless,
     private_driver,
@@ -41,7 +42,21 @@ def test_switches_keep_chromium_quiet_and_append_the_extra_ones() -> None:
 def test_no_sandbox_switch_only_for_root_and_gpu_kept_when_headed() -> None:
     args = chromium_args([], headless=False, root=False)
     assert "--no-sandbox" not in args
-    assert "--disable-gpu" not in args
+    assert "--disable-gpu" not in args and "--in-process-gpu" not in args
+    assert "--in-process-gpu" in chromium_args([], headless=True, root=False)
+
+
+def test_features_disabled_by_extra_switches_join_ours_in_one_switch() -> None:
+    extra = ["--disable-features=Translate,SpareRendererForSitePerProcess", "--lang=de"]
+    args = chromium_args(extra, headless=True, root=False)
+    disabling = [arg for arg in args if arg.startswith("--disable-features=")]
+    assert disabling == ["--disable-features=" + ",".join([*DISABLED_FEATURES, "Translate"])], (
+        "Chromium heeds only the last --disable-features"
+    )
+    assert args[-1] == "--lang=de"
+    assert "--disable-features=" + ",".join(DISABLED_FEATURES) in chromium_args(
+        [], headless=True, root=False
+    )
 
 
 def test_each_worker_gets_its_own_driver_copy_and_profile(tmp_path: Path) -> None:
