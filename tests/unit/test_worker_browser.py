@@ -66,9 +66,13 @@ def test_each_worker_gets_its_own_driver_copy_and_profile(tmp_path: Path) -> Non
     settings = Settings(state_dir=tmp_path / "state", chromedriver_path=str(original))
 
     one, two = private_driver(settings, "w-1"), private_driver(settings, "w-2")
-    assert one != two
-    assert one.read_bytes() == original.read_bytes() and os.access(one, os.X_OK)
-    one.write_bytes(b"patched")  # what undetected-chromedriver does to its copy
+    assert one != two and one.parent.name == "w-1"
+    # What uc starts is a launcher of the worker's own copy, which uc takes as patched.
+    copy = one.with_name("chromedriver.bin")
+    assert str(copy) in one.read_text() and "undetected chromedriver" in one.read_text()
+    assert copy.read_bytes() == original.read_bytes() and os.access(copy, os.X_OK)
+    assert os.access(one, os.X_OK)
+    copy.write_bytes(b"patched")  # what undetected-chromedriver does to a copy
     assert original.read_bytes() == b"\x7fELF driver"
 
     assert profile_dir(settings, "w-1") == tmp_path / "state" / "profiles" / "w-1"
@@ -82,8 +86,13 @@ def test_a_new_copy_replaces_one_whose_driver_is_still_running(tmp_path: Path) -
     running = subprocess.Popen([str(private_driver(settings, "w-1")), "30"])
     try:
         again = private_driver(settings, "w-1")
-        assert again.read_bytes() == Path("/bin/sleep").read_bytes() and os.access(again, os.X_OK)
-        assert list(again.parent.iterdir()) == [again]  # nothing staged left behind
+        copy = again.with_name("chromedriver.bin")
+        assert copy.read_bytes() == Path("/bin/sleep").read_bytes() and os.access(copy, os.X_OK)
+        # Nothing staged is left behind.
+        assert sorted(p.name for p in again.parent.iterdir()) == [
+            "chromedriver",
+            "chromedriver.bin",
+        ]
     finally:
         running.kill()
         running.wait()
