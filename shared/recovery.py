@@ -1,6 +1,8 @@
 """Saving the jobs of a worker that died: noticed from its heartbeat within seconds.
 
-Every worker and gateway runs a `Recovery`. A worker whose heartbeat key is gone (it expires three
+Every worker and gateway runs a `Recovery`, and one of them at a time watches: the one holding
+a short lease in Redis, renewed every period (so the roster is read once a period, not once per
+process, however large the fleet). A worker whose heartbeat key is gone (it expires three
 beats after the last) while it is still on the roster has died without stopping; once one
 `Recovery` has seen it missing for `grace_s` (a worker that only lost Redis for a moment beats
 again well within it), it takes a short lock on it and saves each job the worker had claimed
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable
 from typing import cast
@@ -33,6 +36,17 @@ logger = logging.getLogger(__name__)
 
 #: How long one `Recovery` holds a dead worker to itself while it saves its jobs.
 _LOCK_S = 30
+#: Periods the watcher's lease lasts unrenewed: another process takes over after that.
+_LEASE_PERIODS = 3
+
+# KEYS: the watcher's lease. ARGV: this process's token, lease ms. Returns 1 if it holds it.
+_WATCH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
 
 
 class Recovery:
@@ -52,6 +66,8 @@ class Recovery:
         self._events_ttl_s = events_ttl_s
         #: When each worker was first seen without a heartbeat (monotonic), while it still is.
         self._missing: dict[str, float] = {}
+        self._token = secrets.token_hex(8)
+        self._watch = pool.register_script(_WATCH)
 
     @classmethod
     def of(cls, pool: ArqRedis, settings: Settings) -> Recovery:
@@ -66,10 +82,16 @@ class Recovery:
         )
 
     async def run(self) -> None:
-        """Look for dead workers every period, until cancelled."""
+        """Look for dead workers every period while this process watches, until cancelled."""
+        lease_ms = max(1, round(self._period_s * _LEASE_PERIODS * 1000))
         while True:
             try:
-                await self.check()
+                if await self._watch(
+                    keys=[redis_keys.RECOVERY_WATCHER], args=[self._token, lease_ms]
+                ):
+                    await self.check()
+                else:
+                    self._missing.clear()  # another process watches; counting starts anew here
             except (RedisError, OSError) as exc:
                 # Redis was away: everyone's heartbeat may be too, so start counting afresh.
                 self._missing.clear()

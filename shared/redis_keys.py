@@ -32,6 +32,10 @@ def worker_jobs(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}:jobs"
 
 
+#: Held by the one process that watches the roster for dead workers (see shared.recovery).
+RECOVERY_WATCHER = f"{PREFIX}:recovery:watcher"
+
+
 def recovery_lock(worker_id: str) -> str:
     """Held while one process saves the jobs of a dead worker (see shared.recovery)."""
     return f"{PREFIX}:worker:{worker_id}:recovery"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -102,3 +103,35 @@ async def test_only_one_process_saves_a_dead_workers_jobs(pool: ArqRedis) -> Non
     assert await first.check() == [DEAD]
     assert await second.check() == []
     assert await pool.zrange(redis_keys.SHARED_QUEUE, 0, -1) == [b"once:1"]
+
+
+async def calls(pool: ArqRedis, command: str) -> int:
+    stats = await pool.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_one_process_at_a_time_watches_the_roster_and_another_takes_over(
+    pool: ArqRedis,
+) -> None:
+    await pool.config_resetstat()
+    first, second = recovery(pool, grace_s=60), recovery(pool, grace_s=60)
+    watching = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    try:
+        await asyncio.sleep(1.0)
+        # Each looked for the lease every period; only its holder read the roster.
+        looked, read = await calls(pool, "evalsha"), await calls(pool, "smembers")
+        assert 1 <= read <= looked * 0.6 + 1, (read, looked)
+        holder = await pool.get(redis_keys.RECOVERY_WATCHER)
+        assert holder is not None
+        # The holder stops: once its lease lapses, the other reads the roster instead.
+        stopped = 0 if holder.decode() == first._token else 1
+        watching[stopped].cancel()
+        await asyncio.sleep(0.6)
+        before = await calls(pool, "smembers")
+        await asyncio.sleep(0.5)
+        assert await calls(pool, "smembers") > before
+        assert await pool.get(redis_keys.RECOVERY_WATCHER) != holder
+    finally:
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
