@@ -110,6 +110,12 @@ def error(
     }
 
 
+def side_failed(side: Side, message: str) -> Event:
+    """One side's answer failed (its `3` line). In a battle the other side answers on; in a
+    direct answer the worker makes it the answer's `error`."""
+    return {"t": "side_failed", "side": side, "message": message}
+
+
 def done() -> Event:
     """Last event of every job: nothing follows it."""
     return {"t": "done"}

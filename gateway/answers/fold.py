@@ -18,6 +18,8 @@ from gateway.answers.tokens import token_counts
 from gateway.answers.tools.definitions import ToolCall
 from shared.events import Event
 
+#: The finish reason of a side that failed (the arena's own names its finishes otherwise).
+FAILED = "failed"
 #: The arena's sides, in answer order.
 SIDES = ("a", "b")
 
@@ -72,6 +74,8 @@ class Answer:
         self.calls: list[ToolCall] = []
         #: The arena's finish reason (Vercel AI SDK names); None until it finished.
         self.finish_reason: str | None = None
+        #: What the arena said when this side failed (finish reason `FAILED`).
+        self.failure: str | None = None
         #: The client's stop sequence the answer was cut at, if it was.
         self.stop_sequence: str | None = None
         self.arena_usage: Mapping[str, Any] | None = None
@@ -115,6 +119,10 @@ class Answer:
         if kind == "citation":
             # A source that does not say where it is cited stands where the answer is now.
             self._sources.add(event["source"], at=self.text_chars)
+        elif kind == "side_failed":
+            # A battle's side that failed ends there; the other side answers on.
+            self.finish_reason = FAILED
+            self.failure = event["message"]
         elif kind == "finish":
             self.finish_reason = event.get("reason") or "stop"
             self.arena_usage = event.get("usage")

@@ -112,7 +112,7 @@ def to_events(part: Part) -> list[Event]:
         case "2":
             return _images(side, value)
         case "3":
-            return [events.error("upstream", value if isinstance(value, str) else _to_text(value))]
+            return [events.side_failed(side, value if isinstance(value, str) else _to_text(value))]
         case "d":
             info = value if isinstance(value, dict) else {}
             reason = info.get("finishReason")

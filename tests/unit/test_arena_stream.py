@@ -225,7 +225,7 @@ def test_malformed_lines_are_counted_and_skipped(line: str) -> None:
 )
 def test_arena_error_marker_becomes_an_error_part(line: str, expected: Part) -> None:
     assert parse_line(line) == expected
-    assert to_events(expected) == [events.error("upstream", expected.value)]
+    assert to_events(expected) == [events.side_failed(expected.side, expected.value)]
 
 
 def test_text_quoting_the_marker_is_still_text() -> None:
@@ -235,10 +235,12 @@ def test_text_quoting_the_marker_is_still_text() -> None:
 
 def test_error_line() -> None:
     part = parse_line('a3:"Resource exhausted. Please try again later."')
+    # A side's failure: the worker makes it the answer's error, but in a battle (see
+    # worker.arena.completion.events_of).
     assert to_events(part) == [
-        events.error("upstream", "Resource exhausted. Please try again later.")
+        events.side_failed("a", "Resource exhausted. Please try again later.")
     ]
-    assert to_events(Part("a", "3", {"code": 1})) == [events.error("upstream", '{"code":1}')]
+    assert to_events(Part("b", "3", {"code": 1})) == [events.side_failed("b", '{"code":1}')]
 
 
 def test_finish_carries_reason_and_usage() -> None:

@@ -262,3 +262,32 @@ def test_frames_are_valid_json_for_any_text() -> None:
     data = stream().event(events.text("a", text))
     assert data.startswith(b"data: ") and data.endswith(b"\n\n") and data.count(b"\n") == 2
     assert orjson.loads(data[6:-2])["choices"][0]["delta"]["content"] == text
+
+
+def test_a_battle_side_that_fails_ends_alone_and_the_other_answers_on() -> None:
+    said = [
+        events.text("a", "left"),
+        events.text("b", "right"),
+        events.side_failed("a", "Model overloaded"),
+        events.text("b", " and on"),
+        events.text("a", " never shown"),  # nothing after a side's end is shown
+        events.finish("b", "stop"),
+    ]
+    answer = completion(ID, "side-by-side:x,y", 1, "p", said, names=["x", "y"])
+    failed, answered = answer["choices"]
+    assert (failed["message"]["content"], failed["finish_reason"]) == ("left", "error")
+    assert failed["error"] == {"message": "Model overloaded", "code": "upstream"}
+    assert (answered["message"]["content"], answered["finish_reason"]) == ("right and on", "stop")
+    assert "error" not in answered
+    chunks = ChunkStream(ID, "side-by-side:x,y", 1, "p", include_usage=False, names=["x", "y"])
+    frames = [
+        orjson.loads(f)["choices"][0]
+        for f in (chunks.start() + b"".join(map(chunks.event, said)) + chunks.end()).split(
+            b"data: "
+        )[1:-1]
+    ]
+    ends = [(c["index"], c["finish_reason"], c.get("error")) for c in frames if c["finish_reason"]]
+    assert ends == [
+        (0, "error", {"message": "Model overloaded", "code": "upstream"}),
+        (1, "stop", None),
+    ]

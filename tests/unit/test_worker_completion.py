@@ -178,3 +178,17 @@ def test_a_battle_is_stopped_on_both_sides_and_a_direct_answer_on_its_own() -> N
     assert [r.path for r in stop_requests(RequestIds("s", "u", "ma", None))] == [
         "/nextjs-api/stream/stop/s/messages/ma"
     ]
+
+
+def test_a_sides_failure_fails_a_direct_answer_and_only_that_side_of_a_battle() -> None:
+    parts = LineParser().feed('a0:"Hi"\na3:"Model overloaded"\nb0:"Hello"\n')
+    assert events_of(parts) == [
+        events.text("a", "Hi"),
+        events.error("upstream", "Model overloaded"),
+        events.text("b", "Hello"),
+    ]
+    assert events_of(parts, battle=True) == [
+        events.text("a", "Hi"),
+        events.side_failed("a", "Model overloaded"),
+        events.text("b", "Hello"),
+    ]

@@ -137,7 +137,7 @@ class Relayed:
             kind = event["t"]
             if kind == "text" and event["side"] == "a":
                 self.texts.append(event["text"])
-            elif kind == "error":
+            elif kind in ("error", "side_failed"):
                 self.failed = True
             self.ended = self.ended or kind in ENDINGS
 
@@ -146,8 +146,15 @@ class Relayed:
         return self.ended and not self.failed
 
 
-def events_of(parts: Iterable[Part]) -> list[Event]:
-    return [event for part in parts for event in to_events(part)]
+def events_of(parts: Iterable[Part], *, battle: bool = False) -> list[Event]:
+    """The events of `parts`. A side's failure fails a direct answer; in a battle it ends only
+    that side, and the other answers on."""
+    found = [event for part in parts for event in to_events(part)]
+    if battle:
+        return found
+    return [
+        events.error("upstream", e["message"]) if e["t"] == "side_failed" else e for e in found
+    ]
 
 
 def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> WorkerStatus | None:
@@ -438,9 +445,10 @@ class Completion:
     ) -> Relayed:
         parser = LineParser()
         relayed = Relayed()
+        battle = job.model_b_id is not None
         try:
             async for text in fetch.chunks():
-                batch = events_of(parser.feed(text))
+                batch = events_of(parser.feed(text), battle=battle)
                 if batch:
                     if job.fetch_images:
                         batch = await self._with_bytes(page, batch)
@@ -448,12 +456,12 @@ class Completion:
                     await stream.add(batch)
         except FetchFailed as exc:
             relayed.tail = [
-                *events_of(parser.close()),
+                *events_of(parser.close(), battle=battle),
                 events.error("upstream", f"the arena stream broke off: {exc}"),
             ]
             relayed.failed = True
             return relayed
-        relayed.tail = events_of(parser.close())
+        relayed.tail = events_of(parser.close(), battle=battle)
         relayed.add(relayed.tail)
         if not relayed.ended:
             relayed.tail.append(

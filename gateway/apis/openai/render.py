@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.answers.fold import Answer, Answers, Piece, argument_pieces
+from gateway.answers.fold import FAILED, Answer, Answers, Piece, argument_pieces
 from gateway.answers.tools.definitions import ToolCall
 from gateway.http import sse
 from gateway.http.errors import ApiError
@@ -19,11 +19,20 @@ FINISH_REASONS: Mapping[str, str] = {
     "length": "length",
     "content-filter": "content_filter",
     "tool-calls": "tool_calls",
+    # One side of a battle failed while the other answered on: OpenRouter's word for it.
+    FAILED: "error",
 }
 
 
 def finish_reason(arena_reason: str | None) -> str:
     return FINISH_REASONS.get(arena_reason or "", "stop")
+
+
+def failure(answer: Answer) -> dict[str, Any]:
+    """What a choice that failed carries besides its finish reason: the arena's words."""
+    if answer.failure is None:
+        return {}
+    return {"error": {"message": answer.failure, "code": "upstream"}}
 
 
 def image_part(url: str) -> dict[str, Any]:
@@ -138,6 +147,7 @@ def completion(
                 "message": message(answer),
                 "logprobs": None,
                 "finish_reason": finish_reason(answer.finish_reason),
+                **failure(answer),
                 **choices.extra(index),
             }
             for index, answer in enumerate(choices.sides)
@@ -215,7 +225,9 @@ class ChunkStream:
 
     def _finish(self, index: int, answer: Answer) -> bytes:
         shown = {"annotations": url_citations(answer)} if answer.cites else {}
-        return self._chunk(index, shown, finish_reason=finish_reason(answer.finish_reason))
+        return self._chunk(
+            index, shown, finish_reason=finish_reason(answer.finish_reason), extra=failure(answer)
+        )
 
     def _chunk(
         self,
@@ -224,10 +236,12 @@ class ChunkStream:
         finish_reason: str | None = None,
         *,
         first: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         if first:
             choice |= self._choices.extra(index)
+        choice |= extra or {}
         return sse.frame(self._envelope([choice]))
 
     def _envelope(

@@ -889,3 +889,37 @@ async def test_keepalives_flow_while_a_long_tool_call_is_read(
     before_call = received.split(b'"tool_calls"', 1)[0]
     assert before_call.count(KEEPALIVE) >= 3
     assert b'"finish_reason":"tool_calls"' in received
+
+
+async def test_a_battle_side_that_fails_ends_alone_while_the_other_answers_on(
+    redis: Redis, api: httpx.AsyncClient
+) -> None:
+    body = {**CHAT, "model": "side-by-side:gemini-3-pro,grok-4.1", "stream": True}
+    request = asyncio.create_task(api.post("/v1/chat/completions", json=body))
+    job = await take_job(redis)
+    await emit(
+        redis,
+        job.id,
+        events.accepted("w1", 0),
+        events.text("a", "left"),
+        events.side_failed("a", "Model overloaded"),
+        events.text("b", "right"),
+        events.finish("b", "stop"),
+        events.done(),
+    )
+    response = await request
+    assert response.status_code == 200
+    choices = [
+        orjson.loads(line.removeprefix("data: "))["choices"]
+        for line in response.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    ends = [
+        (c["index"], c["finish_reason"], c.get("error")) for [c] in choices if c["finish_reason"]
+    ]
+    assert ends == [
+        (0, "error", {"message": "Model overloaded", "code": "upstream"}),
+        (1, "stop", None),
+    ]
+    assert "".join(c["delta"].get("content") or "" for [c] in choices if c["index"] == 1) == "right"
+    assert response.text.endswith("data: [DONE]\n\n")
