@@ -120,3 +120,8 @@ def key_limit(key_id: str, name: str) -> str:
 def usage(day: str) -> str:
     """One UTC day's usage (`YYYY-MM-DD`): a hash of `key|model|metric` → count."""
     return f"{PREFIX}:usage:{day}"
+
+
+def account_calls(account: str) -> str:
+    """When an arena account made its stream calls (a sorted set by time): its pacing record."""
+    return f"{PREFIX}:account:{{{account}}}:calls"

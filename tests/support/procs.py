@@ -157,3 +157,23 @@ def fake_arena(workdir: Path, *extra: str, tls: bool = False) -> Iterator[str]:
         yield origin
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def tinyproxy(workdir: Path, *, user: str, password: str, egress: str) -> Iterator[str]:
+    """Debian's tinyproxy on a free loopback port, asking for `user` and `password`, reaching
+    sites from the loopback address `egress` (so that a site can tell who came through it);
+    yields its URL with the credentials."""
+    port = free_port()
+    config = workdir / f"tinyproxy-{port}.conf"
+    config.write_text(
+        f"Port {port}\nListen 127.0.0.1\nBind {egress}\nTimeout 60\nMaxClients 50\n"
+        f"BasicAuth {user} {password}\nAllow 127.0.0.1\nLogLevel Info\n"
+        f'LogFile "{workdir / f"tinyproxy-{port}.log"}"\nPidFile "{workdir / f"tinyproxy-{port}.pid"}"\n'
+    )
+    proc = spawn(["tinyproxy", "-d", "-c", str(config)], log=workdir / f"tinyproxy-{port}.out")
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://{user}:{password}@127.0.0.1:{port}"
+    finally:
+        stop(proc)
