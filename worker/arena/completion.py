@@ -152,9 +152,7 @@ def events_of(parts: Iterable[Part], *, battle: bool = False) -> list[Event]:
     found = [event for part in parts for event in to_events(part)]
     if battle:
         return found
-    return [
-        events.error("upstream", e["message"]) if e["t"] == "side_failed" else e for e in found
-    ]
+    return [events.error("upstream", e["message"]) if e["t"] == "side_failed" else e for e in found]
 
 
 def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> WorkerStatus | None:
