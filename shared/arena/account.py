@@ -1,8 +1,9 @@
-"""Who the browser is signed in as, read off the arena's auth cookie.
+"""Who the browser is signed in as, read off the arena's auth cookie or its `/api/me` answer.
 
 The session is a Supabase one: `arena-auth-prod-v1` = `base64-<base64url JSON>`, since 2026
-often split into `arena-auth-prod-v1.0`, `.1`, … (joined in order). Only a label is read; the
-tokens inside are never logged or published.
+often split into `arena-auth-prod-v1.0`, `.1`, … (joined in order); one 2026 report has it back
+to one cookie, so both forms are read. Only a label is read; the tokens inside are never logged
+or published.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-AUTH_COOKIE = "arena-auth-prod-v1"
-_PREFIX = "base64-"
+from shared.arena.site import AUTH_COOKIE, AUTH_COOKIE_PREFIX
 
 
 def session_cookie(cookies: Mapping[str, str]) -> str | None:
@@ -30,14 +31,19 @@ def session_cookie(cookies: Mapping[str, str]) -> str | None:
 def account_label(cookies: Mapping[str, str]) -> str | None:
     """A name for the signed-in account (username, else email, else user id); None for a guest."""
     value = session_cookie(cookies)
-    if value is None or not value.startswith(_PREFIX):
+    if value is None or not value.startswith(AUTH_COOKIE_PREFIX):
         return None
-    encoded = value[len(_PREFIX) :]
+    encoded = value[len(AUTH_COOKIE_PREFIX) :]
     try:
         session = orjson.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
         user = session["user"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         return None
+    return user_label(user)
+
+
+def user_label(user: Any) -> str | None:
+    """A name for a Supabase user object (the cookie's `user`, or what `/api/me` answers)."""
     if not isinstance(user, dict):
         return None
     metadata = user.get("user_metadata")

@@ -11,9 +11,9 @@ import orjson
 
 from shared import events
 from shared.arena.page import is_challenge_page
+from shared.arena.site import LOGIN_GATE, MODE_REFUSAL, RECAPTCHA_REFUSAL
 from shared.events import ErrorKind, Event
 
-LOGIN_GATE = "LOGIN_GATE"
 _MAX_MESSAGE = 500
 _RESET = re.compile(r"(?:^|[;,\s])reset\s*=\s*(\d+(?:\.\d+)?)")
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -113,13 +113,18 @@ def classify(status: int, headers: Mapping[str, str], body: str) -> ArenaError:
         lowered.get("cf-mitigated") == "challenge" or is_challenge_page(body)
     ):
         return Challenge(message, status=status)
-    if status == 403 and "recaptcha" in body.lower():
+    if status == 403 and RECAPTCHA_REFUSAL in body.lower():
         return RecaptchaRejected(message, status=status)
     if status == 401:
         return AuthRequired(message, status=status, login_gate=LOGIN_GATE in body)
     if status == 400:
         return BadRequest(message, status=status)
     return Upstream(message, status=status)
+
+
+def mode_refused(error: ArenaError) -> bool:
+    """The arena refused a new chat for its mode (the site takes another one), not its body."""
+    return isinstance(error, BadRequest) and MODE_REFUSAL.search(error.message) is not None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

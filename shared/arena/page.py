@@ -1,37 +1,34 @@
 """Facts read off the arena's page at run time: they change with every deploy, so the code
-finds them instead of hard-coding them."""
+finds them instead of hard-coding them (where to look is in `shared.arena.site`)."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-_SITE_KEY = re.compile(r"recaptcha/enterprise\.js\?(?:[^\"'\s<>]*?&(?:amp;)?)?render=([\w-]{20,})")
-# Minified client chunks call `(0,x.createServerReference)("<id>",x.callServer,void 0,
-# x.findSourceMapURL,"<name>")`; only the id and the trailing name matter.
-_SERVER_REFERENCE = re.compile(
-    r"createServerReference\)?\s*\(\s*([\"'])([0-9a-fA-F]{40,})\1"
-    r"[^\"']{0,400}?([\"'])([A-Za-z_$][\w$]*)\3\s*\)"
+from shared.arena.site import (
+    CHALLENGE_MARKERS,
+    NEXT_PAYLOAD,
+    NOT_FOUND_TEXT,
+    SERVER_REFERENCE,
+    SITE_KEY_PATTERN,
 )
-_CHALLENGE_MARKERS = (
-    "Just a moment...",  # Cloudflare's interstitial title
-    "Attention Required!",  # Cloudflare's block page title
-    "_cf_chl_opt",  # the interstitial's challenge bootstrap (Turnstile)
-    "orchestrate/chl_page",  # the interstitial's challenge script path
-)
+
+#: What a loaded page is: Cloudflare's instead of the site's, the site's "not found" page, one
+#: of the site's pages, or something else altogether (another site, a proxy's error page).
+PageKind = Literal["challenge", "not_found", "arena", "other"]
 
 
 def recaptcha_site_key(html: str) -> str | None:
     """The reCAPTCHA Enterprise site key the page loads (`enterprise.js?render=<key>`)."""
-    match = _SITE_KEY.search(html)
+    match = SITE_KEY_PATTERN.search(html)
     return match.group(1) if match else None
 
 
 def server_action_ids(js: str) -> dict[str, str]:
     """Server action ids by action name, from the page's JS chunks."""
-    return {match.group(4): match.group(2) for match in _SERVER_REFERENCE.finditer(js)}
+    return {match.group(4): match.group(2) for match in SERVER_REFERENCE.finditer(js)}
 
 
 def action_result(rsc_body: str) -> Any:
@@ -50,4 +47,13 @@ def action_result(rsc_body: str) -> Any:
 
 def is_challenge_page(title_or_html: str) -> bool:
     """A Cloudflare interstitial (challenge or block) instead of the arena."""
-    return any(marker in title_or_html for marker in _CHALLENGE_MARKERS)
+    return any(marker in title_or_html for marker in CHALLENGE_MARKERS)
+
+
+def page_kind(html: str) -> PageKind:
+    """What the page is, judged by its content (since 2026 an unknown path answers 200)."""
+    if is_challenge_page(html):
+        return "challenge"
+    if NOT_FOUND_TEXT in html:
+        return "not_found"
+    return "arena" if NEXT_PAYLOAD in html else "other"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-STREAM_PREFIX = "/nextjs-api/stream/"
+from shared.arena.site import CREATE_PATH, POST_PATH, RETRY_PATH, STOP_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +43,26 @@ class UserTurn:
             raise ValueError("model_b_id and model_b_message_id go together")
 
 
-def create_evaluation(turn: UserTurn, *, mode: str = "direct") -> ArenaRequest:
+def create_evaluation(turn: UserTurn, *, mode: str) -> ArenaRequest:
     """First turn of a session: `POST …/create-evaluation`, which also creates the session."""
-    return ArenaRequest("POST", STREAM_PREFIX + "create-evaluation", _evaluation_body(turn, mode))
+    return ArenaRequest("POST", CREATE_PATH, _evaluation_body(turn, mode))
 
 
 def post_to_evaluation(turn: UserTurn) -> ArenaRequest:
     """A later turn: only the new user message; the arena keeps the thread."""
-    path = f"{STREAM_PREFIX}post-to-evaluation/{_segment(turn.session_id)}"
+    path = POST_PATH.format(session=_segment(turn.session_id))
     return ArenaRequest("POST", path, _evaluation_body(turn, None))
 
 
 def retry_message(*, session_id: str, model_message_id: str, token: str) -> ArenaRequest:
     """Regenerate one model answer in place."""
-    path = (
-        f"{STREAM_PREFIX}retry-evaluation-session-message/"
-        f"{_segment(session_id)}/messages/{_segment(model_message_id)}"
-    )
+    path = RETRY_PATH.format(session=_segment(session_id), message=_segment(model_message_id))
     return ArenaRequest("PUT", path, {"recaptchaV3Token": token})
 
 
 def stop(*, session_id: str, model_message_id: str) -> ArenaRequest:
     """Ask the arena to stop generating an answer (frees the account's slot early)."""
-    path = f"{STREAM_PREFIX}stop/{_segment(session_id)}/messages/{_segment(model_message_id)}"
+    path = STOP_PATH.format(session=_segment(session_id), message=_segment(model_message_id))
     return ArenaRequest("POST", path, {})
 
 

@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from shared import events
+from shared.arena.site import ARENA_ERROR_MARKER
 from shared.events import Event, Side
 
-#: The arena marks a failed answer with this token somewhere on a line.
-ARENA_ERROR_MARKER = '"hasArenaError"'
 _ARENA_ERROR_TEXT = "the arena could not produce an answer (hasArenaError)"
 _SIDES = frozenset("ab")
 _MAX_CODE_LEN = 3

@@ -39,10 +39,12 @@ from shared import events, redis_keys
 from shared.arena import payloads
 from shared.arena.ids import uuid7
 from shared.arena.stream import LineParser
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import arena_tls, fake_arena, redis_server
 from tests.support.stack import Stack
 
 MODEL = "gemini-2.5-pro"
+#: Its id on the captured site, which the comparison runs against (one-model chats are `direct`).
 MODEL_ID = "0199f060-b306-7e1f-aeae-0ebb4e3f1122"
 
 #: Targets, above the floor measured in the same run.
@@ -95,7 +97,8 @@ async def floor_once(arena: httpx.AsyncClient, words: int) -> Run:
             content=run.prompt,
             modality="chat",
             token=token,
-        )
+        ),
+        mode="direct",
     )
     parser = LineParser()
     run.started = time.time()
@@ -335,7 +338,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # Over HTTPS and HTTP/2, as the real site: HTTP/1.1 would cap a browser at 6 streams.
-        with redis_server(workdir) as redis_url, fake_arena(workdir, tls=True) as arena_url:
+        with (
+            redis_server(workdir) as redis_url,
+            fake_arena(workdir, "--site", CAPTURED_SITE, tls=True) as arena_url,
+        ):
             stack = Stack(
                 redis_url,
                 arena_url,

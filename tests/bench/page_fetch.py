@@ -32,6 +32,7 @@ from shared.arena.ids import uuid7
 from shared.arena.page import recaptcha_site_key
 from shared.arena.stream import LineParser
 from shared.settings import Settings
+from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import TEST_CHROMIUM_ARGS, TLS_CHROMIUM_ARGS, arena_tls, fake_arena
 from worker.browser.cdp import CDPConnection, target_url
 from worker.browser.chromium import Browser
@@ -53,7 +54,8 @@ def create_request(token: str) -> payloads.ArenaRequest:
             content=f"{' '.join(['word'] * 40)} {uuid7()}",
             modality="chat",
             token=token,
-        )
+        ),
+        mode="direct",
     )
 
 
@@ -178,7 +180,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        arena_url = stack.enter_context(fake_arena(workdir, tls=True))
+        arena_url = stack.enter_context(fake_arena(workdir, "--site", CAPTURED_SITE, tls=True))
         asyncio.run(measure(workdir, arena_url, args.requests))
     return 0
 

@@ -6,7 +6,6 @@ import orjson
 import pytest
 
 from shared.arena.payloads import (
-    STREAM_PREFIX,
     ArenaRequest,
     UserTurn,
     create_evaluation,
@@ -14,6 +13,7 @@ from shared.arena.payloads import (
     retry_message,
     stop,
 )
+from shared.arena.site import STREAM_PREFIX
 from tests.unit.test_arena_captures import REDACTED_TOKEN, capture
 
 
@@ -82,7 +82,7 @@ def test_stop_posts_an_empty_body_to_the_message() -> None:
 def test_every_path_is_under_the_stream_prefix() -> None:
     body = capture("new")["request"]["body"]
     requests = [
-        create_evaluation(UserTurn(**_arguments(body))),
+        create_evaluation(UserTurn(**_arguments(body)), mode="direct-battle"),
         post_to_evaluation(UserTurn(**_arguments(body))),
         retry_message(session_id="s", model_message_id="m", token="t"),
         stop(session_id="s", model_message_id="m"),
@@ -131,15 +131,15 @@ def test_half_a_model_b_is_refused(model_b: dict[str, str]) -> None:
 
 def test_no_feature_flags_key_unless_given() -> None:
     body = capture("new")["request"]["body"]
-    assert "featureFlags" not in create_evaluation(UserTurn(**_arguments(body))).body
+    assert "featureFlags" not in create_evaluation(UserTurn(**_arguments(body)), mode="direct").body
     turn = UserTurn(**_arguments(body), feature_flags={})
-    assert "featureFlags" not in create_evaluation(turn).body
+    assert "featureFlags" not in create_evaluation(turn, mode="direct").body
 
 
 def test_body_does_not_share_the_callers_attachments() -> None:
     body = capture("upload")["request"]["body"]
     arguments = _arguments(body)
-    built = create_evaluation(UserTurn(**arguments))
+    built = create_evaluation(UserTurn(**arguments), mode="direct")
     arguments["attachments"][0]["url"] = "changed"
     assert (
         built.body["userMessage"]["experimental_attachments"]
