@@ -133,7 +133,7 @@ def _wait_for_redis(server: subprocess.Popen, url: str, timeout_s: float = 10.0)
     raise RuntimeError(f"the embedded Redis did not answer within {timeout_s:g} s")
 
 
-def _missing_browser(settings: Settings) -> str | None:
+def missing_browser(settings: Settings) -> str | None:
     for what, path in (
         ("Chromium", settings.chromium_path),
         ("chromedriver", settings.chromedriver_path),
@@ -196,16 +196,26 @@ def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerSta
     }
 
 
-def _describe(status: WorkerStatus | None) -> str:
+def describe(status: WorkerStatus | None) -> str:
+    """A worker's state in one line: what it serves, or why it does not and what to do."""
     if status is None:
         return "starting"
-    if status.state is WorkerState.READY or status.state is WorkerState.BUSY:
-        return f"{status.state.value} ({len(status.models)} models, {status.busy}/{status.capacity} busy)"
-    if status.state in (WorkerState.CHALLENGE, WorkerState.LOGIN_REQUIRED):
-        return f"{status.state.value}: a human must act in its browser (see the admin page)"
-    if status.last_error:
-        return f"{status.state.value}: {status.last_error}"
-    return status.state.value
+    if status.serving:
+        who = status.account or "a guest"
+        source = f", catalog from the {status.catalog_source}" if status.catalog_source else ""
+        return (
+            f"{status.state.value} ({len(status.models)} models{source}, as {who}, "
+            f"{status.busy}/{status.capacity} busy)"
+        )
+    text = status.state.value
+    if status.reason and status.state is not WorkerState.STARTING:
+        text += f": {status.reason}"
+    elif status.last_error:
+        text += f": {status.last_error}"
+    if status.next_try is not None:
+        # A time of day, not a countdown: the line is printed again only when it changes.
+        text += f"; next try at {time.strftime('%H:%M:%S', time.localtime(status.next_try))}"
+    return text
 
 
 def _wait_for_gateway(console: Console, fleet: LocalProcesses, url: str, timeout_s: float) -> bool:
@@ -244,7 +254,7 @@ def _supervise(console: Console, fleet: LocalProcesses, client: redis.Redis) -> 
                 child.start()
         with contextlib.suppress(redis.RedisError):
             for name, status in _worker_states(client, names).items():
-                text = _describe(status)
+                text = describe(status)
                 if shown.get(name) != text:
                     shown[name] = text
                     console.print(f"  {name}: {text}")
@@ -253,7 +263,7 @@ def _supervise(console: Console, fleet: LocalProcesses, client: redis.Redis) -> 
 
 def run_all(settings: Settings) -> int:
     console = Console(stderr=True)
-    if settings.workers and (problem := _missing_browser(settings)):
+    if settings.workers and (problem := missing_browser(settings)):
         console.print(f"[red]{problem}[/]")
         return 2
     state_dir = settings.state_dir.resolve()

@@ -41,6 +41,12 @@ def recovery_lock(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}:recovery"
 
 
+def worker_chats(worker_id: str) -> str:
+    """Sorted set of the arena sessions one worker's account opened, by when the bridge may
+    have forgotten them (Unix time): deleted in the arena then, unless still remembered."""
+    return f"{PREFIX}:worker:{worker_id}:chats"
+
+
 def catalog(digest: str) -> str:
     """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
 

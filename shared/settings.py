@@ -64,7 +64,6 @@ class Settings(BaseSettings):
     profile_dir: Path | None = Field(
         default=None, description="Browser profile directory (default: per worker in state_dir)."
     )
-    recaptcha_action: str = Field(default="chat_submit", description="reCAPTCHA action for writes.")
     token_pool_size: int = Field(
         default=2, ge=0, le=16, description="reCAPTCHA tokens a worker keeps minted ahead."
     )
@@ -134,6 +133,11 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long a gateway or worker lets the answers under way finish"
         " before it stops (a gateway's streams left then are resumed on another gateway).",
+    )
+    delete_chats: bool = Field(
+        default=False,
+        description="Delete a conversation's arena chat once the bridge has forgotten it"
+        " (conversation_ttl_seconds after its last turn).",
     )
 
     log_level: str = Field(default="INFO")

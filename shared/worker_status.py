@@ -20,6 +20,8 @@ class WorkerState(StrEnum):
     CHALLENGE = "challenge"  # Cloudflare/Turnstile: a human must solve it
     LOGIN_REQUIRED = "login_required"
     RATE_LIMITED = "rate_limited"  # until `WorkerStatus.until`
+    UNREACHABLE = "unreachable"  # the arena did not load; tried again at `WorkerStatus.next_try`
+    UNRECOGNISED = "unrecognised"  # it loaded, but not as the bridge knows it; tried again too
     RESTARTING = "restarting"  # browser died or hung
     STOPPED = "stopped"
 
@@ -48,7 +50,24 @@ class WorkerStatus(BaseModel):
         " (`shared.vnc.password`), so this status never holds a secret.",
     )
     last_error: str | None = None
+    reason: str | None = Field(
+        default=None, description="Why it is in its state, in one line (`shared.diagnosis`)."
+    )
+    check: str | None = Field(
+        default=None, description="The doctor check it fails, while it cannot serve for one."
+    )
     until: float | None = Field(default=None, description="Unix time a rate limit ends.")
+    next_try: float | None = Field(
+        default=None,
+        description="Unix time the arena is tried again (unreachable, unrecognised), or the next"
+        " browser is started (restarting after browsers that never served).",
+    )
+    catalog_source: str | None = Field(
+        default=None, description="Where it read the catalog: the catalog endpoint, or the page."
+    )
+    chat_mode: str | None = Field(
+        default=None, description="The mode the arena took for its last new chat."
+    )
     updated_at: float
 
     @property

@@ -21,17 +21,18 @@ from arq.connections import ArqRedis, create_pool
 
 from shared import job_queue, redis_keys
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
-from shared.arena.page import is_challenge_page
 from shared.recovery import Recovery
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 from worker.arena import catalog_publisher
+from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
-from worker.arena.session import ArenaSession
+from worker.arena.learned import Learned
+from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
 from worker.browser.display import Display, missing_tools, wanted
 from worker.heartbeat import Heartbeat
 from worker.queue_worker import QueueWorker, SlotGroup
-from worker.state import StateMachine
+from worker.state import StateMachine, retry_pause
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,11 @@ class BrowserWorker:
         self.session: ArenaSession | None = None
         self.display: Display | None = None
         self.account: str | None = None
+        #: The mode new chats go out in and the token actions the site takes, found by trying.
+        self.learned = Learned()
         self._catalog: catalog_publisher.Published | None = None
+        #: Browsers in a row that died or hung before they served: the next one waits longer.
+        self._unserved_lives = 0
         #: The arena refused a guest (LOGIN_GATE): serve again only once signed in.
         self._sign_in_needed = False
         #: Waits for a person to clear a check or sign in, then serves again.
@@ -105,7 +110,12 @@ class BrowserWorker:
             novnc_url=display.novnc_url if display else None,
             vnc_salt=display.salt if display else None,
             last_error=machine.last_error,
+            reason=machine.reason,
+            check=machine.check,
             until=machine.until,
+            next_try=machine.next_try,
+            catalog_source=self._catalog.source if self._catalog else None,
+            chat_mode=self.learned.chat_mode.worked,
             updated_at=time.time(),
         )
 
@@ -123,6 +133,17 @@ class BrowserWorker:
         self.machine.on_change(heartbeat.changed)
         group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
+        chats = (
+            ChatSweeper(
+                redis,
+                self.id,
+                ttl_s=settings.conversation_ttl_seconds,
+                page=lambda: self._session().page,
+                serving=lambda: self.machine.serving,
+            )
+            if settings.delete_chats
+            else None
+        )
         completion = Completion(
             worker_id=self.id,
             settings=settings,
@@ -131,6 +152,8 @@ class BrowserWorker:
             tokens=lambda: self._session().tokens,
             machine=self.machine,
             on_blocked=self._on_blocked,
+            learned=self.learned,
+            chats=chats,
         )
         workers = [
             QueueWorker(
@@ -158,6 +181,7 @@ class BrowserWorker:
             background += [
                 asyncio.create_task(group.listen(redis), name="wake-listener"),
                 asyncio.create_task(self._refresh_catalog(), name="catalog"),
+                *([asyncio.create_task(chats.run(), name="chat-sweeper")] if chats else []),
                 *(
                     asyncio.create_task(worker.async_run(), name=worker.queue_name)
                     for worker in workers
@@ -177,6 +201,13 @@ class BrowserWorker:
         stop = asyncio.create_task(stopping.wait())
         try:
             while True:
+                if self.machine.next_try is not None and self.machine.state is S.RESTARTING:
+                    # Browsers keep failing before they serve: wait, unless asked to stop.
+                    pause = max(0.0, self.machine.next_try - time.time())
+                    done, _ = await asyncio.wait({stop, *background}, timeout=pause)
+                    if stop in done:
+                        return
+                    self.machine.to(S.STARTING, reason="starting a new browser")
                 self.session = await ArenaSession.start(self.settings, self.id, self.display)
                 life = asyncio.create_task(self._live(self.session), name="browser")
                 try:
@@ -233,24 +264,47 @@ class BrowserWorker:
 
     async def _open(self, session: ArenaSession) -> None:
         """Open the arena, wait until it is usable (and any person done), then serve."""
-        await session.browser.open(self.settings.arena_url)
-        await self._attend(session, warm_up=True)
+        await self._arrive(session, warm_up=True)
+
+    async def _arrive(
+        self, session: ArenaSession, *, warm_up: bool = False, reload: bool = True
+    ) -> None:
+        """Bring the page to where it serves; while the arena cannot be used, say why (the
+        doctor's check that fails) and try again after growing pauses, in the same browser."""
+        tries = 0
+        while True:
+            try:
+                if reload:
+                    await session.open()
+                await self._attend(session, warm_up=warm_up)
+                return
+            except Unusable as exc:
+                if exc.state is S.CHALLENGE:  # met while reading the catalog: wait for a person
+                    if self.machine.state is not S.CHALLENGE:
+                        self.machine.failed(S.CHALLENGE, exc.finding)
+                    reload = False
+                    continue
+                tries += 1
+                pause = retry_pause(tries)
+                logger.warning("the arena cannot be used (%s); trying again in %.0f s", exc, pause)
+                self.machine.failed(exc.state, exc.finding, next_try=time.time() + pause)
+                await asyncio.sleep(pause)
+                reload = True
 
     async def _attend(self, session: ArenaSession, *, warm_up: bool = False) -> None:
         """Wait until the page is usable with whatever account it needs, publish, serve."""
         while True:
             html = await session.until_usable(self.machine)  # waits out a Cloudflare check
-            self.account = await session.account()
-            if self.account is not None or not self._sign_in_needed:
+            signed = await session.sign_in()
+            self.account = signed.account if signed.signed_in else None
+            if signed.signed_in or not self._sign_in_needed:
                 break
             if self.machine.state is not S.LOGIN_REQUIRED:
-                self.machine.to(
-                    S.LOGIN_REQUIRED,
-                    reason="the arena wants a signed-in account: sign in through noVNC",
-                )
+                self.machine.failed(S.LOGIN_REQUIRED, SIGNED_OUT)
             await asyncio.sleep(ATTEND_EVERY_S)
         self._sign_in_needed = False
-        await self._publish(html)
+        catalog = await session.read_catalog(html)
+        await self._publish(catalog)
         if warm_up:
             session.tokens.start()
             # The first requests should find tokens waiting, as later ones do.
@@ -258,21 +312,16 @@ class BrowserWorker:
                 async with asyncio.timeout(TOKEN_WARM_UP_S):
                     await session.tokens.filled()
         who = f"signed in as {self.account}" if self.account else "as a guest"
-        self.machine.resume(f"the arena page is usable ({who})")
+        session.served = True
+        self.machine.resume(f"the arena page is usable ({who}; catalog from the {catalog.source})")
 
     def _on_blocked(self, error: ArenaError) -> None:
         """The arena answered a request with a check or a sign-in gate: stop serving, call a person."""
         if isinstance(error, Challenge):
-            state, reason = (
-                S.CHALLENGE,
-                "the arena answered with a Cloudflare check: pass it through noVNC",
-            )
+            state, finding = S.CHALLENGE, CHALLENGED
         elif isinstance(error, AuthRequired) and error.login_gate:
             self._sign_in_needed = True
-            state, reason = (
-                S.LOGIN_REQUIRED,
-                "the arena wants a signed-in account: sign in through noVNC",
-            )
+            state, finding = S.LOGIN_REQUIRED, SIGNED_OUT
         else:
             return
         self.machine.last_error = f"{error.kind}: {error.message}"
@@ -280,26 +329,26 @@ class BrowserWorker:
             return  # already waiting for a person
         if not self.machine.can(state) or self.session is None:
             return  # restarting or stopping: the new browser is checked anyway
-        logger.warning("worker %s needs a person: %s", self.id, reason)
-        self.machine.to(state, reason=reason)
+        logger.warning("worker %s needs a person: %s", self.id, finding.line())
+        self.machine.failed(state, finding)
         self._attending = asyncio.create_task(
             self._reattend(self.session, reload=state is S.CHALLENGE)
         )
 
     async def _reattend(self, session: ArenaSession, *, reload: bool) -> None:
         try:
-            if reload:
-                # Load the page again, so that the check shows where a person (noVNC) can pass it.
-                await session.browser.open(self.settings.arena_url)
-            await self._attend(session)
+            # Reloaded, the page shows the check where a person (noVNC) can pass it.
+            await self._arrive(session, reload=reload)
         except ConnectionError:
             pass  # the browser died: it is being replaced, and the new one is checked the same way
         except Exception:
             logger.exception("could not bring the arena page back")
 
-    async def _publish(self, html: str) -> None:
+    async def _publish(self, catalog: CatalogRead) -> None:
         assert self._redis is not None and self._heartbeat is not None
-        self._catalog = await catalog_publisher.publish(self._redis, html)
+        self._catalog = await catalog_publisher.publish(
+            self._redis, catalog.models, catalog.source, now=time.time()
+        )
         self._heartbeat.changed()
 
     async def _refresh_catalog(self) -> None:
@@ -310,23 +359,36 @@ class BrowserWorker:
             if session is None or not self.machine.serving:
                 continue
             try:
-                status, html = await session.fetch_page()
-                if is_challenge_page(html):
-                    self._on_blocked(Challenge("Cloudflare check on the arena page", status=status))
+                await self._publish(await session.read_catalog())
+            except Unusable as exc:
+                if exc.state is S.CHALLENGE:
+                    self._on_blocked(Challenge("Cloudflare check on the arena page"))
                     continue
-                await self._publish(html)
+                # The catalog served so far stays: requests for its models may still work.
+                logger.warning("could not refresh the catalog: %s", exc)
+                self.machine.last_error = exc.finding.line()
             except Exception as exc:
                 logger.warning("could not refresh the catalog: %s", exc)
 
     async def _restart(self, reason: str) -> None:
-        self.machine.to(S.RESTARTING, reason=reason)
+        """Close the browser; a new one follows at once, or after a pause while they keep
+        failing before they serve."""
         session, self.session = self.session, None
+        served = session is not None and session.served
+        self._unserved_lives = 0 if served else self._unserved_lives + 1
+        if self._unserved_lives:  # `_until_stopped` waits until `next_try` for the next one
+            pause = retry_pause(self._unserved_lives)
+            reason, next_try = f"{reason}; a new browser in {pause:.0f} s", time.time() + pause
+        else:
+            next_try = None
+        self.machine.to(S.RESTARTING, reason=reason, next_try=next_try)
         if session is not None:
             try:
                 await session.close()
             except Exception as exc:
                 logger.warning("closing the old browser: %s: %s", type(exc).__name__, exc)
-        self.machine.to(S.STARTING, reason="starting a new browser")
+        if next_try is None:
+            self.machine.to(S.STARTING, reason="starting a new browser")
 
     async def _shut_down(
         self,

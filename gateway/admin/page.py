@@ -32,10 +32,13 @@ from shared.worker_status import WorkerState, WorkerStatus, read_roster
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
-#: States in which a worker waits for a person to act in its browser, and what to do there.
+#: States in which a worker waits for a person to act (in its browser, or on what stands between
+#: it and the arena), and what to do.
 WHAT_TO_DO = {
     WorkerState.CHALLENGE: "pass the Cloudflare check in its browser",
     WorkerState.LOGIN_REQUIRED: "sign in to an arena account in its browser",
+    WorkerState.UNREACHABLE: "find out why it cannot reach the arena: run `lmarena-bridge doctor`",
+    WorkerState.UNRECOGNISED: "the arena has changed: run `lmarena-bridge doctor` to see what",
 }
 
 
@@ -54,8 +57,18 @@ class WorkerRow:
     queued: int = 0
     #: A person can open its screen (it has a display, with a password the gateway can derive).
     screen: bool = False
-    #: What a person must do in its browser, if anything.
+    #: What a person must do, if anything.
     needs: str | None = None
+    #: Why it is in its state, in one line (naming the doctor's check it fails, if one).
+    reason: str | None = None
+    #: The doctor's check it fails, if it cannot serve for one.
+    check: str | None = None
+    #: When it tries the arena (or a browser) again by itself.
+    retry_in_s: float | None = None
+    #: Where it read the catalog: `endpoint` (the catalog endpoint) or `page`.
+    catalog_source: str | None = None
+    #: The mode the arena took for its last new chat.
+    chat_mode: str | None = None
 
 
 def worker_rows(
@@ -79,6 +92,11 @@ def worker_rows(
             queued=queued.get(s.queue, 0),
             screen=bool(s.novnc_url and s.vnc_salt),
             needs=WHAT_TO_DO.get(s.state),
+            reason=None if s.serving else s.reason,
+            check=s.check,
+            retry_in_s=max(0.0, s.next_try - now) if s.next_try is not None else None,
+            catalog_source=s.catalog_source,
+            chat_mode=s.chat_mode,
         )
         for s in live
     ]

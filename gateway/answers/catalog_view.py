@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from gateway.http import errors
 from shared import redis_keys
-from shared.arena.catalog import Model, served
+from shared.arena.catalog import Model
 from shared.worker_status import WorkerStatus, read_fleet
 
 
@@ -42,9 +42,15 @@ def find_model(catalog: Catalog, name: str) -> Model:
 
 
 def parse_catalog(raw: bytes) -> Catalog:
-    """One catalog as a worker stored it under `shared.redis_keys.catalog`."""
+    """One catalog as a worker stored it under `shared.redis_keys.catalog`.
+
+    Each model carries the arena id for each modality it is offered in (`Model.ids`).
+    """
     data = orjson.loads(raw)
-    models = {m.public_name: m for m in served(data.get("models") or [])}
+    models: dict[str, Model] = {}
+    for entry in data.get("models") or []:
+        model = Model.from_published(entry)
+        models.setdefault(model.public_name, model)
     return Catalog(updated_at=float(data.get("updated_at") or 0.0), models=models)
 
 

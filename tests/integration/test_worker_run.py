@@ -78,17 +78,13 @@ class Stack:
         return orjson.loads(await self.pool.get(redis_keys.catalog(status.catalog)))["models"]
 
     async def job(self, kind: str = "chat", **changes: Any) -> CompletionJob:
-        """A job for the first public model of `kind` (chat, or reasoning: a thinking model)."""
+        """A job for the first listed model of `kind` (chat, or reasoning: a thinking model)."""
         for entry in await self.models():
-            name = entry.get("publicName", "")
-            outputs = entry.get("capabilities", {}).get("outputCapabilities", {})
-            thinking = "thinking" in name and "no-thinking" not in name
-            plain = set(outputs) == {"text"}
-            if entry.get("organization") and plain and thinking == (kind == "reasoning"):
+            if entry["organization"] and entry["kind"] == kind:
                 fields = {
                     "id": f"req-{time.monotonic_ns()}",
-                    "model": name,
-                    "model_id": entry["id"],
+                    "model": entry["name"],
+                    "model_id": entry["ids"]["chat"],
                     "prompt": "Say something about streams",
                     "created_at": time.time(),
                 }
@@ -166,7 +162,7 @@ async def test_the_worker_publishes_the_catalog_and_a_ready_heartbeat(main: Stac
     assert time.time() - catalog["updated_at"] < 600
     assert len(catalog["models"]) > 100
     assert (status.capacity, status.busy, status.queue) == (2, 0, redis_keys.worker_queue(MAIN))
-    assert "gemini-3-pro" in status.models
+    assert "gemini-3-pro" in status.models and status.catalog_source == "page"
     assert MAIN.encode() in await main.pool.smembers(redis_keys.WORKERS)
     assert await main.pool.pttl(redis_keys.worker_heartbeat(MAIN)) > 0  # expires if the worker dies
 

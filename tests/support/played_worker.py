@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from gateway.http.app import create_app
 from shared import events, job_queue, redis_keys
+from shared.arena.catalog import from_page
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
@@ -26,6 +27,8 @@ from tests.fakearena.catalog import CAPTURED_CATALOG
 from worker.arena import catalog_publisher
 
 MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
+#: The captured catalog as a worker publishes it.
+CATALOG = from_page(MODELS)
 CATALOG_TIME = 1_764_547_200.0
 CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
 #: Short waits, so that the paths behind them are exercised in well under a second.
@@ -58,7 +61,7 @@ def serving(settings: Settings) -> Iterator[str]:
 
 
 async def publish_catalog(redis: Redis) -> None:
-    await catalog_publisher.publish_entries(redis, MODELS, now=CATALOG_TIME)
+    await catalog_publisher.publish(redis, CATALOG, "page", now=CATALOG_TIME)
 
 
 async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
@@ -67,7 +70,7 @@ async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
         state=state,
         queue=redis_keys.worker_queue(worker_id),
         capacity=4,
-        catalog=catalog_publisher.digest(MODELS),
+        catalog=catalog_publisher.digest(CATALOG),
         updated_at=time.time(),
     )
     await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)

@@ -20,6 +20,7 @@ import openai
 import redis
 
 from shared import redis_keys
+from shared.arena.site import STREAM_PREFIX
 from shared.worker_status import WorkerStatus
 from tests.support.procs import (
     TEST_CHROMIUM_ARGS,
@@ -161,8 +162,9 @@ class Stack:
         return [s for s in log["streams"] if s["session_id"] == sessions[0]]
 
     def arena_writes(self) -> int:
-        """Stream requests the arena has received (workers also mint tokens in the background)."""
-        return sum(r["path"].startswith("/nextjs-api/") for r in self.arena_log()["requests"])
+        """Stream requests the arena has received (workers also mint tokens and read the catalog
+        in the background)."""
+        return sum(r["path"].startswith(STREAM_PREFIX) for r in self.arena_log()["requests"])
 
     def openai(self, timeout: float = 60) -> openai.OpenAI:
         # No SDK retries: a test must see the first answer the bridge gives.
@@ -182,10 +184,16 @@ class Stack:
 
 @contextlib.contextmanager
 def running(
-    workdir: Path, *workers: str, gateway_env: dict[str, str] | None = None, **env: str
+    workdir: Path,
+    *workers: str,
+    gateway_env: dict[str, str] | None = None,
+    site: str | None = None,
+    **env: str,
 ) -> Iterator[Stack]:
-    """Redis, the fake arena, a gateway and the named workers, each its own process."""
-    with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
+    """Redis, the fake arena (serving `site`, else its default), a gateway and the named
+    workers, each its own process."""
+    arena_args = ["--site", site] if site else []
+    with redis_server(workdir) as redis_url, fake_arena(workdir, *arena_args) as arena_url:
         stack = Stack(redis_url, arena_url, workdir, env=env)
         try:
             stack.start_gateway(**(gateway_env or {}))

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from cli.supervisor import admin_key, worker_display
+from cli.supervisor import admin_key, describe, worker_display
 from gateway.admin.page import worker_rows
 from gateway.admin.sign_in import (
     csrf_token,
@@ -105,6 +105,30 @@ def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
     assert not rows[1].screen  # no display
     assert rows[2].rate_limited_for_s == 20.0 and rows[1].heartbeat_age_s == 10.0
     assert rows[3].gone and rows[3].queued == 2
+
+
+def test_a_worker_that_cannot_reach_the_arena_says_why_and_when_it_tries_again() -> None:
+    reason = "could not load x (net::ERR_NAME_NOT_RESOLVED). Run `lmarena-bridge doctor` (…)"
+    live = [
+        status("a", WorkerState.READY, reason="usable", catalog_source="endpoint"),
+        status("u", WorkerState.UNREACHABLE, reason=reason, check="page", next_try=118.0),
+    ]
+    rows = worker_rows(live, [], {}, now=110.0)
+    assert [row.id for row in rows] == ["u", "a"]
+    assert (rows[0].reason, rows[0].check, rows[0].retry_in_s) == (reason, "page", 8.0)
+    assert rows[0].needs is not None and "lmarena-bridge doctor" in rows[0].needs
+    assert (rows[1].reason, rows[1].catalog_source) == (None, "endpoint")  # serving: no problem
+
+
+def test_ups_line_for_a_worker_names_its_problem_and_next_try() -> None:
+    reason = "could not load x (net::ERR_NAME_NOT_RESOLVED). Run `lmarena-bridge doctor` (…)"
+    waiting = status("u", WorkerState.UNREACHABLE, reason=reason, next_try=1_800_000_000.0)
+    line = describe(waiting)
+    assert line.startswith(f"unreachable: {reason}; next try at ") and "\n" not in line
+    assert describe(waiting) == line  # the same until the next try: printed once
+    serving = status("a", WorkerState.READY, models=["m"], catalog_source="page", account="ann")
+    assert describe(serving) == "ready (1 models, catalog from the page, as ann, 0/2 busy)"
+    assert describe(None) == "starting"
 
 
 def test_the_vnc_password_derives_from_key_worker_and_salt() -> None:

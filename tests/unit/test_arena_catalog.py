@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from shared.arena.catalog import Model, initial_models, rsc_text_from_html, served
+from shared.arena.catalog import (
+    Model,
+    from_groups,
+    from_page,
+    initial_models,
+    rsc_text_from_html,
+)
 from tests.unit.test_arena_captures import capture, capture_text
 
 MARKER = '"initialModels":'
@@ -124,22 +130,32 @@ def test_a_reference_before_the_inline_array_is_skipped() -> None:
 
 
 def _model(name: str) -> Model:
-    (entry,) = [entry for entry in _catalog() if entry["publicName"] == name]
-    return Model.from_entry(entry)
+    (model,) = [model for model in from_page(_catalog()) if model.public_name == name]
+    return model
+
+
+def _one(entry: dict[str, Any]) -> Model | None:
+    models = from_page([entry])
+    return models[0] if models else None
 
 
 def test_models_from_the_captured_catalog() -> None:
     assert _model("gemini-3-pro") == Model(
-        id="019a98f7-afcd-779f-8dcb-856cc3b3f078",
         public_name="gemini-3-pro",
+        kind="chat",
+        ids={"chat": "019a98f7-afcd-779f-8dcb-856cc3b3f078"},
         organization="google",
-        modality="chat",
         accepts_images=True,
-        reasoning=False,
         rank=1,
     )
+    assert _model("gemini-3-pro").id == "019a98f7-afcd-779f-8dcb-856cc3b3f078"
     grok = _model("grok-4.1-thinking")
-    assert (grok.reasoning, grok.accepts_images, grok.rank) == (True, False, 2)
+    assert (grok.kind, grok.reasoning, grok.accepts_images, grok.rank) == (
+        "reasoning",
+        True,
+        False,
+        2,
+    )
     stealth = _model("gemini-2.5-pro-grounding-exp")
     assert stealth.anonymous and stealth.organization is None
     assert not _model("gemini-3-pro").anonymous
@@ -163,7 +179,7 @@ def test_modality_images_and_rank(
 
 
 def test_reasoning_is_read_off_the_name() -> None:
-    reasoning = {model.public_name for model in served(_catalog()) if model.reasoning}
+    reasoning = {model.public_name for model in from_page(_catalog()) if model.reasoning}
     assert "claude-opus-4-5-20251101-thinking-32k" in reasoning
     assert "qwen3-max-thinking" in reasoning
     assert "qwen3-235b-a22b-no-thinking" not in reasoning
@@ -183,13 +199,14 @@ def _entry(inputs: dict[str, Any], outputs: dict[str, Any], **extra: Any) -> dic
 )
 def test_image_input_forms(image_input: Any, expected: bool) -> None:
     inputs = {"text": True} if image_input is None else {"text": True, "image": image_input}
-    assert Model.from_entry(_entry(inputs, {"text": True})).accepts_images is expected
+    model = _one(_entry(inputs, {"text": True}))
+    assert model is not None and model.accepts_images is expected
 
 
 @pytest.mark.parametrize(
     ("outputs", "modality"),
     [
-        ({"video": True}, "video"),
+        ({"video": True}, None),  # not served
         ({"video": True, "text": True}, "chat"),
         ({"image": {"aspectRatios": ["1:1"]}, "text": True}, "image"),
         ({"search": True, "text": True}, "search"),
@@ -197,12 +214,14 @@ def test_image_input_forms(image_input: Any, expected: bool) -> None:
         ({}, "chat"),
     ],
 )
-def test_modality_rules(outputs: dict[str, Any], modality: str) -> None:
-    assert Model.from_entry(_entry({"text": True}, outputs)).modality == modality
+def test_modality_rules(outputs: dict[str, Any], modality: str | None) -> None:
+    model = _one(_entry({"text": True}, outputs))
+    assert (model.modality if model else None) == modality
 
 
 def test_entry_without_capabilities_or_organization_is_a_plain_anonymous_chat_model() -> None:
-    model = Model.from_entry({"id": "i", "publicName": "n", "organization": ""})
+    model = _one({"id": "i", "publicName": "n", "organization": ""})
+    assert model is not None
     assert (model.modality, model.accepts_images, model.anonymous, model.rank) == (
         "chat",
         False,
@@ -212,19 +231,20 @@ def test_entry_without_capabilities_or_organization_is_a_plain_anonymous_chat_mo
 
 
 @pytest.mark.parametrize(
-    "entry", [{}, {"id": "i"}, {"publicName": "n"}, {"id": 1, "publicName": "n"}]
+    "entry",
+    [{}, {"id": "i"}, {"publicName": "n"}, {"id": 1, "publicName": "n"}, "not an entry"],
 )
-def test_entry_without_id_or_name_is_a_value_error(entry: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
-        Model.from_entry(entry)
+def test_entry_without_id_or_name_is_left_out(entry: Any) -> None:
+    assert from_page([entry]) == []
 
 
-def test_served_drops_video_and_broken_entries() -> None:
+def test_the_page_catalog_drops_video_and_broken_entries() -> None:
     catalog = _catalog()
-    models = served([*catalog, {"publicName": "no id"}])
-    video = sum(Model.from_entry(entry).modality == "video" for entry in catalog)
-    assert video == 42
-    assert len(models) == 288 - 42
+    models = from_page([*catalog, {"publicName": "no id"}])
+    video = [e for e in catalog if from_page([e]) == []]
+    # 42 video entries under 34 names (some names are there twice): one model per name.
+    assert len(video) == 42
+    assert len(models) == len({e["publicName"] for e in catalog if e not in video}) == 246
     assert {model.modality for model in models} == {"chat", "search", "image"}
     assert len({model.id for model in models}) == len(models)
     assert sum(model.anonymous for model in models) == sum(
@@ -232,3 +252,80 @@ def test_served_drops_video_and_broken_entries() -> None:
         for entry in catalog
         if "video" not in entry["capabilities"]["outputCapabilities"]
     )
+
+
+# The catalog endpoint (2026): arena groups.
+
+
+def _groups() -> list[dict[str, Any]]:
+    return json.loads(capture_text("model-catalog-2026-10-06.json"))
+
+
+def _named(models: list[Model]) -> dict[str, Model]:
+    return {model.public_name: model for model in models}
+
+
+def _ids(groups: list[dict[str, Any]], name: str) -> dict[str, str]:
+    """The id a public name carries in each group of the snapshot (its first entry there)."""
+    found: dict[str, str] = {}
+    for group in groups:
+        for entry in group["models"]:
+            if entry["publicName"] == name:
+                found.setdefault(group["arena"], entry["id"])
+    return found
+
+
+def test_the_endpoint_catalog_has_one_model_per_name_and_no_video() -> None:
+    groups = _groups()
+    models = from_groups(groups)
+    names = {e["publicName"] for g in groups if g["arena"] != "text-to-video" for e in g["models"]}
+    assert sorted(m.public_name for m in models) == sorted(names)
+    assert {m.kind for m in models} == {"chat", "reasoning", "code", "search", "image"}
+    # In the catalog's order: the first group's models first.
+    assert models[0].public_name == groups[0]["models"][0]["publicName"]
+
+
+def test_a_model_takes_its_kind_from_its_first_group_and_an_id_per_modality() -> None:
+    groups = _groups()
+    models = _named(from_groups(groups))
+    # In text and search, under another id in each: a chat model that can also search.
+    both = _ids(groups, "grok-4.3")
+    grok = models["grok-4.3"]
+    assert (grok.kind, grok.modality) == ("chat", "chat")
+    assert grok.ids == {"chat": both["text"], "search": both["search"]} and grok.id == both["text"]
+    # A text id differing from its code id: the text group's is sent.
+    qwen = models["qwen3-max-thinking"]
+    assert qwen.kind == "reasoning" and qwen.id == _ids(groups, "qwen3-max-thinking")["text"]
+    assert qwen.id != _ids(groups, "qwen3-max-thinking")["code"]
+    # Only in code: a code model, asked in the chat modality.
+    code_only = next(name for name, model in models.items() if set(_ids(groups, name)) == {"code"})
+    assert (models[code_only].kind, models[code_only].modality) == ("code", "chat")
+    assert (models["claude-sonnet-4-6-search"].kind, models["seedream-5.0-pro"].kind) == (
+        "search",
+        "image",
+    )
+    assert models["seedream-5.0-pro"].accepts_images and models["seedream-5.0-pro"].rank == 10
+
+
+def test_unselectable_entries_and_unknown_shapes_are_left_out() -> None:
+    entry = {"id": "a", "publicName": "m", "capabilities": {}}
+    groups = [
+        {"arena": "text", "models": [{**entry, "userSelectable": False}]},
+        {"arena": "search", "models": [{**entry, "id": "b"}]},
+        {"arena": "text", "models": "not a list"},
+        {"models": [entry]},
+        "not a group",
+    ]
+    assert _named(from_groups(groups))["m"].ids == {"search": "b"}
+    assert from_groups([{"arena": "text", "models": [{**entry, "userSelectable": False}]}]) == []
+
+
+def test_a_group_the_bridge_does_not_know_goes_by_capabilities() -> None:
+    entry = _entry({"text": True}, {"image": {"aspectRatios": ["1:1"]}})
+    (model,) = from_groups([{"arena": "text-to-something", "models": [entry]}])
+    assert (model.kind, model.ids) == ("image", {"image": "i"})
+
+
+def test_a_model_is_published_and_read_back_whole() -> None:
+    for model in from_groups(_groups())[:20] + from_page(_catalog())[:20]:
+        assert Model.from_published(json.loads(json.dumps(model.published()))) == model

@@ -9,8 +9,10 @@ from redis.asyncio import Redis
 
 from gateway.answers.catalog_view import CatalogView, parse_catalog
 from shared import redis_keys
+from shared.arena.catalog import from_groups, from_page
 from shared.worker_status import WorkerState, WorkerStatus
 from tests.fakearena.catalog import CAPTURED_CATALOG as CAPTURE
+from tests.fakearena.catalog import REPORTED_CATALOG as REPORTED
 from worker.arena import catalog_publisher as worker_catalog
 
 
@@ -20,7 +22,9 @@ def entries() -> list[dict]:
 
 
 def stored(entries: list[dict], updated_at: float = 1_764_547_200.5) -> bytes:
-    return orjson.dumps({"updated_at": updated_at, "worker": "w1", "models": entries})
+    """The captured catalog as a worker stores it."""
+    models = [model.published() for model in from_page(entries)]
+    return orjson.dumps({"updated_at": updated_at, "models": models})
 
 
 def is_video(entry: dict) -> bool:
@@ -58,8 +62,23 @@ def test_a_model_is_found_by_its_public_name_with_its_arena_id(entries: list[dic
     assert catalog.updated_at == 1_764_547_200.5
 
 
+def test_a_catalog_read_off_the_endpoint_carries_an_id_per_modality() -> None:
+    groups = json.loads(REPORTED.read_text())
+    models = [model.published() for model in from_groups(groups)]
+    catalog = parse_catalog(orjson.dumps({"updated_at": 1.0, "models": models}))
+    grok = catalog.find("grok-4.3")
+    assert grok is not None and set(grok.ids) == {"chat", "search"}
+    assert grok.id == grok.ids["chat"] != grok.ids["search"]
+    listed = {m.public_name for m in catalog.listed()}
+    named = {g["arena"]: {e["publicName"] for e in g["models"]} for g in groups}
+    video_only = named["text-to-video"] - set().union(
+        *(names for arena, names in named.items() if arena != "text-to-video")
+    )
+    assert listed and video_only and not listed & video_only  # /v1/models shows no video model
+
+
 def test_an_empty_catalog() -> None:
-    catalog = parse_catalog(orjson.dumps({"updated_at": 5, "worker": "w", "models": []}))
+    catalog = parse_catalog(orjson.dumps({"updated_at": 5, "models": []}))
     assert catalog.listed() == [] and catalog.find("x") is None
 
 
@@ -79,13 +98,14 @@ async def test_a_view_without_a_catalog_or_the_model_asked_for_is_read_again(red
 
 
 async def publish(redis: Redis, worker_id: str, entries: list[dict]) -> None:
-    await worker_catalog.publish_entries(redis, entries, now=time.time())
+    models = from_page(entries)
+    await worker_catalog.publish(redis, models, "page", now=time.time())
     status = WorkerStatus(
         id=worker_id,
         state=WorkerState.READY,
         queue=redis_keys.worker_queue(worker_id),
         capacity=4,
-        catalog=worker_catalog.digest(entries),
+        catalog=worker_catalog.digest(models),
         updated_at=time.time(),
     )
     await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)

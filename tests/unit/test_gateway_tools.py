@@ -18,7 +18,7 @@ from gateway.answers.tools.definitions import Tool, ToolCall, ToolUse
 from gateway.answers.tools.detector import CallDetector
 from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, joined_answers
 from shared import events
-from shared.arena.catalog import Model
+from shared.arena.catalog import from_page
 from shared.settings import Settings
 from tests.bench.tool_contract import figures, parsed
 from tests.support.agent_fixtures import FIXTURES
@@ -277,10 +277,11 @@ def test_the_third_identical_call_in_a_row_ends_the_answer_with_text() -> None:
 
 
 def test_aliases_send_names_the_arena_does_not_serve_to_models_it_does() -> None:
-    models = {
-        name: Model.from_entry({"id": f"id-{name}", "publicName": name, "organization": "x"})
+    entries = [
+        {"id": f"id-{name}", "publicName": name, "organization": "x"}
         for name in ("claude-opus-4", "gemini-2.5-pro")
-    }
+    ]
+    models = {model.public_name: model for model in from_page(entries)}
     catalog = Catalog(0.0, models)
     spec = Settings(model_aliases="claude-*=gemini-2.5-pro, gpt-5?=gemini-2.5-pro").model_aliases
     assert spec == {"claude-*": "gemini-2.5-pro", "gpt-5?": "gemini-2.5-pro"}

@@ -192,3 +192,13 @@ def test_a_sides_failure_fails_a_direct_answer_and_only_that_side_of_a_battle() 
         events.side_failed("a", "Model overloaded"),
         events.text("b", "Hello"),
     ]
+
+
+def test_a_new_chat_goes_out_in_the_mode_given_and_a_battle_keeps_its_own() -> None:
+    the_job = job()
+    body = build_request(the_job, RequestIds.fresh(the_job), "tok", mode="direct-battle").body
+    assert body["mode"] == "direct-battle" and "modelBId" not in body
+    assert "modelBMessageId" not in body
+    battle = job(model_b_id="model-b", mode="battle")
+    body = build_request(battle, RequestIds.fresh(battle), "tok").body
+    assert (body["mode"], body["modelBId"]) == ("battle", "model-b")

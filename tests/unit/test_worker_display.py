@@ -61,9 +61,7 @@ def test_a_guest_or_a_broken_cookie_is_no_account() -> None:
 
 
 def model(name: str) -> Model:
-    return Model(
-        f"id-{name}", name, "org", "chat", accepts_images=False, reasoning=False, rank=None
-    )
+    return Model(name, "chat", {"chat": f"id-{name}"}, "org", accepts_images=False, rank=None)
 
 
 def test_the_served_catalog_is_the_union_of_the_live_workers() -> None:

@@ -112,3 +112,40 @@ def test_a_rate_limit_outlasts_a_check_passed_meanwhile() -> None:
     assert (machine.state, machine.until) == (S.RATE_LIMITED, 100.0)
     machine.lift_rate_limit(now=100.0)
     assert (machine.state, machine.until) == (S.READY, None)
+
+
+def test_an_arena_that_cannot_be_used_is_waited_on_with_its_reason_and_next_try() -> None:
+    from shared.diagnosis import Check, problem
+    from worker.state import WAITING_FOR_ARENA
+
+    finding = problem(Check.PAGE, "could not load x (net::ERR_NAME_NOT_RESOLVED)", "check it")
+    machine = StateMachine("w-test", 1)
+    seen: list[tuple[S, str | None]] = []
+    machine.on_change(lambda: seen.append((machine.state, machine.check)))
+    machine.failed(S.UNREACHABLE, finding, next_try=100.0)
+    machine.failed(S.UNREACHABLE, finding, next_try=104.0)  # the next failed try
+    assert (machine.state, machine.next_try, machine.check) == (S.UNREACHABLE, 104.0, Check.PAGE)
+    assert machine.reason == finding.line() and "lmarena-bridge doctor" in machine.reason
+    assert seen == [(S.UNREACHABLE, Check.PAGE)] * 2  # the check is set when listeners hear
+    assert not machine.serving
+    machine.resume("the page is usable")
+    assert (machine.state, machine.check, machine.next_try) == (S.READY, None, None)
+    # Waiting for the arena is for a browser that has not served yet, or a person's fix.
+    for state in WAITING_FOR_ARENA:
+        assert state not in TRANSITIONS[S.READY] and state in TRANSITIONS[S.CHALLENGE]
+
+
+def test_pauses_between_tries_grow_to_a_cap() -> None:
+    from worker.state import MAX_PAUSE_S, retry_pause
+
+    pauses = [retry_pause(n) for n in range(1, 10)]
+    assert pauses[:5] == [2.0, 4.0, 8.0, 16.0, 32.0]
+    assert pauses[5:] == [MAX_PAUSE_S] * 4 == [60.0] * 4
+    # Tries in a row, each after its pause, within a first minute: at most 5.
+    starts, at = [], 0.0
+    for failures in range(1, 20):
+        if at > 60:
+            break
+        starts.append(at)
+        at += retry_pause(failures)
+    assert len(starts) == 5

@@ -7,6 +7,7 @@ one pipeline. Every job ends with `done` unless it was handed to another worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from shared.arena.errors import (
     RateLimited,
     RecaptchaRejected,
     classify,
+    mode_refused,
 )
 from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.stream import LineParser, Part, to_events
@@ -36,7 +38,9 @@ from shared.outage import RedisOutage
 from shared.settings import Settings
 from shared.threads import Thread, remembered
 from shared.worker_status import WorkerState, WorkerStatus, read_fleet
-from worker.arena.token_pool import TokenPool
+from worker.arena.chat_sweeper import ChatSweeper
+from worker.arena.learned import Learned, token_tries
+from worker.arena.token_pool import Tokens
 from worker.arena.uploads import UploadFailed, Uploads
 from worker.browser.page import ArenaPage, FetchFailed, PageError, PageFetch
 from worker.queue_worker import clear
@@ -79,9 +83,15 @@ class RequestIds:
 
 
 def build_request(
-    job: CompletionJob, ids: RequestIds, token: str, attachments: Sequence[Mapping[str, str]] = ()
+    job: CompletionJob,
+    ids: RequestIds,
+    token: str,
+    attachments: Sequence[Mapping[str, str]] = (),
+    *,
+    mode: str | None = None,
 ) -> payloads.ArenaRequest:
-    """The arena request for the job's action, with these ids and images."""
+    """The arena request for the job's action, with these ids and images; a create goes out in
+    `mode` (the site's name for it: a one-model chat is `direct-battle` or `direct`)."""
     if job.action == "retry":
         return payloads.retry_message(
             session_id=ids.session, model_message_id=ids.model_a_message, token=token
@@ -103,7 +113,7 @@ def build_request(
     )
     if post:
         return payloads.post_to_evaluation(turn)
-    return payloads.create_evaluation(turn, mode=job.mode)
+    return payloads.create_evaluation(turn, mode=mode or job.mode)
 
 
 def stop_requests(ids: RequestIds) -> list[payloads.ArenaRequest]:
@@ -290,9 +300,11 @@ class Completion:
         settings: Settings,
         redis: ArqRedis,
         page: Callable[[], ArenaPage],
-        tokens: Callable[[], TokenPool],
+        tokens: Callable[[], Tokens],
         machine: StateMachine,
         on_blocked: Callable[[ArenaError], None],
+        learned: Learned | None = None,
+        chats: ChatSweeper | None = None,
     ) -> None:
         self._id = worker_id
         self._settings = settings
@@ -305,6 +317,10 @@ class Completion:
         self._on_blocked = on_blocked
         #: The arena rate limits this account's images (not its chats) until then.
         self._images_limited_until = 0.0
+        #: The mode new chats go out in and the token actions the site takes, as found so far.
+        self._learned = learned or Learned()
+        #: Deletes the account's arena chats once forgotten (LMB_DELETE_CHATS); None: kept.
+        self._chats = chats
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
@@ -398,16 +414,47 @@ class Completion:
     async def _request(
         self, page: ArenaPage, job: CompletionJob, stream: JobStream
     ) -> list[Event] | ArenaError:
-        """The job's request, with its images uploaded; once more with a new token if refused."""
+        """The job's request, with its images uploaded.
+
+        A new one-model chat goes out in the mode the site took last (else the likeliest), and
+        in the next one if the site refuses that mode; a refused token is replaced (with one of
+        another action, if the site may want that). What worked is tried first from then on.
+        """
         try:
             attachments = await self._uploads.attachments(page, job.sent_images())
         except UploadFailed as exc:
             return [events.error("upstream", f"could not upload the image to the arena: {exc}")]
+        chat = job.action == "create" and job.mode == "direct"
+        modes = self._learned.chat_mode.order() if chat else [job.mode]
+        for mode in modes:
+            outcome = await self._with_tokens(page, job, stream, attachments, mode)
+            if isinstance(outcome, ArenaError) and chat and mode_refused(outcome):
+                logger.info("job %s: the arena refused mode %s (%s)", job.id, mode, outcome.message)
+                continue
+            if chat and not isinstance(outcome, ArenaError):
+                self._learned.chat_mode.confirm(mode)
+            return outcome
+        return outcome
+
+    async def _with_tokens(
+        self,
+        page: ArenaPage,
+        job: CompletionJob,
+        stream: JobStream,
+        attachments: Sequence[Mapping[str, str]],
+        mode: str,
+    ) -> list[Event] | ArenaError:
+        """One request, sent again with a new token while the arena refuses the token."""
         tokens = self._tokens()
-        outcome = await self._attempt(page, job, await tokens.take(), stream, attachments)
-        if isinstance(outcome, RecaptchaRejected):
-            logger.info("job %s: reCAPTCHA token refused; retrying once with a new one", job.id)
-            outcome = await self._attempt(page, job, await tokens.mint(), stream, attachments)
+        actions = self._learned.token_actions[job.action]
+        for action, fresh in token_tries(actions.order()):
+            token = await (tokens.mint(action) if fresh else tokens.take(action))
+            outcome = await self._attempt(page, job, token, stream, attachments, mode)
+            if not isinstance(outcome, RecaptchaRejected):
+                if not isinstance(outcome, ArenaError):
+                    actions.confirm(action)
+                return outcome
+            logger.info("job %s: reCAPTCHA token (%s) refused; trying a new one", job.id, action)
         return outcome
 
     async def _attempt(
@@ -417,22 +464,29 @@ class Completion:
         token: str,
         stream: JobStream,
         attachments: Sequence[Mapping[str, str]],
+        mode: str,
     ) -> list[Event] | ArenaError:
         """One request with fresh ids: the events that end it, or why the arena refused it."""
         ids = RequestIds.fresh(job)
         try:
-            async with page.fetch(build_request(job, ids, token, attachments)) as fetch:
+            request = build_request(job, ids, token, attachments, mode=mode)
+            async with page.fetch(request) as fetch:
                 head = await fetch.head()
                 if head.status != 200:
                     refused = classify(head.status, head.headers, await fetch.text())
-                    await counters.arena_error(self._redis, refused.kind)
+                    if not mode_refused(refused):  # not an error: the next mode is tried
+                        await counters.arena_error(self._redis, refused.kind)
                     return refused
                 stream.post([events.session(self._id, job.action, ids.session, ids.messages())])
-                relayed = await self._relay(page, job, fetch, stream)
-                if relayed.failed:
-                    await counters.arena_error(self._redis, "upstream")
-                if relayed.complete and job.remember is not None:
-                    await self._remember(job, ids, "".join(relayed.texts))
+                in_session = (
+                    self._chats.using(ids.session) if self._chats else contextlib.nullcontext()
+                )
+                async with in_session:
+                    relayed = await self._relay(page, job, fetch, stream)
+                    if relayed.failed:
+                        await counters.arena_error(self._redis, "upstream")
+                    if relayed.complete and job.remember is not None:
+                        await self._remember(job, ids, "".join(relayed.texts))
                 return relayed.tail
         except asyncio.CancelledError:
             await self._stop(page, ids)

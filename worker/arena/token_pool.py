@@ -1,19 +1,23 @@
-"""reCAPTCHA tokens minted ahead of need.
+"""reCAPTCHA tokens minted ahead of need, per action.
 
-Minting takes about 170 ms and a token lives about 120 s and serves one request, so the pool
+Minting takes about 170 ms and a token lives about 120 s and serves one request, so a pool
 keeps a few fresh ones: a request takes one at no cost and the pool mints its replacement in the
 background, shortly after, so that the mint does not run in the page just as the request is
 sent. When the pool is empty the request mints its own.
+
+A token is bound to its action (`chat_submit` for new messages; since 2026 `chat_retry` for a
+regenerate): `Tokens` keeps a pool per action, and mints on demand for an action with none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ class TokenPool:
         self._taken_at = self._clock()
         if self._tokens:
             return self._tokens.popleft()[1]
-        logger.info("no reCAPTCHA token minted ahead: minting one for this request")
+        if self._size:
+            logger.info("no reCAPTCHA token minted ahead: minting one for this request")
         return await self._mint()
 
     async def mint(self) -> str:
@@ -114,3 +119,42 @@ class TokenPool:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._taken.wait()
+
+
+class Tokens:
+    """Tokens by action: pooled for each action given a size, minted on demand for the others."""
+
+    def __init__(
+        self,
+        mint: Callable[[str], Awaitable[str]],
+        sizes: Mapping[str, int],
+        *,
+        max_age: float,
+    ) -> None:
+        self._mint = mint
+        self._pools = {
+            action: TokenPool(functools.partial(mint, action), size=size, max_age=max_age)
+            for action, size in sizes.items()
+        }
+
+    def start(self) -> None:
+        for pool in self._pools.values():
+            pool.start()
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()
+
+    async def filled(self) -> None:
+        """Wait until every pool has been full once."""
+        for pool in self._pools.values():
+            await pool.filled()
+
+    async def take(self, action: str) -> str:
+        """A fresh token for `action`: a pooled one if there is any, else one minted now."""
+        pool = self._pools.get(action)
+        return await (pool.take() if pool is not None else self._mint(action))
+
+    async def mint(self, action: str) -> str:
+        """A token for `action` minted now, bypassing the pool (after the arena refused one)."""
+        return await self._mint(action)

@@ -2,9 +2,7 @@
 
 Three steps (captures/upload-actions.json): the server action `generateUploadUrl` gives a
 presigned URL and a key, the bytes are PUT there, and `getSignedUrl` gives the URL the message
-attaches. Server action ids change with every deploy of the site: they are read off the
-page's own scripts (`shared.arena.page.server_action_ids`) the first time they are needed, and
-again when the site no longer knows them.
+attaches (`worker.arena.actions` finds the actions' ids).
 """
 
 from __future__ import annotations
@@ -16,15 +14,10 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from shared import redis_keys
-from shared.arena.page import action_result, server_action_ids
+from shared.arena.site import GENERATE_UPLOAD_URL, GET_SIGNED_URL
 from shared.jobs import ImageRef
+from worker.arena.actions import ActionFailed, ServerActions
 from worker.browser.page import ArenaPage, PageError
-
-GENERATE_UPLOAD_URL = "generateUploadUrl"
-GET_SIGNED_URL = "getSignedUrl"
-_MARKER = "createServerReference"
-#: What Next.js answers for an action id the deployed site does not have.
-_UNKNOWN_ACTION = 404
 
 
 class UploadFailed(Exception):
@@ -54,12 +47,11 @@ def action_data(result: Any, action: str) -> Mapping[str, Any]:
 
 
 class Uploads:
-    """Uploads a job's images through the page; remembers the action ids of each page."""
+    """Uploads a job's images through the page."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._page: ArenaPage | None = None
-        self._ids: dict[str, str] = {}
+        self._actions = ServerActions()
 
     async def attachments(
         self, page: ArenaPage, images: Sequence[ImageRef]
@@ -90,23 +82,7 @@ class Uploads:
         return attachment(key, image.media_type, url)
 
     async def _action(self, page: ArenaPage, name: str, args: list[Any]) -> Mapping[str, Any]:
-        for fresh in (False, True):
-            action_id = (await self._action_ids(page, fresh=fresh)).get(name)
-            if action_id is None:
-                continue
-            status, body = await page.action(action_id, args)
-            if status == _UNKNOWN_ACTION:
-                continue  # the site was deployed again since the ids were read
-            if status != 200:
-                raise UploadFailed(f"{name} answered HTTP {status}")
-            try:
-                return action_data(action_result(body), name)
-            except ValueError as exc:
-                raise UploadFailed(f"{name}: {exc}") from None
-        raise UploadFailed(f"the arena page has no {name} action")
-
-    async def _action_ids(self, page: ArenaPage, *, fresh: bool) -> dict[str, str]:
-        if fresh or page is not self._page:
-            self._ids = server_action_ids("\n".join(await page.scripts(_MARKER)))
-            self._page = page
-        return self._ids
+        try:
+            return action_data(await self._actions.run(page, name, args), name)
+        except ActionFailed as exc:
+            raise UploadFailed(str(exc)) from None

@@ -63,6 +63,11 @@
         const response = await send(method, path, body);
         return { status: response.status, text: await response.text() };
       },
+      // A GET as the page's own (its cookies, no cache): status, media type and text.
+      async get(url) {
+        const response = await nativeFetch(url || location.href, { credentials: 'include', cache: 'no-store' });
+        return { status: response.status, type: response.headers.get('content-type') || '', text: await response.text() };
+      },
       // A server action of the page (Next.js), posted to the page's own URL as its forms do;
       // the result is line 1: of the React Server Components answer.
       async action(id, args) {

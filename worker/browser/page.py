@@ -139,6 +139,11 @@ class ArenaPage:
         )
         return answer["status"], answer["text"]
 
+    async def get(self, url: str | None = None) -> tuple[int, str, str]:
+        """GET `url` (default: the page's own) from the page: status, media type and text."""
+        answer = await self._invoke("get", url, await_promise=True)
+        return answer["status"], answer["type"], answer["text"]
+
     async def action(self, action_id: str, args: list[Any]) -> tuple[int, str]:
         """Run one of the site's server actions from the page: status and RSC answer."""
         answer = await self._invoke("action", action_id, args, await_promise=True)

@@ -28,6 +28,7 @@ from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.worker_status import WorkerState
 from tests.support.played_worker import (
+    CATALOG,
     CATALOG_TIME,
     CHAT,
     MODELS,
@@ -110,7 +111,7 @@ async def test_an_anonymous_model_is_not_listed_but_can_be_retrieved(
 async def test_without_a_catalog_models_is_empty_and_completions_are_unavailable(
     redis: Redis, gateway: Callable[..., str]
 ) -> None:
-    await redis.delete(redis_keys.catalog(catalog_publisher.digest(MODELS)))
+    await redis.delete(redis_keys.catalog(catalog_publisher.digest(CATALOG)))
     # A gateway started after: it never saw the catalog (one it read stays, under its digest).
     async with httpx.AsyncClient(base_url=gateway(), timeout=10) as api:
         assert (await api.get("/v1/models")).json() == {"object": "list", "data": []}
