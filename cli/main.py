@@ -1,8 +1,10 @@
-"""`lmarena-bridge up | gateway | worker`."""
+"""`lmarena-bridge up | gateway | worker | doctor`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import typer
 
@@ -71,3 +73,37 @@ def worker() -> None:
     from worker.main import run
 
     asyncio.run(run(settings))
+
+
+@app.command()
+def doctor(
+    profile: Path | None = typer.Option(
+        None,
+        "--profile",
+        metavar="DIR",
+        help="Browser profile to run in. Default: the worker's (LMB_PROFILE_DIR, else that of"
+        " LMB_WORKER_ID or worker-1), copied while its worker runs.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"ok", "checks": [{"name", "ok", "detail"}]}.'
+    ),
+    chat: str | None = typer.Option(
+        None,
+        "--chat",
+        metavar="MODEL",
+        help="Also ask MODEL for one short answer (spends the account's credit).",
+    ),
+) -> None:
+    """Check, in a real browser, every assumption the bridge makes about the arena at
+    LMB_ARENA_URL: one line each, and what to do when one fails. Exits 0 only if all pass."""
+    settings = Settings()
+    if "LMB_LOG_LEVEL" not in os.environ:  # the checks speak for themselves
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    logs.configure(settings)
+    from cli.doctor import run_doctor
+    from cli.supervisor import missing_browser
+
+    if problem := missing_browser(settings):
+        typer.echo(problem, err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_doctor(settings, profile=profile, as_json=as_json, chat=chat))
