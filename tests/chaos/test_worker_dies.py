@@ -6,12 +6,13 @@ import time
 
 from tests.chaos.conftest import RestartableRedis
 from tests.chaos.reading import FirstContent, asking
+from tests.support.sites import DEFAULT
 from tests.support.stack import Stack, unique
 
-CHAT = "gemini-2.5-pro"
+CHAT = DEFAULT.chat
 #: Its answer starts with an empty reasoning line: the arena has accepted the request, nothing
 #: has reached the client yet.
-REASONING = "deepseek-v3.2-exp-thinking"
+REASONING = DEFAULT.reasoning
 
 
 def two_workers(stack: Stack) -> None:

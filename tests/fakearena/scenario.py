@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Site = Literal["2025-12", "2026-10"]
 CAPTURED_SITE: Site = "2025-12"
 NEW_SITE: Site = "2026-10"
-#: The site the fake serves unless told otherwise (the bridge speaks the captured one).
-DEFAULT_SITE: Site = CAPTURED_SITE
+#: The site the fake serves unless told otherwise: today's, as reported.
+DEFAULT_SITE: Site = NEW_SITE
 
 FailureKind = Literal[
     "rate_limit_429",

@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration tests that run against a module's `stack`."""
+"""Fixtures shared by the integration tests that run against a module's `stack`, and the stack
+of the arena as captured that every module asking both sites shares."""
 
 from __future__ import annotations
 
@@ -6,7 +7,27 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.stack import Stack
+from tests.fakearena.scenario import CAPTURED_SITE
+from tests.support.stack import Stack, running
+
+#: The admin key of the shared captured-site stack.
+CAPTURED_ADMIN_KEY = "admin-key-for-the-captured-site"
+
+
+@pytest.fixture(scope="session")
+def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A gateway and one worker against the arena as captured (Nov–Dec 2025), started once for
+    the session: the end-to-end tests ask it what they ask today's site. Tests leave it as they
+    found it, never reset it (that would void the tokens its worker minted ahead), and find
+    their own sessions by unique prompts."""
+    with running(
+        tmp_path_factory.mktemp("captured"),
+        "captured-1",
+        site=CAPTURED_SITE,
+        gateway_env={"LMB_ALLOW_PRIVATE_IMAGE_URLS": "true"},  # the image tests' pictures
+        LMB_ADMIN_KEY=CAPTURED_ADMIN_KEY,
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -18,14 +18,15 @@ from redis.asyncio import Redis
 from shared.client_keys import KeySpec, KeyStore
 from tests.fakearena import png
 from tests.fakearena.replies import pieces
+from tests.support.sites import DEFAULT
 from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
-CHAT = "gemini-2.5-pro"  # takes images
-REASONING = "deepseek-v3.2-exp-thinking"
-SEARCH = "grok-4-fast-search"
-TEXT_ONLY = "claude-opus-4-5-20251101"
+CHAT = DEFAULT.chat  # takes images
+REASONING = DEFAULT.reasoning
+SEARCH = DEFAULT.search
+TEXT_ONLY = DEFAULT.text_only
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import psutil
 import pytest
 import redis
 
+from tests.integration.test_admin_auth import sign_in
 from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena, free_port
 
 pytestmark = pytest.mark.browser
@@ -55,8 +57,8 @@ def start_up(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena: str) -> None:
-    port = free_port()
+def one_worker(tmp_path: Path, arena: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of an `up` with one headless worker and an embedded Redis."""
     env = {
         **os.environ,
         "LMB_ARENA_URL": arena,
@@ -65,10 +67,16 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         "LMB_HEADLESS": "true",
         "LMB_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
         "LMB_WORKERS": "1",
-        "COLUMNS": "200",
+        "COLUMNS": "400",
+        **extra,
     }
     env.pop("LMB_REDIS_URL", None)
-    up = start_up(env)
+    return env
+
+
+def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena: str) -> None:
+    port = free_port()
+    up = start_up(one_worker(tmp_path, arena, port))
     try:
         banner = read_until(up, "Point your client at", timeout=60)
         assert "Redis: embedded" in banner
@@ -137,3 +145,56 @@ def test_up_killed_outright_takes_its_children_along_and_its_redis_keeps_its_dat
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_up_says_at_once_why_the_arena_cannot_be_reached_and_backs_off_in_one_browser(
+    tmp_path: Path,
+) -> None:
+    """No route to the arena, as a new user may have: the reason in `up`'s console within 10 s,
+    on the admin page and in its API, the doctor named; then tries again after growing pauses,
+    in the browser it has (watched over its first three tries, about 20 s)."""
+    port, key = free_port(), "admin-key-for-the-up-test"
+    started = time.monotonic()
+    # Never resolved: the test's Chromium maps every name away.
+    up = start_up(one_worker(tmp_path, "http://arena.invalid", port, LMB_ADMIN_KEY=key))
+    try:
+        line = read_until(up, "worker-1: unreachable", timeout=10).splitlines()[-1]
+        assert time.monotonic() - started < 10
+        assert "could not load http://arena.invalid/ (net::ERR_NAME_NOT_RESOLVED)" in line
+        assert "Run `lmarena-bridge doctor` (its check `page` fails)" in line
+        assert re.search(r"next try at \d\d:\d\d:\d\d$", line)
+
+        base = f"http://127.0.0.1:{port}"
+        (row,) = httpx.get(
+            f"{base}/admin/api/workers", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ).json()["workers"]
+        assert (row["state"], row["check"]) == ("unreachable", "page")
+        assert "ERR_NAME_NOT_RESOLVED" in row["reason"] and row["retry_in_s"] is not None
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert sign_in(client, key).status_code == 303
+            page = client.get("/admin").text
+        assert 'data-worker="worker-1" data-state="unreachable"' in page
+        assert "ERR_NAME_NOT_RESOLVED" in page and "lmarena-bridge doctor" in page
+
+        # Two more tries, each announced with its next one, after growing pauses.
+        lines = [line]
+        for _ in range(2):
+            lines.append(read_until(up, "worker-1: ", timeout=30).splitlines()[-1])
+        assert all("worker-1: unreachable: " in line for line in lines)
+        tries = [_clock(line) for line in lines]
+        assert tries[2] - tries[1] > tries[1] - tries[0] > 0
+        log = (tmp_path / "state" / "logs" / "worker-1.log").read_text()
+        assert log.count("starting Chromium") == 1  # the same browser throughout
+        assert "restarting" not in log
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _clock(line: str) -> int:
+    """The seconds of the day of a line's `next try at HH:MM:SS`."""
+    hours, minutes, seconds = re.search(r"next try at (\d\d):(\d\d):(\d\d)$", line).groups()
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds)

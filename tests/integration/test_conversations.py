@@ -1,7 +1,8 @@
 """Conversations through the whole bridge: each turn continues the arena thread of the last.
 
 openai SDK → gateway → Redis/arq → two browser workers → the fake arena, every process real.
-What the arena was asked (create, post, retry) is read back from the fake arena's log.
+What the arena was asked (create, post, retry) is read back from the fake arena's log. The
+conversation itself is held on both versions of the arena (`each_site`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from collections.abc import Iterator
 import anthropic
 import pytest
 
+from shared.arena.site import STREAM_PREFIX
 from tests.fakearena.replies import Ask, answer_text
+from tests.fakearena.scenario import Site
+from tests.support.sites import DEFAULT, SITES, mode_refusal, on_site
 from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
-CHAT = "gemini-2.5-pro"
-STREAM_PATH = "/nextjs-api/stream/"
+CHAT = DEFAULT.chat  # gemini-2.5-pro on either site
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +30,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture(autouse=True)
-def since(stack: Stack) -> int:
-    """Where this test's requests start in the arena's log (prompts are unique: no reset needed,
+@pytest.fixture(params=SITES)
+def each_site(request: pytest.FixtureRequest) -> tuple[Stack, Site]:
+    return on_site(request)
+
+
+def start(stack: Stack) -> int:
+    """Where a test's requests start in the arena's log (prompts are unique: no reset needed,
     which would also void the tokens the workers minted ahead)."""
     return len(stack.arena_log()["requests"])
+
+
+@pytest.fixture
+def since(stack: Stack) -> int:
+    return start(stack)
 
 
 def ask(stack: Stack, messages: list[dict], *, stream: bool = False) -> str:
@@ -55,23 +67,26 @@ def expected(turn: int, first: str, prompt: str, retry: int = 0) -> str:
 def stream_requests(stack: Stack, since: int) -> list[dict]:
     """The arena's stream requests (create, post, retry) since `since`, in order.
 
-    A reCAPTCHA refusal (403) is left out: the worker retries it with a new token.
+    A reCAPTCHA refusal (403) is left out: the worker retries it with a new token (on the
+    captured site, a regenerate's first token is for the wrong action); so is a create refused
+    for its mode, which the worker sends again in the other one.
     """
     return [
         r
         for r in stack.arena_log()["requests"][since:]
-        if r["path"].startswith(STREAM_PATH) and r["status"] != 403
+        if r["path"].startswith(STREAM_PREFIX) and r["status"] != 403 and not mode_refusal(r)
     ]
 
 
 def endpoint(request: dict) -> str:
-    return request["path"][len(STREAM_PATH) :].split("/", 1)[0]
+    return request["path"][len(STREAM_PREFIX) :].split("/", 1)[0]
 
 
 def test_five_turns_are_one_create_then_four_posts_from_one_worker_across_a_gateway_restart(
-    stack: Stack,
-    since: int,
+    each_site: tuple[Stack, Site],
 ) -> None:
+    stack, _ = each_site
+    since = start(stack)
     first = unique("Tell me about otters")
     messages: list[dict] = [{"role": "user", "content": first}]
     prompts = [first]
@@ -119,9 +134,10 @@ def test_an_edited_history_starts_a_new_session_carrying_the_transcript(
 
 
 def test_a_regenerate_retries_the_answer_and_the_conversation_goes_on_from_the_new_one(
-    stack: Stack,
-    since: int,
+    each_site: tuple[Stack, Site],
 ) -> None:
+    stack, _ = each_site
+    since = start(stack)
     first, second = unique("Pick a number"), unique("Double it")
     history = [{"role": "user", "content": first}]
     ask(stack, history)

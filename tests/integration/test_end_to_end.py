@@ -1,7 +1,8 @@
 """One request end to end: openai SDK → gateway → Redis/arq → browser worker → fake arena → SSE.
 
 Every process is real and separate: redis-server, the fake arena, `lmarena-bridge gateway` and
-`lmarena-bridge worker` (each with its own headless Chromium).
+`lmarena-bridge worker` (each with its own headless Chromium). Chat and reasoning are asked of
+both versions of the arena (`each_site`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import httpx
 import openai
 import pytest
 
+from tests.fakearena.scenario import Site
 from tests.support.procs import fake_arena, redis_server
-from tests.support.stack import Stack, unique
+from tests.support.sites import DEFAULT, MODELS, SITES, on_site
+from tests.support.stack import Stack, unique, wait_until
 
 pytestmark = pytest.mark.browser
 
-CHAT = "gemini-2.5-pro"
-REASONING = "deepseek-v3.2-exp-thinking"
+CHAT = DEFAULT.chat
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,11 @@ def pair(services: tuple[str, str, Path]) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(params=SITES)
+def each_site(request: pytest.FixtureRequest) -> tuple[Stack, Site]:
+    return on_site(request, "pair")
 
 
 @pytest.fixture
@@ -73,20 +80,12 @@ def session_owner(stack: Stack, prompt: str) -> str:
     return owner
 
 
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
+def test_streamed_chat_text_is_what_the_arena_streamed(each_site: tuple[Stack, Site]) -> None:
+    pair, site = each_site
     prompt = unique("tell me a story")
     chunks = list(
         pair.openai().chat.completions.create(
-            model=CHAT,
+            model=MODELS[site].chat,
             messages=[{"role": "user", "content": prompt}],
             stream=True,
             stream_options={"include_usage": True},
@@ -105,24 +104,28 @@ def test_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
     assert len({c.id for c in chunks}) == 1
 
 
-def test_non_streamed_chat_text_is_what_the_arena_streamed(pair: Stack) -> None:
+def test_non_streamed_chat_text_is_what_the_arena_streamed(each_site: tuple[Stack, Site]) -> None:
+    pair, site = each_site
     prompt = unique("what is the time")
     answer = pair.openai().chat.completions.create(
-        model=CHAT, messages=[{"role": "user", "content": prompt}]
+        model=MODELS[site].chat, messages=[{"role": "user", "content": prompt}]
     )
     (streamed,) = pair.arena_streams(prompt)
     assert answer.choices[0].message.content == streamed["text"]["a"]
     assert answer.choices[0].finish_reason == "stop"
-    assert answer.model == CHAT
+    assert answer.model == MODELS[site].chat
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
 
 
-def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair: Stack) -> None:
+def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(
+    each_site: tuple[Stack, Site],
+) -> None:
+    pair, site = each_site
     prompt = unique("think it over")
     kinds: list[str] = []
     reasoning, content = "", ""
     for chunk in pair.openai().chat.completions.create(
-        model=REASONING, messages=[{"role": "user", "content": prompt}], stream=True
+        model=MODELS[site].reasoning, messages=[{"role": "user", "content": prompt}], stream=True
     ):
         delta = chunk.choices[0].delta
         if part := getattr(delta, "reasoning_content", None):
@@ -140,10 +143,11 @@ def test_streamed_reasoning_arrives_as_reasoning_content_before_the_answer(pair:
     )
 
 
-def test_non_streamed_reasoning(pair: Stack) -> None:
+def test_non_streamed_reasoning(each_site: tuple[Stack, Site]) -> None:
+    pair, site = each_site
     prompt = unique("ponder")
     answer = pair.openai().chat.completions.create(
-        model=REASONING, messages=[{"role": "user", "content": prompt}]
+        model=MODELS[site].reasoning, messages=[{"role": "user", "content": prompt}]
     )
     (streamed,) = pair.arena_streams(prompt)
     message = answer.choices[0].message

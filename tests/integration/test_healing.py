@@ -18,7 +18,7 @@ import orjson
 import psutil
 import pytest
 
-from tests.fakearena.catalog import CAPTURED_CATALOG
+from tests.fakearena.catalog import REPORTED_CATALOG
 from tests.support.procs import fake_arena, redis_server
 from tests.support.stack import Stack, unique
 
@@ -108,7 +108,7 @@ def test_a_killed_browser_is_replaced_and_serves_again(stack: Stack) -> None:
     assert transitions(stack, "heal-1")[-3:] == [
         "ready → restarting (the browser went away)",
         "restarting → starting (starting a new browser)",
-        "starting → ready (the arena page is usable (as a guest))",
+        "starting → ready (the arena page is usable (as a guest; catalog from the endpoint))",
     ]
     assert browser_of(stack, "heal-1").pid != browser.pid
     prompt = unique("after a crash")
@@ -161,8 +161,8 @@ def test_a_request_waiting_while_the_browser_restarts_is_served_after(stack: Sta
 
 
 def test_the_model_list_follows_the_arenas_catalog_within_a_refresh(stack: Stack) -> None:
-    entries = orjson.loads(CAPTURED_CATALOG.read_bytes())["initialModels"]
-    kept = [e for e in entries if e["publicName"] != CHAT]
+    groups = orjson.loads(REPORTED_CATALOG.read_bytes())
+    kept = [{**g, "models": [e for e in g["models"] if e["publicName"] != CHAT]} for g in groups]
     stack.arena("POST", "scenario", json={"catalog": kept})
     models = stack.openai().models
     deadline = time.monotonic() + 15

@@ -2,6 +2,7 @@
 
 openai SDK → gateway → Redis/arq → browser worker → the fake arena, every process real. An image
 sent in is uploaded by the worker through the arena page's server actions, which the fake logs.
+Sending and making images is tried on both versions of the arena (`each_site`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import httpx
 import openai
 import pytest
 
+from shared.arena.site import CATALOG_PATH
 from tests.fakearena.png import image_for
+from tests.fakearena.scenario import Site
+from tests.support.sites import DEFAULT, MODELS, SITES, mode_refusal, on_site
 from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
-VISION = "gemini-2.5-pro"
-TEXT_ONLY = "claude-opus-4-5-20251101"
-IMAGE_MODEL = "hunyuan-image-3.0"
+VISION = DEFAULT.chat
+TEXT_ONLY = DEFAULT.text_only
 PICTURE = image_for("a picture to look at")
 
 
@@ -60,7 +63,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(params=SITES)
+def each_site(request: pytest.FixtureRequest) -> tuple[Stack, Site]:
+    return on_site(request)
+
+
+@pytest.fixture
 def since(stack: Stack) -> int:
     return len(stack.arena_log()["requests"])
 
@@ -83,35 +91,42 @@ def looking_at(prompt: str, url: str) -> list[dict]:
 
 def requests_since(stack: Stack, since: int) -> list[dict]:
     """What the worker asked of the arena since `since`, but minting reCAPTCHA tokens (the pool
-    refills in the background) and requests refused for a token (retried with a new one)."""
+    refills in the background), reading the catalog (in the background too), requests refused
+    for a token (retried with a new one) and creates refused for their mode (sent again in the
+    other one)."""
     return [
         r
         for r in stack.arena_log()["requests"][since:]
-        if r["status"] != 403 and not r["path"].startswith("/recaptcha/")
+        if r["status"] != 403
+        and not r["path"].startswith(("/recaptcha/", CATALOG_PATH))
+        and not mode_refusal(r)
     ]
 
 
 @pytest.mark.parametrize("source", ["data", "http"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_image_is_uploaded_through_the_pages_actions_and_attached(
-    stack: Stack, since: int, pictures: str, source: str, stream: bool
+    each_site: tuple[Stack, Site], pictures: str, source: str, stream: bool
 ) -> None:
+    stack, site = each_site
+    since = len(stack.arena_log()["requests"])
+    vision = MODELS[site].chat
     prompt = unique("what does this show?")
     messages = looking_at(prompt, data_url(PICTURE) if source == "data" else pictures)
     if stream:
         chunks = stack.openai().chat.completions.create(
-            model=VISION, messages=messages, stream=True
+            model=vision, messages=messages, stream=True
         )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
         text = (
             stack.openai()
-            .chat.completions.create(model=VISION, messages=messages)
+            .chat.completions.create(model=vision, messages=messages)
             .choices[0]
             .message.content
         ) or ""
     # The fake arena's answer names each attachment it received, with its size.
-    assert text == f"Turn 1 of «{prompt}» ({VISION}) [image/png, {len(PICTURE)} bytes]: {prompt}"
+    assert text == f"Turn 1 of «{prompt}» ({vision}) [image/png, {len(PICTURE)} bytes]: {prompt}"
 
     requests = requests_since(stack, since)
     actions = dict(stack.arena("GET", "info").json()["actions"])
@@ -148,10 +163,14 @@ def test_an_image_over_10_mb_is_a_413(stack: Stack, since: int) -> None:
     assert requests_since(stack, since) == []
 
 
-def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: Stack) -> None:
+def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(
+    each_site: tuple[Stack, Site],
+) -> None:
+    stack, site = each_site
+    image_model = MODELS[site].image
     prompt = unique("a red fox")
     answer = stack.openai().chat.completions.create(
-        model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}]
+        model=image_model, messages=[{"role": "user", "content": prompt}]
     )
     message = answer.choices[0].message
     (image,) = message.model_extra["images"]
@@ -161,7 +180,7 @@ def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: 
 
     chunks = list(
         stack.openai().chat.completions.create(
-            model=IMAGE_MODEL, messages=[{"role": "user", "content": prompt}], stream=True
+            model=image_model, messages=[{"role": "user", "content": prompt}], stream=True
         )
     )
     streamed = [
@@ -174,14 +193,16 @@ def test_an_image_model_answers_in_chat_with_markdown_and_an_images_list(stack: 
     assert httpx.get(streamed[0]["image_url"]["url"]).content == image_for(prompt)
 
 
-def test_image_generation_gives_urls_or_the_bytes(stack: Stack) -> None:
+def test_image_generation_gives_urls_or_the_bytes(each_site: tuple[Stack, Site]) -> None:
+    stack, site = each_site
+    image_model = MODELS[site].image
     prompt = unique("a lighthouse at dusk")
-    by_url = stack.openai().images.generate(model=IMAGE_MODEL, prompt=prompt, n=2)
+    by_url = stack.openai().images.generate(model=image_model, prompt=prompt, n=2)
     assert len(by_url.data) == 2
     assert all(httpx.get(image.url).content == image_for(prompt) for image in by_url.data)
 
     as_bytes = stack.openai().images.generate(
-        model=IMAGE_MODEL, prompt=prompt, response_format="b64_json"
+        model=image_model, prompt=prompt, response_format="b64_json"
     )
     (image,) = as_bytes.data
     assert base64.b64decode(image.b64_json) == image_for(prompt) and image.url is None

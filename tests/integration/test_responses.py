@@ -14,13 +14,14 @@ import pytest
 
 from tests.fakearena import png
 from tests.fakearena.replies import pieces
+from tests.support.sites import DEFAULT
 from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
-CHAT = "gemini-2.5-pro"  # takes images
-REASONING = "deepseek-v3.2-exp-thinking"
-SEARCH = "grok-4-fast-search"
+CHAT = DEFAULT.chat  # takes images
+REASONING = DEFAULT.reasoning
+SEARCH = DEFAULT.search
 
 
 @pytest.fixture(scope="module")

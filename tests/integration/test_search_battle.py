@@ -1,6 +1,7 @@
 """Search citations and battles through the whole bridge, with the openai SDK as the client.
 
-openai SDK → gateway → Redis/arq → browser worker → the fake arena, every process real.
+openai SDK → gateway → Redis/arq → browser worker → the fake arena, every process real, on both
+versions of the arena (`each_site`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import openai
 import pytest
 
 from tests.fakearena.replies import Ask, answer_text, brief
+from tests.fakearena.scenario import Site
+from tests.support.sites import DEFAULT, MODELS, SITES, on_site
 from tests.support.stack import Stack, running, unique
 
 pytestmark = pytest.mark.browser
 
-SEARCH = "grok-4-fast-search"
-LEFT, RIGHT = "gemini-2.5-pro", "gpt-5.1-high"
+LEFT, RIGHT = DEFAULT.chat, DEFAULT.other_chat  # on either site
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +27,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def expected_annotations(prompt: str) -> list[dict]:
+@pytest.fixture(params=SITES)
+def each_site(request: pytest.FixtureRequest) -> tuple[Stack, Site]:
+    return on_site(request)
+
+
+def expected_annotations(prompt: str, search: str) -> list[dict]:
     """The fake cites source 1 after the answer's 2nd word and source 2 after its 4th."""
-    text = answer_text(Ask(model=SEARCH, kind="search", turn=1, first=prompt, prompt=prompt))
+    text = answer_text(Ask(model=search, kind="search", turn=1, first=prompt, prompt=prompt))
     words = text.split(" ")
     ends = [len(" ".join(words[:2])) + 1, len(" ".join(words[:4])) + 1]
     return [
@@ -44,15 +51,19 @@ def expected_annotations(prompt: str) -> list[dict]:
     ]
 
 
-def test_search_sources_are_url_citation_annotations_on_the_message(stack: Stack) -> None:
+def test_search_sources_are_url_citation_annotations_on_the_message(
+    each_site: tuple[Stack, Site],
+) -> None:
+    stack, site = each_site
+    search = MODELS[site].search
     prompt = unique("who won the match")
     message = (
         stack.openai()
-        .chat.completions.create(model=SEARCH, messages=[{"role": "user", "content": prompt}])
+        .chat.completions.create(model=search, messages=[{"role": "user", "content": prompt}])
         .choices[0]
         .message
     )
-    assert [a.model_dump() for a in message.annotations] == expected_annotations(prompt)
+    assert [a.model_dump() for a in message.annotations] == expected_annotations(prompt, search)
     first = message.annotations[0].url_citation
     assert message.content[first.start_index : first.end_index] == "Turn 1 "
 
@@ -62,15 +73,20 @@ def test_streamed_search_sources_arrive_with_the_finish_and_the_sdk_helper_parse
 ) -> None:
     prompt = unique("latest news")
     with stack.openai().chat.completions.stream(
-        model=SEARCH, messages=[{"role": "user", "content": prompt}]
+        model=DEFAULT.search, messages=[{"role": "user", "content": prompt}]
     ) as stream:
         final = stream.get_final_completion()
     message = final.choices[0].message
-    assert [a.model_dump() for a in message.annotations] == expected_annotations(prompt)
+    assert [a.model_dump() for a in message.annotations] == expected_annotations(
+        prompt, DEFAULT.search
+    )
     assert message.content.endswith(prompt)
 
 
-def test_a_battle_answers_with_two_hidden_models_as_two_choices(stack: Stack) -> None:
+def test_a_battle_answers_with_two_hidden_models_as_two_choices(
+    each_site: tuple[Stack, Site],
+) -> None:
+    stack, _ = each_site
     prompt = unique("tell a joke")
     answer = stack.openai().chat.completions.create(
         model="battle", messages=[{"role": "user", "content": prompt}]
@@ -87,15 +103,21 @@ def test_a_battle_answers_with_two_hidden_models_as_two_choices(stack: Stack) ->
         and r["status"] == 200
         and r["body"]["userMessage"]["content"] == prompt
     ]
-    assert (
-        created["body"]["mode"] == "battle"
-        and created["body"]["modelAId"] != created["body"]["modelBId"]
-    )
+    assert created["body"]["mode"] == "battle"
+    # Two different models (the bridge's draw; since 2026 the site draws them itself).
+    (streamed,) = stack.arena_streams(prompt)
+    drawn = streamed["models"]
+    assert drawn["a"] != drawn["b"]
+    assert texts == [
+        answer_text(Ask(model=drawn[side], kind="chat", turn=1, first=prompt, prompt=prompt))
+        for side in "ab"
+    ]
 
 
 def test_side_by_side_streams_both_answers_as_choices_0_and_1_with_their_names(
-    stack: Stack,
+    each_site: tuple[Stack, Site],
 ) -> None:
+    stack, _ = each_site
     prompt = unique("compare notes")
     texts = {0: "", 1: ""}
     names: dict[int, str] = {}

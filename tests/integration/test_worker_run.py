@@ -162,7 +162,7 @@ async def test_the_worker_publishes_the_catalog_and_a_ready_heartbeat(main: Stac
     assert time.time() - catalog["updated_at"] < 600
     assert len(catalog["models"]) > 100
     assert (status.capacity, status.busy, status.queue) == (2, 0, redis_keys.worker_queue(MAIN))
-    assert "gemini-3-pro" in status.models and status.catalog_source == "page"
+    assert "gemini-2.5-pro" in status.models and status.catalog_source == "endpoint"
     assert MAIN.encode() in await main.pool.smembers(redis_keys.WORKERS)
     assert await main.pool.pttl(redis_keys.worker_heartbeat(MAIN)) > 0  # expires if the worker dies
 

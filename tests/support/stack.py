@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import openai
@@ -33,6 +34,8 @@ from tests.support.procs import (
     wait_for_http,
 )
 
+T = TypeVar("T")
+
 
 @dataclass
 class Stack:
@@ -40,6 +43,8 @@ class Stack:
     arena_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: What every gateway of the stack gets besides `env` (kept when a test restarts one).
+    gateway_env: dict[str, str] = field(default_factory=dict)
     arena_verify: ssl.SSLContext | bool = True  # trusts the test CA when the fake arena speaks TLS
     gateway_port: int = 0
     gateway: subprocess.Popen | None = None
@@ -73,7 +78,7 @@ class Stack:
         self.gateway_port = self.gateway_port or free_port()
         self.gateway = spawn(
             [sys.executable, "-m", "cli", "gateway"],
-            env=self._env(LMB_PORT=str(self.gateway_port), **env),
+            env=self._env(LMB_PORT=str(self.gateway_port), **{**self.gateway_env, **env}),
             log=self.workdir / "gateway.log",
         )
         wait_for_http(f"{self.base_url}/healthz", proc=self.gateway)
@@ -194,9 +199,9 @@ def running(
     workers, each its own process."""
     arena_args = ["--site", site] if site else []
     with redis_server(workdir) as redis_url, fake_arena(workdir, *arena_args) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir, env=env)
+        stack = Stack(redis_url, arena_url, workdir, env=env, gateway_env=gateway_env or {})
         try:
-            stack.start_gateway(**(gateway_env or {}))
+            stack.start_gateway()
             for name in workers:
                 stack.start_worker(name)
             yield stack
@@ -207,3 +212,13 @@ def running(
 def unique(text: str) -> str:
     """`text` made unique, so that a test finds its own session in the arena's log."""
     return f"{text} {uuid.uuid4().hex[:8]}"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """The first truthy value of `predicate()`, asked every 50 ms for up to `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
