@@ -87,6 +87,21 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a worker reads the model catalog off the arena again.",
     )
+    account_min_interval_seconds: float = Field(
+        default=45.0,
+        ge=0,
+        description="Least time between two stream calls of one arena account (0: no bound).",
+    )
+    account_calls_per_15_minutes: int = Field(
+        default=6,
+        ge=0,
+        description="Most stream calls of one arena account in any 15 minutes (0: no bound).",
+    )
+    account_calls_per_day: int = Field(
+        default=40,
+        ge=0,
+        description="Most stream calls of one arena account per UTC day (0: no bound).",
+    )
 
     # Requests
     worker_wait_seconds: float = Field(
@@ -138,6 +153,11 @@ class Settings(BaseSettings):
         default=False,
         description="Delete a conversation's arena chat once the bridge has forgotten it"
         " (conversation_ttl_seconds after its last turn).",
+    )
+    queue_max_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest a request waits in the queue for an account with room before 429.",
     )
 
     log_level: str = Field(default="INFO")

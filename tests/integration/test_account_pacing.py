@@ -89,3 +89,27 @@ async def test_processes_pacing_one_account_share_its_budget(redis_url: str) -> 
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_a_taken_call_says_when_the_next_may_go(redis: Redis) -> None:
+    pacer = AccountPacer(redis, Pace(min_interval_s=30, per_15_minutes=2, per_day=0))
+    first = await pacer.take(ACCOUNT)
+    assert first.free and first.call is not None and 29 < first.next_wait_s <= 30
+    await past_calls(redis, 14 * 60)  # with an old call, the window is full after this one
+    await redis.zrem(redis_keys.account_calls(ACCOUNT), first.call)
+    second = await pacer.take(ACCOUNT)
+    assert second.free and 59 < second.next_wait_s <= 60  # the old call leaves in a minute
+    assert (await pacer.standing(ACCOUNT)).call is None
+
+
+async def test_a_call_counts_again_from_when_the_arena_answered_it(redis: Redis) -> None:
+    pacer = AccountPacer(redis, Pace(min_interval_s=0.5, per_15_minutes=0, per_day=0))
+    taken = await pacer.take(ACCOUNT)
+    assert taken.call is not None
+    await asyncio.sleep(0.3)
+    answered = await pacer.sent(ACCOUNT, taken.call)
+    assert 0.4 < answered.wait_s <= 0.5, "the interval runs from the answer, not the take"
+    assert (answered.calls_last_15_minutes, answered.calls_today) == (1, 1)
+    # A call the record no longer has (a day old) is not brought back.
+    await redis.delete(redis_keys.account_calls(ACCOUNT))
+    assert (await pacer.sent(ACCOUNT, taken.call)).calls_today == 0

@@ -70,6 +70,10 @@ class Stack:
                 + (TLS_CHROMIUM_ARGS if self.arena_url.startswith("https:") else [])
             ),
             "LMB_HEARTBEAT_SECONDS": "0.5",
+            # Unpaced unless a test paces the accounts itself.
+            "LMB_ACCOUNT_MIN_INTERVAL_SECONDS": "0",
+            "LMB_ACCOUNT_CALLS_PER_15_MINUTES": "0",
+            "LMB_ACCOUNT_CALLS_PER_DAY": "0",
             **self.env,
             **extra,
         }
