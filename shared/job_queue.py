@@ -26,39 +26,74 @@ COMPLETE = "complete"
 WAKE_TOKENS_MAX = 64
 
 # arq's enqueue_job (WATCH the job key, check that neither the job nor its result exists, MULTI:
-# store the job, add it to the queue), then a wake-up token: one round trip instead of four, on
-# the path of every request. A script runs atomically, so no WATCH is needed.
-# KEYS: job, result, queue, wake list. ARGV: job id, serialized job, score (ms), expiry (ms),
-# wake tokens kept.
+# store the job, add it to the queue), then the models it asks for beside it (for as long as the
+# job lives) and a wake-up token: one round trip instead of four, on the path of every request. A
+# script runs atomically, so no WATCH is needed.
+# KEYS: job, result, queue, wake list, the job's models. ARGV: job id, serialized job, score (ms),
+# expiry (ms), wake tokens kept, the model ids (space-separated).
 _PUT = b"""
 redis.call('psetex', KEYS[1], ARGV[4], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
+redis.call('psetex', KEYS[5], ARGV[4], ARGV[6])
 redis.call('lpush', KEYS[4], '1')
 redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
 return 1
 """
 _ENQUEUE = b"if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end\n" + _PUT
 
+# `waiting(queue, arq id, now ms, its in-progress key)`: the attempt is in the queue, due, and
+# claimed by nobody (a claim moves its score ahead, see worker.queue_worker).
+_WAITING = b"""
+local function waiting(queue, arq_id, now, running)
+  local score = redis.call('zscore', queue, arq_id)
+  return score and tonumber(score) <= tonumber(now) and redis.call('exists', running) == 0
+end
+"""
+
 # Retire one attempt (out of its queue, its arq keys gone), then enqueue the next as above
 # (already there: moved before, by someone else).
-# With ARGV[6] set, only an attempt still waiting: due and claimed by nobody (a claim moves its
-# score ahead, see worker.queue_worker); else nothing happens and 0 is returned.
-# KEYS: the next attempt's job, result, queue, wake list; the old attempt's queue, job,
+# With ARGV[8] set, only an attempt still waiting; else nothing happens and 0 is returned.
+# KEYS: the next attempt's job, result, queue, wake list, models; the old attempt's queue, job,
 # in-progress and retry keys. ARGV: as _ENQUEUE's, then the old attempt's id, only if waiting.
 _MOVE = (
-    b"""
-if ARGV[7] == '1' then
-  local score = redis.call('zscore', KEYS[5], ARGV[6])
-  if not score or tonumber(score) > tonumber(ARGV[3]) or redis.call('exists', KEYS[7]) == 1 then
-    return 0
-  end
-end
-redis.call('zrem', KEYS[5], ARGV[6])
-redis.call('del', KEYS[6], KEYS[7], KEYS[8])
+    _WAITING
+    + b"""
+if ARGV[8] == '1' and not waiting(KEYS[6], ARGV[7], ARGV[3], KEYS[8]) then return 0 end
+redis.call('zrem', KEYS[6], ARGV[7])
+redis.call('del', KEYS[7], KEYS[8], KEYS[9])
 if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 1 end
 """
     + _PUT
 )
+
+# Take an attempt nobody has claimed out of its queue, its arq keys gone; 0 if it was claimed.
+# KEYS: queue, the attempt's job, in-progress and retry keys. ARGV: its id, now (ms).
+_WITHDRAW = (
+    _WAITING
+    + b"""
+if not waiting(KEYS[1], ARGV[1], ARGV[2], KEYS[3]) then return 0 end
+redis.call('zrem', KEYS[1], ARGV[1])
+redis.call('del', KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+)
+
+#: Lua: `takes(job, catalog, models format)` → whether an account whose catalog's id set is the
+#: key `catalog` (`redis_keys.catalog_ids`) may take the job `job` (its id, not its arq id): its
+#: catalog has every model the job asks for (`redis_keys.job_models`, formatted with the id). A
+#: job that names none, or a set that is missing (a Redis that lost it) or unnamed (''), do not
+#: restrict: the arena's own answer then says whether the account has the model.
+TAKES_LUA = b"""
+local function takes(job, catalog, models_format)
+  if catalog == '' or redis.call('exists', catalog) == 0 then return true end
+  local wanted = redis.call('get', string.format(models_format, job))
+  if not wanted then return true end
+  for id in string.gmatch(wanted, '%S+') do
+    if redis.call('sismember', catalog, id) == 0 then return false end
+  end
+  return true
+end
+"""
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -115,6 +150,15 @@ async def requeue(
     return bool(moved_now)
 
 
+async def withdraw(pool: ArqRedis, arq_id: str, queue: str) -> bool:
+    """Take an attempt out of `queue` if nobody has claimed it yet; False if someone has."""
+    return bool(
+        await pool.register_script(_WITHDRAW)(
+            keys=[queue, *_attempt_keys(arq_id)], args=[arq_id, int(time.time() * 1000)]
+        )
+    )
+
+
 async def retire(pool: ArqRedis, arq_id: str, queue: str) -> None:
     """Forget an attempt that will never run again: out of its queue, its arq keys gone."""
     async with pool.pipeline(transaction=True) as pipe:
@@ -129,8 +173,15 @@ def _enqueue_args(job: CompletionJob, queue: str, expires_s: float) -> tuple[lis
     data = serialize_job(
         COMPLETE, (job.model_dump(mode="json"),), {}, None, now_ms, serializer=serialize
     )
-    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue, redis_keys.wake_list(queue)]
-    return keys, [job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX]
+    keys = [
+        job_key_prefix + job_id,
+        result_key_prefix + job_id,
+        queue,
+        redis_keys.wake_list(queue),
+        redis_keys.job_models(job.id),
+    ]
+    models = " ".join(job.arena_models)
+    return keys, [job_id, data, now_ms, round(expires_s * 1000), WAKE_TOKENS_MAX, models]
 
 
 def _attempt_keys(arq_id: str) -> list[str]:

@@ -59,6 +59,11 @@ class CompletionJob(BaseModel):
         default_factory=list, description="Workers that could not serve this job (rate limited)."
     )
 
+    @property
+    def arena_models(self) -> list[str]:
+        """The arena ids of the models it asks: an account takes it only if it has them all."""
+        return [self.model_id, *([self.model_b_id] if self.model_b_id is not None else [])]
+
     def as_new_session(self) -> CompletionJob:
         """The same answer asked of a new session carrying the whole conversation.
 

@@ -55,6 +55,12 @@ def catalog(digest: str) -> str:
     return f"{PREFIX}:catalog:{digest}"
 
 
+def catalog_ids(digest: str) -> str:
+    """Set of the arena model ids of a catalog (every modality's): a worker claims only the
+    jobs whose models its catalog's set holds (see shared.job_queue.TAKES_LUA)."""
+    return f"{PREFIX}:catalog:{digest}:ids"
+
+
 def admin_revoked(session_id: str) -> str:
     """Set when an admin page session signs out, until the session would have expired."""
     return f"{PREFIX}:admin:revoked:{session_id}"
@@ -68,6 +74,12 @@ def job_events(job_id: str) -> str:
 def job_cancel(job_id: str) -> str:
     """Set when the client went away; the worker stops the stream."""
     return f"{PREFIX}:job:{job_id}:cancel"
+
+
+def job_models(job_id: str) -> str:
+    """The arena model ids a job asks for, space-separated, beside the job in its queue: only an
+    account whose catalog has them all takes it."""
+    return f"{PREFIX}:job:{job_id}:models"
 
 
 def job_request(job_id: str) -> str:
@@ -105,6 +117,11 @@ def stored_response(client: str | None, response_id: str) -> str:
 def arq_job_id(job_id: str, attempt: int) -> str:
     """arq's id for one attempt at a job (a job moved to another worker is a new attempt)."""
     return f"{job_id}:{attempt}"
+
+
+def job_of(arq_id: str) -> str:
+    """The job an arq id (`arq_job_id`) is an attempt at."""
+    return arq_id.rpartition(":")[0] or arq_id
 
 
 #: Client API keys: a hash of key id → the key's SHA-256 (the index listings read).

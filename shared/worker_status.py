@@ -57,6 +57,11 @@ class WorkerStatus(BaseModel):
         default=None, description="The doctor check it fails, while it cannot serve for one."
     )
     until: float | None = Field(default=None, description="Unix time a rate limit ends.")
+    free_at: float | None = Field(
+        default=None,
+        description="Unix time its account may make its next stream call (its pacing, held in"
+        " Redis for the fleet: `shared.account_pacing`); None or past: now.",
+    )
     next_try: float | None = Field(
         default=None,
         description="Unix time the arena is tried again (unreachable, unrecognised), or the next"

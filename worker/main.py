@@ -20,10 +20,12 @@ from typing import Any
 from arq.connections import ArqRedis, create_pool
 
 from shared import job_queue, redis_keys
+from shared.account_pacing import AccountPacer, Pace
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.recovery import Recovery
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
+from worker.account_gate import AccountGate
 from worker.arena import catalog_publisher
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
@@ -95,6 +97,8 @@ class BrowserWorker:
         self._attending: asyncio.Task[None] | None = None
         self._heartbeat: Heartbeat | None = None
         self._redis: ArqRedis | None = None
+        #: Paces the account's stream calls (set up with Redis, in `serve`).
+        self._gate: AccountGate | None = None
 
     def status(self) -> WorkerStatus:
         machine, display = self.machine, self.display
@@ -113,6 +117,7 @@ class BrowserWorker:
             reason=machine.reason,
             check=machine.check,
             until=machine.until,
+            free_at=self._gate.free_at if self._gate and self._gate.paced else None,
             next_try=machine.next_try,
             catalog_source=self._catalog.source if self._catalog else None,
             chat_mode=self.learned.chat_mode.worked,
@@ -131,7 +136,20 @@ class BrowserWorker:
             redis, self.status, period=settings.heartbeat_seconds
         )
         self.machine.on_change(heartbeat.changed)
-        group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
+        pace = Pace.of(settings)
+        self._gate = gate = AccountGate(
+            AccountPacer(redis, pace) if pace.bounded else None,
+            # A guest has no name: its worker's id stands for it.
+            lambda: self.account or self.id,
+            changed=heartbeat.changed,
+        )
+        group = SlotGroup(
+            self.id,
+            settings.worker_capacity,
+            lambda: self.machine.serving,
+            gate=gate,
+            catalog=lambda: redis_keys.catalog_ids(self._catalog.digest) if self._catalog else "",
+        )
         self.machine.on_change(group.wake)
         chats = (
             ChatSweeper(
@@ -154,6 +172,7 @@ class BrowserWorker:
             on_blocked=self._on_blocked,
             learned=self.learned,
             chats=chats,
+            gate=gate,
         )
         workers = [
             QueueWorker(

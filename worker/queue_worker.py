@@ -14,6 +14,10 @@ never fill the window of due jobs a claim reads (arq reads the first 100, runnin
 records the job among this browser's running ones (`redis_keys.worker_jobs`), where the fleet
 looks for it if this worker dies (`shared.recovery`).
 
+It claims only what the browser's account can send now: jobs whose models its catalog has, and
+nothing while the account's pacing has no room (`worker.account_gate`); the listener then waits
+for the moment the account frees, not polling in between.
+
 arq's internals overridden here (`_poll_iteration`, `run_job`, `sem`, `job_counter`, `tasks`,
 `job_tasks`, `aborting_tasks`, `_release_sem_dec_counter_on_complete`) are those of the arq
 version pinned in pyproject.toml; tests/unit/test_arq_internals.py fails when they change.
@@ -36,7 +40,10 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from shared import job_queue, redis_keys
+from shared.account_pacing import PACING_LUA
+from shared.job_queue import TAKES_LUA
 from shared.outage import RedisOutage
+from worker.account_gate import AccountGate
 
 logger = logging.getLogger(__name__)
 
@@ -52,41 +59,59 @@ _FULL_RECHECK_S = 0.1
 #: Not serving (waiting for a person, cooling down), no slot frees until the state changes, and
 #: the change wakes the members themselves: the listener looks again only this often.
 _PAUSED_RECHECK_S = 1.0
+#: Paced, the listener looks again just after the account may call.
+_PACED_MARGIN_S = 0.01
 _RELISTEN_S = 1.0
 
-# Due jobs (score up to now) that no worker runs yet, in queue order, up to ARGV[2] of them,
-# each marked in progress as it is taken, its score moved to when that mark runs out (so a claim
-# never reads running jobs, and arq's recovery of a job whose mark expired still works), recorded
-# in this browser's running jobs, with whether it is clear: neither a cancel mark nor events of
-# its own (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id); then the
-# abort set, read, and trimmed of requests older than arq's abort age. Keys are built here from
-# the ids read: fine on a single Redis, as arq requires.
-# KEYS: queue, abort set, running jobs. ARGV: now (ms), slots, read limit, in-progress key
-# prefix, in-progress timeout (ms), abort trim score, cancel key format, events key format.
-_CLAIM = b"""
+# Due jobs (score up to now) that no worker runs yet and this browser's account may take (its
+# catalog has their models: `takes`), in queue order, up to ARGV[2] of them, each marked in
+# progress as it is taken, its score moved to when that mark runs out (so a claim never reads
+# running jobs, and arq's recovery of a job whose mark expired still works), recorded in this
+# browser's running jobs, with whether it is clear: neither a cancel mark nor events of its own
+# (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id). A cancelled job is
+# taken whatever its models, to be ended. Nothing is taken while the account's pacing has no
+# room (`pacing`, read on Redis's clock). Then the abort set, read, and trimmed of requests
+# older than arq's abort age. Keys are built here from the ids read: fine on a single Redis, as
+# arq requires.
+# KEYS: queue, abort set, running jobs, the account's calls. ARGV: now (ms), slots, read limit,
+# in-progress key prefix, in-progress timeout (ms), abort trim score, cancel key format, events
+# key format, models key format, the catalog's id set, paced ('1' or '0'), the pace's bounds
+# (min interval ms, per 15 minutes, per day).
+# Returns {claimed (arq id, score, clear)…, aborted, ms until the account may call}.
+_CLAIM = (
+    TAKES_LUA
+    + PACING_LUA.encode()
+    + b"""
 local claimed = {}
 local slots = tonumber(ARGV[2])
+local wait = 0
+if ARGV[11] == '1' then
+  wait = pacing(KEYS[4], redis_now(), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
+  if wait > 0 then slots = 0 end
+end
 if slots > 0 then
   local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
   for i = 1, #due, 2 do
     local running = ARGV[4] .. due[i]
-    if redis.call('exists', running) == 0 then
+    local job = string.match(due[i], '^(.+):%d+$') or due[i]
+    local cancelled = redis.call('exists', string.format(ARGV[7], job)) == 1
+    if redis.call('exists', running) == 0 and (cancelled or takes(job, ARGV[10], ARGV[9])) then
       redis.call('psetex', running, ARGV[5], '1')
       redis.call('zadd', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[5]), due[i])
       redis.call('hset', KEYS[3], due[i], KEYS[1])
-      local job = string.match(due[i], '^(.+):%d+$') or due[i]
-      local marked = redis.call('exists', string.format(ARGV[7], job), string.format(ARGV[8], job))
+      local marked = cancelled or redis.call('exists', string.format(ARGV[8], job)) == 1
       claimed[#claimed + 1] = due[i]
       claimed[#claimed + 1] = due[i + 1]
-      claimed[#claimed + 1] = marked == 0 and 1 or 0
+      claimed[#claimed + 1] = marked and 0 or 1
       if #claimed == 3 * slots then break end
     end
   end
 end
 local aborted = redis.call('zrange', KEYS[2], 0, -1)
 redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[6])
-return {claimed, aborted}
+return {claimed, aborted, wait}
 """
+)
 _CLEAR = "clear"
 
 
@@ -102,13 +127,29 @@ def clear(ctx: dict[str, Any]) -> bool:
 
 
 class SlotGroup:
-    """The arq workers of one browser: one capacity, claimed from under one lock."""
+    """The arq workers of one browser: one capacity, claimed from under one lock.
 
-    def __init__(self, worker_id: str, capacity: int, accepting: Callable[[], bool]) -> None:
+    With its account paced (`gate`), it claims one job at a time, and only when the account may
+    call at once; it claims only jobs whose models its catalog has (`catalog`: the key of its
+    catalog's id set, `redis_keys.catalog_ids`; '' takes any).
+    """
+
+    def __init__(
+        self,
+        worker_id: str,
+        capacity: int,
+        accepting: Callable[[], bool],
+        gate: AccountGate | None = None,
+        catalog: Callable[[], str] = lambda: "",
+    ) -> None:
         self.worker_id = worker_id
         self.capacity = capacity
         self._accepting = accepting
+        self.gate = gate or AccountGate(None, lambda: worker_id)
+        self.catalog = catalog
         self.lock = asyncio.Lock()
+        #: Wakes the members the moment the account may call again.
+        self._opening: asyncio.TimerHandle | None = None
         self.members: list[QueueWorker] = []
         #: arq ids of claimed jobs the claim found clear (see `clear`).
         self.cleared: set[str] = set()
@@ -119,10 +160,14 @@ class SlotGroup:
         return sum(member.job_counter for member in self.members)
 
     def free_slots(self) -> int:
-        """Slots not held by a job some member has claimed (arq counts them as it claims)."""
+        """Slots not held by a job some member has claimed (arq counts them as it claims); with
+        the account paced, one while it may call at once, else none."""
         if not self._accepting():
             return 0
-        return max(0, self.capacity - self.running)
+        free = max(0, self.capacity - self.running)
+        if not self.gate.paced:
+            return free
+        return min(free, 1) if self.gate.open() else 0
 
     def wake(self) -> None:
         for member in self.members:
@@ -146,19 +191,17 @@ class SlotGroup:
                 for name, m in by_list.items()
                 if free or m.queue_name != redis_keys.SHARED_QUEUE
             ]
+            if not free and (paced := self.gate.left()) > 0:
+                self._wake_in(paced)
             try:
                 # Redis takes a fractional timeout; redis-py's types say whole seconds only.
-                timeout: Any = (
-                    FALLBACK_POLL_S
-                    if free
-                    else _FULL_RECHECK_S
-                    if self._accepting()
-                    else _PAUSED_RECHECK_S
-                )
+                timeout: Any = self._listen_s(free)
                 popped = await cast(
                     Awaitable[list[bytes] | None], redis.blpop(lists, timeout=timeout)
                 )
                 if popped is None:
+                    if not free and self.free_slots() > 0:
+                        self.wake()  # the account's pacing has room again: take what waits
                     continue
                 member = by_list[popped[0]]
                 if member.queue_name == redis_keys.SHARED_QUEUE and self.free_slots() == 0:
@@ -172,6 +215,25 @@ class SlotGroup:
                 self.wake()
                 continue
             member.wake()
+
+    def _wake_in(self, delay_s: float) -> None:
+        """Wake the members in `delay_s`: to the millisecond, which Redis's blocking timeouts
+        are not (its clock ticks ten times a second)."""
+        if self._opening is not None:
+            self._opening.cancel()
+        self._opening = asyncio.get_running_loop().call_later(delay_s, self.wake)
+
+    def _listen_s(self, free: bool) -> float:
+        """How long the listener waits for a token before it looks at its slots again."""
+        if free:
+            return FALLBACK_POLL_S
+        if not self._accepting():
+            return _PAUSED_RECHECK_S
+        if (paced := self.gate.left()) > 0:
+            # Until the account may call again, to listen on the shared queue from then on (a
+            # zero timeout would block for ever).
+            return min(paced + _PACED_MARGIN_S, FALLBACK_POLL_S)
+        return _FULL_RECHECK_S
 
 
 class QueueWorker(Worker):
@@ -226,24 +288,32 @@ class QueueWorker(Worker):
         """arq's iteration with the claim and abort read in one trip."""
         # Cleared first: a wake-up that lands during the iteration makes the next one run at once.
         self._wake.clear()
-        async with self._group.lock:
-            claimed, aborted = await self.pool.register_script(_CLAIM)(
+        group, gate = self._group, self._group.gate
+        async with group.lock:
+            claimed, aborted, wait_ms = await self.pool.register_script(_CLAIM)(
                 keys=[
                     self.queue_name,
                     abort_jobs_ss,
-                    redis_keys.worker_jobs(self._group.worker_id),
+                    redis_keys.worker_jobs(group.worker_id),
+                    gate.calls_key(),
                 ],
                 args=[
                     timestamp_ms(),
-                    self._group.free_slots(),
+                    group.free_slots(),
                     self.queue_read_limit,
                     in_progress_key_prefix,
                     int(self.in_progress_timeout_s * 1000),
                     timestamp_ms() - ABORT_MAX_AGE_MS,
                     redis_keys.job_cancel("%s"),
                     redis_keys.job_events("%s"),
+                    redis_keys.job_models("%s"),
+                    group.catalog(),
+                    int(gate.paced),
+                    *gate.pace_args(),
                 ],
             )
+            if gate.paced:
+                gate.learned(int(wait_ms) / 1000)
             for job_id, score, cleared in zip(
                 claimed[::3], claimed[1::3], claimed[2::3], strict=True
             ):
@@ -276,6 +346,7 @@ class QueueWorker(Worker):
         """Run a claimed job, counted as arq's start_jobs counts it."""
         await self.sem.acquire()  # never waits: claims stay within the group's free slots
         self.job_counter += 1
+        self._group.gate.claimed(redis_keys.job_of(job_id))
         if cleared:
             self._group.cleared.add(job_id)
         task = asyncio.create_task(self.run_job(job_id, score))
@@ -298,6 +369,7 @@ class QueueWorker(Worker):
 
     def _ended(self, job_id: str) -> None:
         self._group.cleared.discard(job_id)  # a job that never asked (its data had expired)
+        self._group.gate.ended(redis_keys.job_of(job_id))
         self._release_sem_dec_counter_on_complete()
 
     def _release_sem_dec_counter_on_complete(self) -> None:

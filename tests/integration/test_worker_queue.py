@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,9 +15,11 @@ from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
 from shared import job_queue, redis_keys
+from shared.account_pacing import AccountPacer, Pace
 from shared.jobs import CompletionJob
 from tests.support.procs import redis_server
 from worker import queue_worker
+from worker.account_gate import AccountGate
 from worker.queue_worker import QueueWorker, SlotGroup
 
 OWN = redis_keys.worker_queue("w-q")
@@ -55,8 +58,9 @@ class Jobs:
                 await self.changed.wait()
 
 
-def job(job_id: str) -> CompletionJob:
-    return CompletionJob(id=job_id, model="m", model_id="x", prompt="p", created_at=time.time())
+def job(job_id: str, **changes: Any) -> CompletionJob:
+    fields = {"id": job_id, "model": "m", "model_id": "x", "prompt": "p", "created_at": time.time()}
+    return CompletionJob.model_validate({**fields, **changes})
 
 
 @pytest.fixture
@@ -81,8 +85,10 @@ async def group_running(
     capacity: int,
     own: str = OWN,
     accepting: Callable[[], bool] = lambda: True,
+    gate: AccountGate | None = None,
+    catalog: str = "",
 ) -> AsyncIterator[SlotGroup]:
-    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, accepting)
+    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, accepting, gate, lambda: catalog)
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         await jobs(ctx, payload)
@@ -377,3 +383,88 @@ async def test_cancelling_a_job_that_ended_leaves_nothing_in_the_abort_set(
     await job_queue.cancel(pool, "over", attempts=0, ttl_s=30)
     assert await pool.zcard("arq:abort") == 0
     assert await pool.exists(redis_keys.job_cancel("over"))
+
+
+class CallingJobs(Jobs):
+    """Jobs that each make one stream call through the account's gate, as a worker's do, and
+    end: when each was claimed, and when it called."""
+
+    def __init__(self, gate: AccountGate) -> None:
+        super().__init__()
+        self.gate = gate
+        self.claimed: dict[str, float] = {}
+        self.called: dict[str, float] = {}
+
+    async def __call__(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+        job_id = payload["id"]
+        self.claimed[job_id] = time.monotonic()
+
+        async def token() -> str:
+            return "token"
+
+        await self.gate.call(job_id, token)
+        self.called[job_id] = time.monotonic()
+        await self.gate.sent(job_id)
+        self.started.append(job_id)
+        self.changed.set()
+
+
+async def test_a_paced_account_claims_a_job_only_when_it_may_call_and_wakes_as_it_frees(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)  # no poll: the account frees it
+    pace_s = 1.0
+    gate = AccountGate(AccountPacer(pool, Pace(pace_s, 0, 0)), lambda: "acct")
+    jobs = CallingJobs(gate)
+    async with group_running(url, pool, jobs, capacity=4, gate=gate) as group:
+        before = await blpops(pool)
+        for n in range(3):
+            await job_queue.enqueue(pool, job(f"j{n}"), redis_keys.SHARED_QUEUE, expires_s=30)
+        await jobs.wait_started(3, timeout=5)
+        listened = await blpops(pool) - before
+        async with asyncio.timeout(2):  # arq has finished with the last one too
+            while group.running:
+                await asyncio.sleep(0.02)
+    calls = sorted(jobs.called.values())
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    print(f"\npaced {pace_s} s: gaps {[round(g, 3) for g in gaps]}, {listened} BLPOPs")
+    assert min(gaps) >= pace_s - 0.01  # the Redis record holds the interval to the ms
+    assert max(gaps) < pace_s + 0.05  # and the next job goes as soon as the account frees
+    # Claimed only when it could call: no job waited for the account once claimed.
+    waited = {j: jobs.called[j] - jobs.claimed[j] for j in jobs.called}
+    assert max(waited.values()) < 0.05, waited
+    # Two seconds paced: a look every tenth of a second would be 20 and more.
+    assert listened <= 10
+
+
+async def test_a_browser_claims_only_jobs_whose_models_its_catalog_has(
+    redis: tuple[str, ArqRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pool = redis
+    monkeypatch.setattr(queue_worker, "FALLBACK_POLL_S", 60.0)
+    mine = redis_keys.catalog_ids("mine")
+    await pool.sadd(mine, "x", "x-search")
+    jobs = Jobs()
+    async with group_running(url, pool, jobs, capacity=3, catalog=mine):
+        await job_queue.enqueue(
+            pool, job("theirs", model_id="y"), redis_keys.SHARED_QUEUE, expires_s=30
+        )
+        await job_queue.enqueue(
+            pool, job("half", model_id="x", model_b_id="y"), redis_keys.SHARED_QUEUE, expires_s=30
+        )
+        await job_queue.enqueue(
+            pool, job("ours", model_id="x"), redis_keys.SHARED_QUEUE, expires_s=30
+        )
+        await jobs.wait_started(1)
+        await asyncio.sleep(0.3)
+        assert jobs.started == ["ours"]  # a battle needs both of its models
+        # A job cancelled while it waits is taken whatever its models, to be ended, rather
+        # than left in the queue for ever.
+        await job_queue.cancel(pool, "theirs", attempts=0, ttl_s=30)
+        await job_queue.wake(pool, redis_keys.SHARED_QUEUE)
+        async with asyncio.timeout(2):
+            while await pool.zscore(redis_keys.SHARED_QUEUE, "theirs:0") is not None:
+                await asyncio.sleep(0.02)
+    assert jobs.started == ["ours"]
+    assert await pool.zrange(redis_keys.SHARED_QUEUE, 0, -1) == [b"half:0"]

@@ -1,8 +1,9 @@
 """The model catalog read off the arena, published for the gateways.
 
-A catalog is stored once per content, under the digest of its models; each worker names the
-one it serves in its heartbeat, so gateways serve the union of the live workers' catalogs and a
-model no live worker can see disappears with the last one that could. Models are stored as
+A catalog is stored once per content, under the digest of its models (with the set of its arena
+ids, by which workers claim only the jobs they can serve); each worker names the one it serves in
+its heartbeat, so gateways serve the union of the live workers' catalogs and a model no live
+worker can see disappears with the last one that could. Models are stored as
 `shared.arena.catalog.Model.published` gives them, whichever shape the site served.
 """
 
@@ -44,12 +45,17 @@ def _digest(entries: Sequence[dict[str, Any]]) -> str:
 async def publish(
     redis: Redis, models: Sequence[Model], source: Source, *, now: float
 ) -> Published:
-    """Store `models` (kept with the time they were first seen) and return how to name them."""
+    """Store `models` (kept with the time they were first seen), and the set of their arena ids
+    that the claims of jobs read, and return how to name them."""
     entries = [model.published() for model in models]
     name = _digest(entries)
-    key = redis_keys.catalog(name)
+    key, ids_key = redis_keys.catalog(name), redis_keys.catalog_ids(name)
+    ids = {model_id for model in models for model_id in model.ids.values()}
     async with redis.pipeline(transaction=False) as pipe:
         pipe.set(key, orjson.dumps({"updated_at": now, "models": entries}), nx=True)
         pipe.expire(key, CATALOG_TTL_S)
+        if ids:
+            pipe.sadd(ids_key, *ids)
+            pipe.expire(ids_key, CATALOG_TTL_S)
         await pipe.execute()
     return Published(name, [model.public_name for model in models], source)

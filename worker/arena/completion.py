@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from arq.connections import ArqRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,6 +39,7 @@ from shared.outage import RedisOutage
 from shared.settings import Settings
 from shared.threads import Thread, remembered
 from shared.worker_status import WorkerState, WorkerStatus, read_fleet
+from worker.account_gate import AccountGate
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.learned import Learned, token_tries
 from worker.arena.token_pool import Tokens
@@ -305,6 +307,7 @@ class Completion:
         on_blocked: Callable[[ArenaError], None],
         learned: Learned | None = None,
         chats: ChatSweeper | None = None,
+        gate: AccountGate | None = None,
     ) -> None:
         self._id = worker_id
         self._settings = settings
@@ -321,6 +324,8 @@ class Completion:
         self._learned = learned or Learned()
         #: Deletes the account's arena chats once forgotten (LMB_DELETE_CHATS); None: kept.
         self._chats = chats
+        #: Paces the account's stream calls, every one of them (None: no pace).
+        self._gate = gate or AccountGate(None, lambda: worker_id)
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
@@ -448,7 +453,7 @@ class Completion:
         tokens = self._tokens()
         actions = self._learned.token_actions[job.action]
         for action, fresh in token_tries(actions.order()):
-            token = await (tokens.mint(action) if fresh else tokens.take(action))
+            token = functools.partial(tokens.mint if fresh else tokens.take, action)
             outcome = await self._attempt(page, job, token, stream, attachments, mode)
             if not isinstance(outcome, RecaptchaRejected):
                 if not isinstance(outcome, ArenaError):
@@ -461,17 +466,20 @@ class Completion:
         self,
         page: ArenaPage,
         job: CompletionJob,
-        token: str,
+        token: Callable[[], Awaitable[str]],
         stream: JobStream,
         attachments: Sequence[Mapping[str, str]],
         mode: str,
     ) -> list[Event] | ArenaError:
-        """One request with fresh ids: the events that end it, or why the arena refused it."""
+        """One request with fresh ids, once the account's pacing lets it go: the events that
+        end it, or why the arena refused it."""
         ids = RequestIds.fresh(job)
+        paced_token = await self._gate.call(job.id, token)
+        request = build_request(job, ids, paced_token, attachments, mode=mode)
         try:
-            request = build_request(job, ids, token, attachments, mode=mode)
             async with page.fetch(request) as fetch:
                 head = await fetch.head()
+                await self._gate.sent(job.id)
                 if head.status != 200:
                     refused = classify(head.status, head.headers, await fetch.text())
                     if not mode_refused(refused):  # not an error: the next mode is tried
@@ -619,11 +627,20 @@ class Completion:
         like any other, never to expire unseen on one busy peer.
         """
         excluded = [*job.excluded_workers, self._id]
-        if pick_peer(await read_fleet(self._redis), excluded=excluded) is None:
+        peers = [s for s in await read_fleet(self._redis) if await self._has_models(s, job)]
+        if pick_peer(peers, excluded=excluded) is None:
             return False
         # Another account cannot continue this account's session: it starts a new one.
         moved = job.as_new_session().model_copy(update={"excluded_workers": excluded})
         return await self._requeue(moved, "rate limited here")
+
+    async def _has_models(self, peer: WorkerStatus, job: CompletionJob) -> bool:
+        """Whether `peer`'s catalog has the job's models (else it would never take it)."""
+        if peer.catalog is None:
+            return False
+        ids = redis_keys.catalog_ids(peer.catalog)
+        found = await cast(Awaitable[list[int]], self._redis.smismember(ids, job.arena_models))
+        return all(found)
 
     async def _images_limited(self, job: CompletionJob, stream: JobStream) -> bool:
         """True, with the job passed on or failed, if it asks for an image while images are

@@ -1,0 +1,130 @@
+"""When this worker's account may make its next stream call, and the jobs waiting to make one.
+
+Every stream call of the account (a job's create, post or retry, and each try again inside one
+job: a fresh reCAPTCHA token, the next mode, a new session for a thread gone) goes through
+`call`: it waits until the account's pacing record (`shared.account_pacing`, held in Redis for
+the whole fleet) has room, takes the call there, and `sent` counts it from when the arena
+answered. The claim of jobs (`worker.queue_worker`) reads the same record in its script and
+claims nothing while the account is paced, nor while a job it claimed has yet to make its call:
+a worker never claims a job it cannot send at once. A guest is paced by its worker's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from shared import redis_keys
+from shared.account_pacing import AccountPacer, Standing
+
+logger = logging.getLogger(__name__)
+
+#: A change of when the account frees smaller than this is not worth a heartbeat.
+_NOTABLE_S = 0.5
+
+
+class AccountGate:
+    def __init__(
+        self,
+        pacer: AccountPacer | None,
+        account: Callable[[], str],
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
+        #: None: the pace bounds nothing (`Pace.bounded`), and calls go at once.
+        self._pacer = pacer
+        self._account = account
+        #: Told when the time the account frees moves (for the heartbeat).
+        self._changed = changed
+        #: Unix time the account may make its next call, as last read (0: nothing read yet).
+        self.free_at = 0.0
+        #: Jobs (ids) claimed, or trying again, that have yet to make their call.
+        self._wanting: set[str] = set()
+        #: The call each job took last, until the arena answers it.
+        self._calls: dict[str, str] = {}
+
+    @property
+    def paced(self) -> bool:
+        return self._pacer is not None
+
+    @property
+    def account(self) -> str:
+        """The account's name in its pacing record."""
+        return self._account()
+
+    def calls_key(self) -> str:
+        return redis_keys.account_calls(self.account)
+
+    def pace_args(self) -> list[int]:
+        """The pace's bounds, as the claim's script takes them."""
+        return self._pacer.pace.args() if self._pacer is not None else [0, 0, 0]
+
+    def left(self) -> float:
+        """Seconds until the account may call, as last read."""
+        return max(0.0, self.free_at - time.time())
+
+    def open(self) -> bool:
+        """Whether a job claimed now could make its call at once."""
+        return self._pacer is None or (not self._wanting and self.left() <= 0)
+
+    def learned(self, wait_s: float) -> None:
+        """The claim's script read the account's record: it may call in `wait_s`."""
+        self._note(wait_s)
+
+    def claimed(self, job_id: str) -> None:
+        if self._pacer is not None:
+            self._wanting.add(job_id)
+
+    def ended(self, job_id: str) -> None:
+        """The job ended, whether or not it made a call."""
+        self._wanting.discard(job_id)
+        self._calls.pop(job_id, None)
+
+    async def call(self, job_id: str, token: Callable[[], Awaitable[str]]) -> str:
+        """The token for the job's next stream call, got once the account may make it: the call
+        is then taken (recorded) for the account, and goes out next.
+
+        The token is got before the call is taken, so that nothing slow lies between the take
+        and the send; it is got after any wait, so that it is fresh.
+        """
+        if self._pacer is None:
+            return await token()
+        self._wanting.add(job_id)
+        try:
+            while True:
+                await asyncio.sleep(self.left())
+                got = await token()
+                standing = await self._pacer.take(self.account)
+                if standing.free:
+                    self._took(job_id, standing)
+                    return got
+                # Another process of this account called first: wait for it (a new token then).
+                logger.info("account %s is paced for %.1f s more", self.account, standing.wait_s)
+                self._note(standing.wait_s)
+        finally:
+            self._wanting.discard(job_id)
+
+    async def sent(self, job_id: str) -> None:
+        """The arena answered the job's call: the account's next call counts from now."""
+        call = self._calls.pop(job_id, None)
+        if call is None or self._pacer is None:
+            return
+        try:
+            self._note((await self._pacer.sent(self.account, call)).wait_s)
+        except (RedisError, OSError) as exc:  # the answer matters more; counted from its take
+            logger.warning("could not count the call of %s from its answer: %s", self.account, exc)
+
+    def _took(self, job_id: str, standing: Standing) -> None:
+        if standing.call is not None:
+            self._calls[job_id] = standing.call
+        self._note(standing.next_wait_s)
+
+    def _note(self, wait_s: float) -> None:
+        now = time.time()
+        before = max(self.free_at, now)
+        self.free_at = now + wait_s
+        if abs(max(self.free_at, now) - before) >= _NOTABLE_S:
+            self._changed()
