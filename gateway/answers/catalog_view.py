@@ -25,6 +25,11 @@ class Catalog:
     updated_at: float
     models: Mapping[str, Model]  # by public name, in the arena's order
 
+    def has(self, model_ids: Iterable[str]) -> bool:
+        """Whether it offers every one of these arena ids (a job's models)."""
+        offered = {i for model in self.models.values() for i in model.ids.values()}
+        return offered.issuperset(model_ids)
+
     def find(self, name: str) -> Model | None:
         return self.models.get(name)
 
@@ -101,6 +106,10 @@ class CatalogView:
         if self._catalog is None:
             return False
         return wanting is None or wanting in self._catalog.models
+
+    def holding(self, model_ids: Sequence[str]) -> set[str]:
+        """The digests of the catalogs read that offer every one of these arena ids."""
+        return {digest for digest, catalog in self._parsed.items() if catalog.has(model_ids)}
 
     async def update(self, statuses: Sequence[WorkerStatus]) -> Catalog | None:
         """Refresh from heartbeats just read; the catalog of exactly those workers."""

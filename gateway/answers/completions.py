@@ -177,13 +177,12 @@ async def _submit(
         plan = Plan("create", None, turns, remember=None)
     try:
         job = await _job(svc, body, lineup, plan, job_id, images)
-        await unless_disconnected(
-            request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
-        )
+        expected_wait = await unless_disconnected(request.receive, svc.queue.admit(job, body.model))
     except BaseException:
         await conversations.release(plan, job_id)
         raise
     handle = _handle(svc, job, observe=client.track(job))
+    handle.expected_wait_s = expected_wait
     await resume.keep(
         svc.redis,
         job,
@@ -211,6 +210,9 @@ def _handle(
         events_ttl_s=settings.events_ttl_seconds,
         owner_wait_s=settings.worker_wait_seconds,
         observe=observe,
+        queue=svc.queue,
+        queue_wait_s=settings.queue_max_wait_seconds,
+        on_taken=svc.metrics.queue_wait_seconds.observe,
     )
 
 
@@ -323,12 +325,17 @@ async def stream(
     """The streamed answer as SSE, shaped by `shaper`, rendered by `frames`; `answered` runs
     before the closing frames of an answer that did not fail.
 
-    The 200 is held back briefly, so that a failure before the first token gets a real status.
+    The 200 is held back briefly, so that a failure before the first token gets a real status;
+    but not while the request is sure to wait longer for an account: clients give up on a
+    response that does not start. The 200 then goes out at once with where the request stands
+    in the queue (an SSE comment, which every client skips), again at each keep-alive while it
+    waits; if no account takes it in time, the stream ends with the API's error event.
     """
+    hold = svc.settings.first_event_wait_seconds
+    if handle.expected_wait_s > hold:
+        hold = 0.0
     try:
-        early = await unless_disconnected(
-            request.receive, handle.first(svc.settings.first_event_wait_seconds)
-        )
+        early = await unless_disconnected(request.receive, handle.first(hold))
     except BaseException:
         await handle.abandon()
         raise
@@ -464,7 +471,8 @@ async def _frames(
         # Started before the early events are rendered: frames number and snapshot what they send.
         head = numbering(frames.start(), sse.HEAD)
         rendered, failure = _render(frames, _shape(shaper, early), numbering)
-        yield head + rendered
+        where = await handle.progress() if failure is None else None
+        yield head + rendered + (sse.comment(where) if where is not None else b"")
         # An error is the last event the handle hands over, so the loop ends with it.
         if failure is None:
             wrote = time.monotonic()
@@ -474,8 +482,10 @@ async def _frames(
                     rendered, failure = _render(frames, batch or [], numbering)
                     silent = time.monotonic() - wrote >= svc.settings.keepalive_seconds
                     if not rendered and (batch is None or silent):
-                        # Silence, or text held back as long (a long tool call being read).
-                        rendered = frames.keepalive()
+                        # Silence, or text held back as long (a long tool call being read);
+                        # while no worker has taken the job, where it stands in the queue.
+                        where = await handle.progress()
+                        rendered = sse.comment(where) if where is not None else frames.keepalive()
                     if rendered:
                         wrote = time.monotonic()
                         yield rendered

@@ -1,4 +1,4 @@
-"""The workers' heartbeats: who is alive, in what state, and waiting for one that serves."""
+"""The workers' heartbeats: who is alive, and in what state."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.answers.catalog_view import CatalogView
-from gateway.http import errors
 from shared.worker_status import WorkerStatus, read_fleet
 
 log = logging.getLogger(__name__)
@@ -35,35 +34,28 @@ def describe_unready(statuses: Sequence[WorkerStatus]) -> str:
 
 
 class FleetView:
-    """Answers "may a job be queued now?" from the last heartbeats read, if under `fresh_s` old."""
+    """The live workers' heartbeats as last read, trusted while under `fresh_s` old."""
 
     def __init__(self, redis: Redis, *, fresh_s: float = 1.0, poll_s: float = 0.2) -> None:
         self._redis = redis
         self._fresh_s = fresh_s
-        self._poll_s = poll_s
-        self._serving = False
+        #: How often one waiting for a change reads again.
+        self.poll_s = poll_s
+        self._statuses: list[WorkerStatus] = []
         self._read_at = -float("inf")
 
     async def read(self) -> list[WorkerStatus]:
         """The live workers' heartbeats, read now (and remembered)."""
         statuses = await read_fleet(self._redis)
-        self._serving = any(s.serving for s in statuses)
+        self._statuses = statuses
         self._read_at = time.monotonic()
         return statuses
 
-    async def wait_serving(self, timeout_s: float) -> None:
-        """Return once some worker is serving; 503 naming the states seen after `timeout_s`."""
-        if self._serving and time.monotonic() - self._read_at < self._fresh_s:
-            return
-        deadline = time.monotonic() + timeout_s
-        while True:
-            statuses = await self.read()
-            if self._serving:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.unavailable(describe_unready(statuses), code="no_worker")
-            await asyncio.sleep(min(self._poll_s, remaining))
+    async def statuses(self) -> list[WorkerStatus]:
+        """The live workers' heartbeats: as last read if fresh, else read now."""
+        if time.monotonic() - self._read_at < self._fresh_s:
+            return self._statuses
+        return await self.read()
 
 
 async def keep_fresh(fleet: FleetView, catalog: CatalogView, every_s: float = REFRESH_S) -> None:

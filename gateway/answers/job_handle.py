@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.answers.queue_view import QueueView
 from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
@@ -78,7 +79,12 @@ class EventReader:
 
 class JobHandle:
     """One job: submitted once (or attached to again), its events read in order, cancelled
-    unless it finished."""
+    unless it finished.
+
+    A job it submits waits in its queue for an account with room for up to `queue_wait_s`
+    (`LMB_QUEUE_MAX_WAIT_SECONDS`); then it is taken out of the queue, and its stream ends with
+    why (`QueueView.refusal`: a 429 while the accounts are paced, a 503 when they cannot serve).
+    """
 
     def __init__(
         self,
@@ -90,10 +96,24 @@ class JobHandle:
         events_ttl_s: int,
         owner_wait_s: float = float("inf"),
         observe: Callable[[list[Event]], None] | None = None,
+        queue: QueueView | None = None,
+        queue_wait_s: float = float("inf"),
+        on_taken: Callable[[float], None] | None = None,
     ) -> None:
         self.job = job
         #: Called with every batch of events read, the last one included (usage, metrics).
         self._observe = observe
+        self._queue = queue
+        self._queue_wait_s = queue_wait_s
+        #: Called with the seconds a job it submitted waited before a worker took it.
+        self._on_taken = on_taken
+        #: When a job no worker has taken yet leaves the queue.
+        self._queue_deadline = float("inf")
+        self._submitted_at = 0.0
+        #: The attempt (arq id) and queue the job it submitted waits in, until a worker takes it.
+        self.waiting: tuple[str, str] | None = None
+        #: Seconds it was expected to wait there, as it was queued.
+        self.expected_wait_s = 0.0
         self._redis = redis
         self._pool = pool
         self._reader = EventReader(redis, job.id)
@@ -112,8 +132,11 @@ class JobHandle:
         # A post or retry goes to the worker whose account holds the arena session.
         thread = self.job.thread
         name = redis_keys.SHARED_QUEUE if thread is None else redis_keys.worker_queue(thread.worker)
+        self._submitted_at = time.monotonic()
         if thread is not None:
-            self._owner_deadline = time.monotonic() + self._owner_wait_s
+            self._owner_deadline = self._submitted_at + self._owner_wait_s
+        self._queue_deadline = self._submitted_at + self._queue_wait_s
+        self.waiting = (redis_keys.arq_job_id(self.job.id, self.job.attempt), name)
         await job_queue.enqueue(self._pool, self.job, name, expires_s=self._timeout_s)
 
     def attach(self) -> None:
@@ -143,8 +166,20 @@ class JobHandle:
         ends with a `timeout` error, written to its stream like any event.
         """
         while not self.finished:
-            batch = await self._read(min(keepalive_s, self._deadline - time.monotonic()))
+            next_deadline = min(self._deadline, self._queue_deadline, self._owner_deadline)
+            batch = await self._read(min(keepalive_s, next_deadline - time.monotonic()))
             yield batch
+
+    async def progress(self) -> str | None:
+        """Where a job it submitted stands while no worker has taken it (`queued 2 of 5, about
+        40 s`); None once one has."""
+        if self.waiting is None or self._queue is None:
+            return None
+        try:
+            return await self._queue.progress(self.job, *self.waiting)
+        except (RedisError, OSError) as exc:
+            log.warning("job %s: could not read its place in the queue: %s", self.job.id, exc)
+            return None
 
     async def abandon(self) -> None:
         """Cancel the job unless it finished; shielded, as it runs when the client is gone."""
@@ -176,7 +211,7 @@ class JobHandle:
             if event["t"] == "accepted":
                 self._attempts = max(self._attempts, event["attempt"])
                 self._worker = event["worker"]
-                self._owner_deadline = float("inf")
+                self._taken()
             elif event["t"] in ("done", "error"):
                 # An error ends the answer as surely as `done`: nothing after it is shown.
                 self.finished = True
@@ -186,35 +221,66 @@ class JobHandle:
             now = time.monotonic()
             if now >= self._deadline:
                 await self._time_out()
+            elif now >= self._queue_deadline:
+                await self._stop_waiting()
             elif now >= self._owner_deadline:
                 await self._leave_owner()
         if batch and self._observe is not None:
             self._observe([entry.event for entry in batch])
         return batch
 
-    async def _time_out(self) -> None:
-        """End the job's stream with a timeout; the next read relays it (on any gateway)."""
-        self._deadline = float("inf")
+    def _taken(self) -> None:
+        """A worker took the job: it waits no longer."""
+        self._owner_deadline = self._queue_deadline = float("inf")
+        if self.waiting is not None:
+            self.waiting = None
+            if self._on_taken is not None:
+                self._on_taken(time.monotonic() - self._submitted_at)
+
+    async def _end(self, event: Event) -> None:
+        """End the job's stream with `event`; the next read relays it (on any gateway)."""
         key = redis_keys.job_events(self.job.id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, events.encode(event))
+            pipe.xadd(key, events.encode(events.done()))
+            pipe.expire(key, self._events_ttl_s)
+            pipe.expire(redis_keys.job_request(self.job.id), self._events_ttl_s)
+            await pipe.execute()
+
+    async def _time_out(self) -> None:
+        self._deadline = float("inf")
         with contextlib.suppress(RedisError, OSError):  # the next read tries again
-            async with self._redis.pipeline(transaction=False) as pipe:
-                message = f"no answer within {self._timeout_s:g} s"
-                pipe.xadd(key, events.encode(events.error("timeout", message)))
-                pipe.xadd(key, events.encode(events.done()))
-                pipe.expire(key, self._events_ttl_s)
-                pipe.expire(redis_keys.job_request(self.job.id), self._events_ttl_s)
-                await pipe.execute()
+            await self._end(events.error("timeout", f"no answer within {self._timeout_s:g} s"))
             await self._cancel()
             return
         self._deadline = time.monotonic()
 
+    async def _stop_waiting(self) -> None:
+        """No account took the job in time: out of the queue, and its stream says why."""
+        self._queue_deadline = float("inf")
+        if self.waiting is None or self._queue is None:
+            return
+        arq_id, queue = self.waiting
+        with contextlib.suppress(RedisError, OSError):  # the next read tries again
+            if await job_queue.withdraw(self._pool, arq_id, queue):  # else taken just now
+                await self._end(await self._queue.refusal(self.job))
+                log.info("job %s: no account took it in time", self.job.id)
+            return
+        self._queue_deadline = time.monotonic()
+
     async def _leave_owner(self) -> None:
-        """A continuation its worker has not taken in time: any worker starts it over."""
+        """A continuation its worker has not taken in time: any worker starts it over, unless
+        that worker's account is only paced and frees in time (the thread stays with it)."""
         self._owner_deadline = float("inf")
         thread = self.job.thread
         assert thread is not None
         attempt = redis_keys.arq_job_id(self.job.id, self.job.attempt)
         with contextlib.suppress(RedisError, OSError):
+            if self._queue is not None:
+                paced = await self._queue.owner_paced(thread.worker)
+                if paced is not None and paced < self._queue_deadline - time.monotonic():
+                    self._owner_deadline = time.monotonic() + paced + self._owner_wait_s
+                    return
             if await job_queue.requeue(
                 self._pool,
                 self.job,
@@ -222,6 +288,10 @@ class JobHandle:
                 retiring=(attempt, redis_keys.worker_queue(thread.worker)),
                 only_if_waiting=True,
             ):
+                self.waiting = (
+                    redis_keys.arq_job_id(self.job.id, self.job.attempt + 1),
+                    redis_keys.SHARED_QUEUE,
+                )
                 log.info(
                     "job %s: its conversation's worker is busy; any worker takes it", self.job.id
                 )

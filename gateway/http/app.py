@@ -22,6 +22,7 @@ from gateway.admin import page as admin_page
 from gateway.admin import screens
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView, keep_fresh
+from gateway.answers.queue_view import QueueView
 from gateway.apis import answers as answers_routes
 from gateway.apis.anthropic import routes as anthropic_routes
 from gateway.apis.openai import routes as openai_routes
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             pool=pool,
             catalog=catalog,
             fleet=fleet,
+            queue=QueueView(redis, fleet, catalog, settings),
             keys=KeyStore(redis),
             limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
             usage=UsageStore(redis, retention_days=settings.usage_retention_days),

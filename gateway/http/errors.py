@@ -146,7 +146,7 @@ def from_event(event: Event) -> ApiError:
     status = STATUS_BY_KIND.get(kind, DEFAULT_STATUS)
     headers = {}
     retry_after = event.get("retry_after")
-    if status == 429 and retry_after is not None:
+    if status in (429, 503) and retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
     code = "rate_limit_exceeded" if status == 429 else kind
     return ApiError(status, event.get("message") or kind, code=code, headers=headers)

@@ -1,9 +1,10 @@
 """Prometheus metrics: this gateway's own, and the fleet's as Redis holds them at scrape time.
 
-A gateway counts what passes through it (requests, time to first token, tokens, limit
-refusals): sum those across gateways. Workers cannot be scraped (they serve nothing), so what
-they count (arena errors by kind, reCAPTCHA failures) sits in a Redis hash; that, queue depth
-and workers by state are the same on every gateway: aggregate them with `max`, not `sum`.
+A gateway counts what passes through it (requests, time to first token, time in the queue,
+tokens, limit refusals): sum those across gateways. Workers cannot be scraped (they serve
+nothing), so what they count (arena errors by kind, reCAPTCHA failures) sits in a Redis hash;
+that, queue depth and workers by state are the same on every gateway: aggregate them with
+`max`, not `sum`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from shared.worker_status import WorkerState
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds: from a few hundred milliseconds (a warm worker) to minutes (a long reasoning answer).
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+#: Seconds: from a free account taking a job at once to one waiting out several paced accounts.
+_QUEUE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 45, 90, 180, 300, 600)
 
 
 class Metrics:
@@ -59,6 +62,13 @@ class Metrics:
             "lmb_answer_duration_seconds",
             "Time from a completion request to the end of its answer.",
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait_seconds = Histogram(
+            "lmb_queue_wait_seconds",
+            "Time from a job's enqueue to a worker taking it (an account with room that has"
+            " its models).",
+            buckets=_QUEUE_BUCKETS,
             registry=self.registry,
         )
         self.tokens = Counter(

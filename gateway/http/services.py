@@ -1,4 +1,5 @@
-"""What a gateway holds for its lifetime: settings, Redis clients, the catalog and fleet views."""
+"""What a gateway holds for its lifetime: settings, Redis clients, the catalog, fleet and queue
+views."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView
+from gateway.answers.queue_view import QueueView
 from gateway.http.metrics import Metrics
 from shared.client_keys import KeyStore
 from shared.settings import Settings
@@ -27,6 +29,7 @@ class Services:
     pool: ArqRedis
     catalog: CatalogView
     fleet: FleetView
+    queue: QueueView
     keys: KeyStore
     limiter: Limiter
     usage: UsageStore

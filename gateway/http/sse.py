@@ -30,8 +30,12 @@ def typed(data: Mapping[str, Any]) -> bytes:
 
 
 def comment(text: str) -> bytes:
-    """A comment line: ignored by clients, it keeps a silent connection open."""
-    return b": " + text.encode() + b"\n\n"
+    """A comment line: ignored by clients, it keeps a silent connection open.
+
+    No blank line follows it: once an event has carried an `id:`, a blank line makes clients
+    dispatch an empty event (the openai SDK then fails to parse it as JSON).
+    """
+    return b": " + text.encode() + b"\n"
 
 
 KEEPALIVE = comment("keep-alive")

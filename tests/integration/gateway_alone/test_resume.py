@@ -25,9 +25,7 @@ WORDS = ["one ", "two ", "three ", "four"]
 def frames(body: bytes) -> list[tuple[str, bytes]]:
     """(id, frame) of each SSE event in `body`; keep-alives left out."""
     found = []
-    for block in body.split(b"\n\n")[:-1]:
-        if block.startswith(b":"):
-            continue
+    for block in re.sub(rb"(?m)^:[^\n]*\n", b"", body).split(b"\n\n")[:-1]:
         head, _, rest = block.partition(b"\n")
         assert head.startswith(b"id: "), block
         found.append((head[4:].decode(), rest))
