@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme_table() -> None:
-    documented = set(re.findall(r"^\| `(LMB_[A-Z_]+)` \|", README, re.M))
+    documented = set(re.findall(r"^\| `(LMB_[A-Z0-9_]+)` \|", README, re.M))
     expected = {f"LMB_{name.upper()}" for name in Settings.model_fields}
     assert documented == expected
 
