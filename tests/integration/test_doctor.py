@@ -7,7 +7,6 @@ signed in to the fake arena beforehand, the way a person signs a worker in.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -18,14 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.webdriver.common.by import By
 
 from shared.diagnosis import Check
-from shared.settings import Settings
 from tests.fakearena.scenario import NEW_SITE
+from tests.support.accounts import signed_in_profiles
 from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena
 from tests.support.sites import SITES
-from worker.arena.session import ArenaSession
 
 pytestmark = pytest.mark.browser
 
@@ -39,36 +36,10 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield origin
 
 
-def settings(workdir: Path, arena: str, **changes: Any) -> Settings:
-    return Settings(
-        arena_url=arena,
-        state_dir=workdir / "state",
-        headless=True,
-        chromium_args=TEST_CHROMIUM_ARGS,
-        **changes,
-    )
-
-
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory: pytest.TempPathFactory, arena: str) -> Path:
     """A browser profile signed in to the fake arena through its form, as a person would."""
-    workdir = tmp_path_factory.mktemp("doctor-profile")
-    profile = workdir / "profile"
-
-    async def sign_in() -> None:
-        session = await ArenaSession.start(settings(workdir, arena, profile_dir=profile), "signer")
-        try:
-            driver = session.browser.driver
-            await asyncio.to_thread(driver.get, f"{arena}/login")
-            driver.find_element(By.NAME, "username").send_keys("dora")
-            driver.find_element(By.NAME, "password").send_keys("secret")
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            await asyncio.to_thread(driver.find_element, By.CSS_SELECTOR, "[data-testid=username]")
-        finally:
-            await session.close()  # Chromium writes the cookies to the profile as it closes
-
-    asyncio.run(sign_in())
-    return profile
+    return signed_in_profiles(tmp_path_factory.mktemp("doctor-profile"), arena, "dora")["dora"]
 
 
 @pytest.fixture
