@@ -29,7 +29,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
+from arq.constants import (
+    abort_job_max_age,
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+)
 from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
@@ -59,10 +64,12 @@ _RELISTEN_S = 1.0
 # never reads running jobs, and arq's recovery of a job whose mark expired still works), recorded
 # in this browser's running jobs, with whether it is clear: neither a cancel mark nor events of
 # its own (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id); then the
-# abort set, read, and trimmed of requests older than arq's abort age. Keys are built here from
+# abort set, read, and trimmed of requests for attempts arq no longer knows (they ended) and
+# of requests older than arq's abort age. Keys are built here from
 # the ids read: fine on a single Redis, as arq requires.
 # KEYS: queue, abort set, running jobs. ARGV: now (ms), slots, read limit, in-progress key
-# prefix, in-progress timeout (ms), abort trim score, cancel key format, events key format.
+# prefix, in-progress timeout (ms), abort trim score, cancel key format, events key format,
+# job key prefix.
 _CLAIM = b"""
 local claimed = {}
 local slots = tonumber(ARGV[2])
@@ -83,7 +90,14 @@ if slots > 0 then
     end
   end
 end
-local aborted = redis.call('zrange', KEYS[2], 0, -1)
+local aborted = {}
+for _, requested in ipairs(redis.call('zrange', KEYS[2], 0, -1)) do
+  if redis.call('exists', ARGV[9] .. requested) == 1 then
+    aborted[#aborted + 1] = requested
+  else
+    redis.call('zrem', KEYS[2], requested)  -- an attempt that ended: nothing left to abort
+  end
+end
 redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[6])
 return {claimed, aborted}
 """
@@ -242,6 +256,7 @@ class QueueWorker(Worker):
                     timestamp_ms() - ABORT_MAX_AGE_MS,
                     redis_keys.job_cancel("%s"),
                     redis_keys.job_events("%s"),
+                    job_key_prefix,
                 ],
             )
             for job_id, score, cleared in zip(

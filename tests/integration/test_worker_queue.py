@@ -330,13 +330,18 @@ async def test_a_new_job_is_claimed_at_once_while_150_others_run(
     assert took < 1.0
 
 
-async def test_abort_requests_older_than_arqs_abort_age_are_dropped(
+async def test_abort_requests_older_than_arqs_abort_age_or_for_ended_attempts_are_dropped(
     redis: tuple[str, ArqRedis],
 ) -> None:
     url, pool = redis
     now_ms = int(time.time() * 1000)
-    # A cancelled job that never ran here (it expired, or another attempt had ended it).
-    await pool.zadd("arq:abort", {"stale:0": now_ms - 120_000, "recent:0": now_ms})
+    # Requests for attempts arq still knows (their job keys): one too old to keep, one recent.
+    await pool.set("arq:job:stale:0", b"x", ex=60)
+    await pool.set("arq:job:recent:0", b"x", ex=60)
+    # And one for an attempt that has ended meanwhile (arq forgot it): nothing left to abort.
+    await pool.zadd(
+        "arq:abort", {"stale:0": now_ms - 120_000, "recent:0": now_ms, "ended:0": now_ms}
+    )
     async with group_running(url, pool, Jobs(), capacity=1):
         await job_queue.wake(pool, OWN)
         await asyncio.sleep(0.3)
