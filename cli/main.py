@@ -7,7 +7,7 @@ import asyncio
 import typer
 
 from cli import key_commands
-from shared import logs
+from shared import logs, redis_client
 from shared.settings import Settings
 
 app = typer.Typer(
@@ -25,10 +25,10 @@ def _settings() -> Settings:
 
 
 def _require_redis(settings: Settings, what: str) -> None:
-    if not settings.redis_url:
+    if not redis_client.configured(settings):
         typer.echo(
-            f"{what} needs a Redis: set LMB_REDIS_URL (or run `lmarena-bridge up`, "
-            "which starts an embedded one).",
+            f"{what} needs a Redis: set LMB_REDIS_URL or LMB_REDIS_SENTINELS (or run "
+            "`lmarena-bridge up`, which starts an embedded one).",
             err=True,
         )
         raise typer.Exit(2)

@@ -19,7 +19,7 @@ import httpx
 import redis
 from rich.console import Console
 
-from shared import redis_keys
+from shared import redis_client, redis_keys
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 
@@ -167,10 +167,14 @@ def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None
     return "on" if not missing_tools() else None
 
 
-def _local_processes(settings: Settings, redis_url: str, logs: Path, key: str) -> LocalProcesses:
+def _local_processes(settings: Settings, logs: Path, key: str) -> LocalProcesses:
     command = [sys.executable, "-m", "cli"]
     # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc).
-    env = {"LMB_REDIS_URL": redis_url, "LMB_ADMIN_KEY": key}
+    # Redis's other settings (Sentinel, password, TLS) reach the children in the environment.
+    env = {
+        "LMB_ADMIN_KEY": key,
+        **({"LMB_REDIS_URL": settings.redis_url} if settings.redis_url else {}),
+    }
     display = worker_display(settings, os.environ)
     gateway = Child("gateway", [*command, "gateway"], env, logs / "gateway.log")
     workers = [
@@ -263,16 +267,16 @@ def run_all(settings: Settings) -> int:
     # SIGTERM behaves as Ctrl-C: one clean way down.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.ExitStack() as stack:
-        if settings.redis_url:
-            redis_url = settings.redis_url
-            console.print(f"Redis: {redis_url}")
+        if redis_client.configured(settings):
+            console.print(f"Redis: {redis_client.describe(settings)}")
         else:
             redis_url = stack.enter_context(embedded_redis(state_dir))
             console.print(f"Redis: embedded ({redis_url})")
+            settings = settings.model_copy(update={"redis_url": redis_url})
         key, key_file = admin_key(settings, state_dir)
-        fleet = _local_processes(settings, redis_url, logs, key)
+        fleet = _local_processes(settings, logs, key)
         stack.callback(fleet.stop)
-        client = stack.enter_context(redis.Redis.from_url(redis_url))
+        client = stack.enter_context(redis_client.connect_blocking(settings))
         base = f"http://{settings.host}:{settings.port}"
         try:
             for child in fleet.children:

@@ -8,6 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: A list given as one comma-separated environment variable: `a,b,c`.
+CommaList = Annotated[list[str], NoDecode]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LMB_", extra="ignore")
@@ -21,6 +24,30 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the gateway binds to.")
     state_dir: Path = Field(
         default=Path(".lmb"), description="Embedded Redis data, browser profiles, logs."
+    )
+    redis_sentinels: CommaList = Field(
+        default_factory=list,
+        description="Redis through Sentinel: the Sentinels, `host:port` comma-separated"
+        " (instead of redis_url).",
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster", description="The name Sentinel knows the Redis primary by."
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis's password, when redis_url carries none (or Sentinel)."
+    )
+    redis_username: str | None = Field(
+        default=None, description="Redis ACL user, when redis_url names none (or Sentinel)."
+    )
+    redis_tls: bool = Field(
+        default=False,
+        description="TLS to Redis (and the Sentinels); a rediss:// URL says so by itself.",
+    )
+    redis_ca_certs: Path | None = Field(
+        default=None, description="CA certificates that sign Redis's TLS certificate (PEM)."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="The Sentinels' own password, if they ask for one."
     )
 
     # Access
@@ -152,6 +179,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"an alias is `pattern=model`, not {entry!r}")
             aliases[pattern] = target
         return aliases
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def arena_origin(self) -> str:

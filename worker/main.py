@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 
-from shared import job_queue, redis_keys
+from shared import redis_client, redis_keys
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.arena.page import is_challenge_page
 from shared.recovery import Recovery
@@ -51,8 +51,8 @@ def new_worker_id() -> str:
 
 async def run(settings: Settings) -> None:
     """Serve jobs until SIGINT/SIGTERM or cancellation; then close the browser and say stopped."""
-    if not settings.redis_url:
-        raise ValueError("a worker needs settings.redis_url")
+    if not redis_client.configured(settings):
+        raise ValueError("a worker needs a Redis (settings.redis_url or redis_sentinels)")
     stopping = asyncio.Event()
     with _stop_on_signals(stopping):
         await BrowserWorker(settings, settings.worker_id or new_worker_id()).serve(stopping)
@@ -111,12 +111,7 @@ class BrowserWorker:
 
     async def serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
-        redis_settings = job_queue.redis_settings(settings.redis_url or "")
-        self._redis = redis = await create_pool(
-            redis_settings,
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-        )
+        self._redis = redis = await redis_client.arq_pool(settings)
         self._heartbeat = heartbeat = Heartbeat(
             redis, self.status, period=settings.heartbeat_seconds
         )
@@ -137,7 +132,7 @@ class BrowserWorker:
                 group,
                 completion.run,
                 queue_name=name,
-                redis_settings=redis_settings,
+                redis_pool=await redis_client.arq_pool(settings, default_queue_name=name),
                 job_timeout_s=settings.job_timeout_seconds + JOB_TIMEOUT_GRACE_S,
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))

@@ -7,11 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq import create_pool
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
 from gateway.access.client_auth import exposure_problem
@@ -32,7 +30,7 @@ from gateway.http.disconnect import ClientDisconnected
 from gateway.http.drain import Drain, DrainGate
 from gateway.http.metrics import HttpMetrics, Metrics
 from gateway.http.services import Services
-from shared import job_queue, redis_keys
+from shared import redis_client, redis_keys
 from shared.client_keys import KeyStore
 from shared.recovery import Recovery
 from shared.settings import Settings
@@ -46,22 +44,16 @@ _CLIENT_CLOSED = 499
 
 
 def create_app(settings: Settings) -> FastAPI:
-    if not settings.redis_url:
-        raise ValueError("the gateway needs settings.redis_url")
+    if not redis_client.configured(settings):
+        raise ValueError("the gateway needs a Redis (settings.redis_url or redis_sentinels)")
     if problem := exposure_problem(settings):
         raise ValueError(problem)
-    redis_url = settings.redis_url
     app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
-        pool = await create_pool(
-            job_queue.redis_settings(redis_url),
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-            default_queue_name=redis_keys.SHARED_QUEUE,
-        )
+        redis = redis_client.connect(settings)
+        pool = await redis_client.arq_pool(settings, default_queue_name=redis_keys.SHARED_QUEUE)
         catalog = CatalogView(redis)
         fleet = FleetView(redis)
         app.state.services = Services(
