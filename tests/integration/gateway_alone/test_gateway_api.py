@@ -823,19 +823,28 @@ async def test_health_and_readiness(redis: Redis, api: httpx.AsyncClient) -> Non
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
+        "redis": "ok",
         "workers": {"ready": 1, "busy": 1, "challenge": 1},
         "serving": 2,
     }
-    for worker_id in ("w1", "w2"):
-        await redis.delete(redis_keys.worker_heartbeat(worker_id))
-    unready = await api.get("/readyz")
-    assert unready.status_code == 503
-    assert unready.json() == {
-        "status": "unavailable",
-        "reason": "no worker is ready: 1 in challenge",
+
+
+async def test_a_gateway_stays_ready_while_every_worker_waits_for_a_person(
+    redis: Redis, api: httpx.AsyncClient
+) -> None:
+    """Its admin page is where the person frees them: the gateway must stay reachable."""
+    await redis.delete(redis_keys.worker_heartbeat("w1"))
+    await heartbeat(redis, "w3", WorkerState.CHALLENGE)
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "redis": "ok",
         "workers": {"challenge": 1},
         "serving": 0,
+        "fleet": "no worker is ready: 1 in challenge",
     }
+    assert (await api.get("/admin/login")).status_code == 403  # reachable (disabled: no key)
 
 
 async def test_readiness_fails_when_redis_is_gone(tmp_path: Path) -> None:
