@@ -7,7 +7,7 @@ import asyncio
 import typer
 
 from cli import key_commands
-from shared import logs, redis_client
+from shared import admin_key, logs, redis_client
 from shared.settings import Settings
 
 app = typer.Typer(
@@ -68,6 +68,11 @@ def worker() -> None:
     """Run one browser worker (needs LMB_REDIS_URL)."""
     settings = _settings()
     _require_redis(settings, "A worker")
+    # The key derives its screen's VNC password: a weak one would open the screen.
+    weak = admin_key.problem(settings.admin_key.get_secret_value() if settings.admin_key else None)
+    if weak:
+        typer.echo(weak, err=True)
+        raise typer.Exit(2)
     from worker.main import run
 
     asyncio.run(run(settings))

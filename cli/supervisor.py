@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -20,6 +21,7 @@ import redis
 from rich.console import Console
 
 from shared import redis_client, redis_keys
+from shared.client_keys import KeySpec, KeyStore, now_utc
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 
@@ -152,10 +154,40 @@ def admin_key(settings: Settings, state_dir: Path) -> tuple[str, Path | None]:
         return settings.admin_key.get_secret_value(), None
     path = state_dir / "admin-key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
+        _keep_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip(), path
+
+
+def client_key(settings: Settings, state_dir: Path) -> tuple[str | None, Path]:
+    """The client key `up` prints: the one kept (0600) in the state dir while it still works, or
+    a first one it makes when the bridge has none (so that `up` stays one command without the
+    bridge being open); None on an open bridge, or when the operator has made keys of their own.
+    """
+    path = state_dir / "client-key"
+
+    async def find_or_make() -> str | None:
+        async with redis_client.connect(settings) as redis:
+            store = KeyStore(redis)
+            kept = path.read_text().strip() if path.exists() else ""
+            record, made = await store.lookup(kept or None)
+            if record is not None and record.status(now_utc()) == "active":
+                return kept
+            if made or settings.open:
+                return None
+            key, _ = await store.create(KeySpec(name="made by lmarena-bridge up"))
+            _keep_private(path, key)
+            return key
+
+    return asyncio.run(find_or_make()), path
+
+
+def _keep_private(path: Path, secret: str) -> None:
+    """Write `secret` to `path`, readable by this user alone from the start (replacing it)."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    os.replace(staged, path)
 
 
 def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None:
@@ -288,8 +320,15 @@ def run_all(settings: Settings) -> int:
             console.print(f"Workers: {len(fleet.workers)} (logs in {logs})")
             where = f"the key is in {key_file}" if key_file else "sign in with LMB_ADMIN_KEY"
             console.print(f"Admin page: {base}/admin ({where}); watch and help the workers there")
+            given, given_file = client_key(settings, state_dir)
+            if given is not None:
+                with_key = f"with the key {given} (kept in {given_file})"
+            elif settings.open:
+                with_key = "without a key (LMB_OPEN=true)"
+            else:
+                with_key = "with one of your client keys (`lmarena-bridge keys create` makes more)"
             console.print(
-                f"\n[bold green]Point your client at {base}/v1[/] "
+                f"\n[bold green]Point your client at {base}/v1[/] {with_key} "
                 "(OpenAI and Anthropic SDKs alike). Ctrl-C stops everything.\n"
             )
             _supervise(console, fleet, client)

@@ -120,3 +120,8 @@ def key_limit(key_id: str, name: str) -> str:
 def usage(day: str) -> str:
     """One UTC day's usage (`YYYY-MM-DD`): a hash of `key|model|metric` → count."""
     return f"{PREFIX}:usage:{day}"
+
+
+def auth_failures(client: str | None) -> str:
+    """Failed keys and sign-ins of one client address in the last minute; None: everyone's."""
+    return f"{PREFIX}:authfail:{client if client is not None else '*'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -63,6 +64,26 @@ class Settings(BaseSettings):
     )
     usage_retention_days: int = Field(
         default=90, ge=1, description="How long per-key daily usage is kept."
+    )
+    open: bool = Field(
+        default=False,
+        description="Serve clients without a key while none is made (bound to loopback only).",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Addresses or networks of the proxies whose X-Forwarded-For/Proto the"
+        " gateway believes (`*`: any); none by default.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed sign-ins and keys from one address (an IPv6 /64) before it gets 429s.",
+    )
+    auth_failures_per_minute_total: int = Field(
+        default=300,
+        ge=1,
+        description="Failed sign-ins and keys from all addresses together before every address"
+        " that failed recently gets 429s.",
     )
 
     # Workers and browsers
@@ -180,11 +201,19 @@ class Settings(BaseSettings):
             aliases[pattern] = target
         return aliases
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # a ValueError names the bad entry
         return value
 
     @property

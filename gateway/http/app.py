@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from gateway.access.auth_throttle import AuthThrottle
 from gateway.access.client_auth import exposure_problem
 from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
@@ -66,6 +67,11 @@ def create_app(settings: Settings) -> FastAPI:
             limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
             usage=UsageStore(redis, retention_days=settings.usage_retention_days),
             metrics=app_metrics,
+            throttle=AuthThrottle(
+                redis,
+                per_address=settings.auth_failures_per_minute,
+                total=settings.auth_failures_per_minute_total,
+            ),
         )
         # Gateways look for dead workers too: their clients are told even with no worker left.
         recovery = Recovery.of(pool, settings)

@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 from fastapi import Request
 from redis.asyncio import Redis
 
+from gateway.access.auth_throttle import AuthThrottle
 from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
 from gateway.answers.catalog_view import CatalogView
@@ -31,6 +32,7 @@ class Services:
     limiter: Limiter
     usage: UsageStore
     metrics: Metrics
+    throttle: AuthThrottle
 
 
 async def services(request: Request) -> Services:

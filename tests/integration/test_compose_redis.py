@@ -22,7 +22,7 @@ from tests.support.procs import ROOT, free_port, redis_server_binary, spawn, sto
 
 #: What a team puts in .env (see .env.example).
 DOT_ENV = {
-    "LMB_ADMIN_KEY": "an-admin-key",
+    "LMB_ADMIN_KEY": "5b1d0c3e9a7f4e2d8c6b0a9f3e1d7c5b",
     "LMB_REDIS_PASSWORD": "0f3c9a7d2b5e8f1a4c6d9e2b7a3f5c8d",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import socketserver
 import statistics
 import threading
@@ -46,7 +47,7 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.skipif(not NGINX.is_file(), reason="needs nginx (apt-get install nginx)")
 
-ADMIN_KEY = "admin-key-for-the-load-balancer-tests"
+ADMIN_KEY = secrets.token_hex(32)
 #: Through nginx, the first token may come this much later than from a gateway directly.
 NGINX_ALLOWANCE_S = 0.020
 ROUNDS = 7

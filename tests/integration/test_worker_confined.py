@@ -10,6 +10,7 @@ and a headed Chromium, signs nothing in, and answers a request sent through a ga
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -22,6 +23,8 @@ from tests.support.kube import EXAMPLES, component, env, example, pod_spec, rend
 from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena, redis_server, spawn
 from tests.support.stack import Stack
 from worker.browser.display import missing_tools
+
+ADMIN_KEY = secrets.token_hex(32)
 
 BWRAP = shutil.which("bwrap")
 pytestmark = [
@@ -85,7 +88,7 @@ def confined(
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("confined")
     with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir, env={"LMB_ADMIN_KEY": "a" * 32})
+        stack = Stack(redis_url, arena_url, workdir, env={"LMB_ADMIN_KEY": ADMIN_KEY})
         try:
             stack.start_gateway()
             yield stack
@@ -122,7 +125,7 @@ def test_the_confined_worker_answers(stack: Stack, tmp_path: Path) -> None:
     settings = {
         "LMB_REDIS_URL": stack.redis_url,
         "LMB_ARENA_URL": stack.arena_url,
-        "LMB_ADMIN_KEY": "a" * 32,
+        "LMB_ADMIN_KEY": ADMIN_KEY,
         "LMB_WORKER_ID": "confined-0",
         "LMB_DISPLAY": "on",
         "LMB_HEARTBEAT_SECONDS": "0.5",

@@ -16,7 +16,7 @@ import uvicorn
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from gateway.http.app import create_app
+from gateway.http.server import config
 from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
@@ -28,8 +28,10 @@ from worker.arena import catalog_publisher
 MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
 CATALOG_TIME = 1_764_547_200.0
 CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
-#: Short waits, so that the paths behind them are exercised in well under a second.
+#: Short waits, so that the paths behind them are exercised in well under a second; served
+#: without keys (on loopback) unless a test makes one.
 TEST_SETTINGS: dict[str, Any] = {
+    "open": True,
     "worker_wait_seconds": 0.5,
     "first_event_wait_seconds": 2.0,
     "keepalive_seconds": 10.0,
@@ -40,10 +42,7 @@ TEST_SETTINGS: dict[str, Any] = {
 @contextlib.contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a thread of its own (its own event loop, real sockets)."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config(settings, host="127.0.0.1", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
