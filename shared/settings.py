@@ -136,6 +136,17 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a worker reads the model catalog off the arena again.",
     )
+    novnc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port a worker's noVNC (websockify) listens on; unset: a free one.",
+    )
+    novnc_allowed: CommaList = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1"],
+        description="Where gateways may open workers' screens: host names, addresses or networks"
+        " (a heartbeat naming anywhere else is not followed).",
+    )
 
     # Requests
     worker_wait_seconds: float = Field(
@@ -201,7 +212,7 @@ class Settings(BaseSettings):
             aliases[pattern] = target
         return aliases
 
-    @field_validator("redis_sentinels", "trusted_proxies", mode="before")
+    @field_validator("redis_sentinels", "trusted_proxies", "novnc_allowed", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,7 +2,8 @@
 
 Nothing here is reachable from outside. x11vnc listens on a unix socket in a private directory
 (never on TCP) and asks for a password; websockify, the one port, listens on `LMB_NOVNC_HOST`
-(loopback by default) and serves the noVNC client from `/usr/share/novnc`. People reach the
+(loopback by default) and `LMB_NOVNC_PORT` (a free port by default; a fixed one where a network
+policy or probe names it) and serves the noVNC client from `/usr/share/novnc`. People reach the
 screen through the gateway's admin page, which proxies both behind admin authentication.
 
 The password is derived from the admin key and a salt random per start (`shared.vnc`): the
@@ -100,7 +101,8 @@ class Display:
                 salt, password = _password(settings, worker_id)
                 socket_path = await _start_x11vnc(processes, log, number, private, password)
                 host = settings.novnc_host
-                port = await _start_websockify(processes, log, host, socket_path)
+                port = settings.novnc_port or free_port(host)
+                await _start_websockify(processes, log, host, port, socket_path)
             except BaseException:
                 await asyncio.to_thread(_stop_all, processes)
                 shutil.rmtree(private, ignore_errors=True)
@@ -285,9 +287,8 @@ async def _start_x11vnc(
 
 
 async def _start_websockify(
-    processes: dict[str, subprocess.Popen], log: IO[bytes], host: str, socket_path: Path
-) -> int:
-    port = free_port(host)
+    processes: dict[str, subprocess.Popen], log: IO[bytes], host: str, port: int, socket_path: Path
+) -> None:
     process = _spawn(
         processes,
         log,
@@ -300,7 +301,6 @@ async def _start_websockify(
         return False
 
     await _wait(listening, process, "websockify")
-    return port
 
 
 async def _wait(ready: Callable[[], bool], process: subprocess.Popen, name: str) -> None:
