@@ -100,11 +100,35 @@ def decode_data_url(url: str) -> Image:
     return _checked(media_type, data, "a data: URL")
 
 
+#: IPv6 ranges never public whatever Python's registry says: IPv4-compatible (deprecated),
+#: IPv4-translated (SIIT) and local-use NAT64 (RFC 8215) addresses lead into private networks.
+_NEVER_PUBLIC = tuple(
+    ipaddress.IPv6Network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48")
+)
+#: Well-known NAT64 (RFC 6052): the last 32 bits are the IPv4 address reached.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: mapped, 6to4, Teredo (server and client),
+    NAT64."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
 def is_public(address: str) -> bool:
-    """Whether an IP address is on the public internet (not private, loopback, link-local, …)."""
+    """Whether an IP address is on the public internet (not private, loopback, link-local, …),
+    and so is every IPv4 address it embeds (an IPv6 address may carry a private one)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public(str(ip.ipv4_mapped))
+        if any(ip in net for net in _NEVER_PUBLIC):
+            return False
+        if not all(is_public(str(v4)) for v4 in embedded_ipv4(ip)):
+            return False
     return ip.is_global and not ip.is_multicast
 
 

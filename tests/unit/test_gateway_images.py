@@ -135,7 +135,24 @@ def test_an_image_over_10_mb_is_a_413() -> None:
         ("fe80::1%eth0", False),
         ("fc00::1", False),
         ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
         ("224.0.0.1", False),
+        # NAT64 (RFC 6052): the IPv4 address in the last 32 bits is the one reached
+        ("64:ff9b::808:808", True),
+        ("64:ff9b::a00:1", False),  # 10.0.0.1
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b:1::808:808", False),  # local-use NAT64: a private network's own
+        # 6to4 (2002::/16): the IPv4 address in bits 16-48
+        ("2002:808:808::1", True),
+        ("2002:a00:1::1", False),  # 10.0.0.1
+        ("2002:c0a8:101::1", False),  # 192.168.1.1
+        ("2002:a9fe:a9fe::1", False),
+        # Teredo, IPv4-compatible and IPv4-translated forms
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),
+        ("::a00:1", False),
+        ("::808:808", False),
+        ("::ffff:0:a00:1", False),
     ],
 )
 def test_only_public_addresses_are_public(address: str, public: bool) -> None:
@@ -170,6 +187,22 @@ async def test_the_resolved_address_is_checked_and_is_the_one_connected_to(serve
     assert caught.value.code == "image_url_not_allowed"
     # `.invalid` never resolves for real: the fetch works only through the checked address.
     assert (await fetch(f"http://images.invalid:{port}/cat.png", resolver=resolver)).data == PNG
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::ffff:0:a9fe:a9fe", "::a9fe:a9fe"]
+)
+async def test_a_name_resolving_to_an_address_that_embeds_a_private_one_is_refused(
+    address: str,
+) -> None:
+    """169.254.169.254 (cloud metadata) by way of NAT64, 6to4 and the IPv4-in-IPv6 forms."""
+
+    async def resolver(host: str, _port: int) -> list[str]:
+        return [address]
+
+    with pytest.raises(ApiError) as caught:
+        await fetch("http://images.invalid/cat.png", allow_private=False, resolver=resolver)
+    assert caught.value.status == 400 and caught.value.code == "image_url_not_allowed"
 
 
 @pytest.mark.parametrize("path", ["/huge", "/huge-chunked"])
