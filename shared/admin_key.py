@@ -31,4 +31,6 @@ def weakness(key: str) -> str | None:
 def problem(key: str | None) -> str | None:
     """What to tell an operator whose LMB_ADMIN_KEY is too weak, or None."""
     why = weakness(key) if key is not None else None
-    return None if why is None else f"LMB_ADMIN_KEY is too weak to guard the admin page: {why}. {HOW}"
+    return (
+        None if why is None else f"LMB_ADMIN_KEY is too weak to guard the admin page: {why}. {HOW}"
+    )

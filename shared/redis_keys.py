@@ -125,3 +125,9 @@ def usage(day: str) -> str:
 def auth_failures(client: str | None) -> str:
     """Failed keys and sign-ins of one client address in the last minute; None: everyone's."""
     return f"{PREFIX}:authfail:{client if client is not None else '*'}"
+
+
+def images_held(owner: str, *, sizes: bool = False) -> str:
+    """The images one client key keeps for its conversations: digest → held until (a sorted
+    set); with `sizes`, digest → bytes and the total (a hash)."""
+    return f"{PREFIX}:images:{{{owner}}}:{'sizes' if sizes else 'held'}"

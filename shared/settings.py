@@ -194,6 +194,11 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a gateway or worker lets the answers under way finish"
         " before it stops (a gateway's streams left then are resumed on another gateway).",
     )
+    image_bytes_per_key: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of images one client key may keep for its conversations at once.",
+    )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=False, description="Structured JSON logs.")

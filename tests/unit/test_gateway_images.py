@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from collections.abc import Iterator
@@ -239,14 +240,14 @@ async def test_the_store_keeps_each_image_once_and_fetches_only_what_it_lacks(
         ImageSource(data_url(b"GIF89a-tiny", "image/gif")),
     )
     _Handler.hits.clear()
-    refs = await store.put([(remote, False), (inline, True)])
+    refs = await store.put([(remote, False), (inline, True)], owner="k1")
     assert [(r.digest, r.media_type, r.new) for r in refs] == [
         (remote.digest, "image/png", False),
         (inline.digest, "image/gif", True),
     ]
     assert await redis.hgetall(redis_keys.image(remote.digest)) == {b"m": b"image/png", b"d": PNG}
     assert 0 < await redis.ttl(redis_keys.image(remote.digest)) <= 60
-    await store.put([(remote, True)])
+    await store.put([(remote, True)], owner="k1")
     assert _Handler.hits == ["/cat.png"]  # the second turn found it in Redis
 
 
@@ -254,5 +255,37 @@ async def test_the_store_caps_the_images_of_a_request(redis: Redis) -> None:
     store = ImageStore(redis, Settings())
     sources = [(ImageSource(data_url(PNG + bytes([i]))), True) for i in range(MAX_IMAGES + 1)]
     with pytest.raises(ApiError) as caught:
-        await store.put(sources)
+        await store.put(sources, owner="k1")
     assert caught.value.status == 400 and str(MAX_IMAGES) in caught.value.message
+
+
+def png_of(size: int, n: int) -> ImageSource:
+    return ImageSource(data_url(PNG + bytes([n]) * (size - len(PNG))))
+
+
+async def test_what_one_key_keeps_is_capped_and_the_others_are_not_held_back(
+    redis: Redis,
+) -> None:
+    store = ImageStore(redis, Settings(image_bytes_per_key=3000, conversation_ttl_seconds=60))
+    first = [(png_of(1000, n), True) for n in range(2)]
+    await store.put(first, owner="k1")
+    # Sent again (a conversation's next turn), the same images are kept longer, not counted twice.
+    await store.put(first, owner="k1")
+    await store.put([(png_of(1000, 2), True)], owner="k1")
+    too_much = [(png_of(1000, 3), True)]
+    with pytest.raises(ApiError) as caught:
+        await store.put(too_much, owner="k1")
+    assert caught.value.status == 429 and caught.value.code == "image_quota_exceeded"
+    assert 55 <= int(caught.value.headers["Retry-After"]) <= 60
+    assert not await redis.exists(redis_keys.image(too_much[0][0].digest))  # not stored
+    # Another key holds its own, even the images the first one holds.
+    await store.put([*first, *too_much], owner="k2")
+
+
+async def test_images_a_key_stopped_using_are_let_go(redis: Redis) -> None:
+    store = ImageStore(redis, Settings(image_bytes_per_key=1500, conversation_ttl_seconds=1))
+    await store.put([(png_of(1000, 0), True)], owner="k1")
+    with pytest.raises(ApiError):
+        await store.put([(png_of(1000, 1), True)], owner="k1")
+    await asyncio.sleep(1.1)
+    await store.put([(png_of(1000, 1), True)], owner="k1")
