@@ -29,7 +29,7 @@ from worker.arena import catalog_publisher
 from worker.arena.completion import Completion
 from worker.arena.session import ArenaSession
 from worker.browser.display import Display, missing_tools, wanted
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import Heartbeat, alive_file
 from worker.queue_worker import QueueWorker, SlotGroup
 from worker.state import StateMachine
 
@@ -113,7 +113,10 @@ class BrowserWorker:
         settings = self.settings
         self._redis = redis = await redis_client.arq_pool(settings)
         self._heartbeat = heartbeat = Heartbeat(
-            redis, self.status, period=settings.heartbeat_seconds
+            redis,
+            self.status,
+            period=settings.heartbeat_seconds,
+            alive=alive_file(settings.state_dir, self.id),
         )
         self.machine.on_change(heartbeat.changed)
         group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
