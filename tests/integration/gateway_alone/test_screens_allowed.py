@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ RFB = b"export default class RFB {}"
 
 
 class _Files(http.server.BaseHTTPRequestHandler):
-    asked: list[str] = []
+    asked: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Files.asked.append(self.path)

@@ -1,0 +1,161 @@
+"""A synthetic worker: a process that plays the worker's side of the protocol at a set pace,
+without a browser, for load and failover tests.
+
+It publishes the captured catalog, heartbeats as a ready worker with room for every job, takes
+jobs off the shared queue (as `tests.support.played_worker.take_job` does) and appends each
+job's events to its stream as a worker would: `accepted`, `session`, then `--chunks` text chunks
+`--interval` seconds apart, `finish` and `done`. Every text chunk starts with the time it was
+written (`@<ns since the epoch>;`), so a client can tell how late it arrived; the rest is
+padding to `--chunk-bytes`. One ticker writes the chunks of all jobs due, in one pipeline.
+
+Run: python -m tests.support.synthetic_worker --worker-id s1 (Redis from the LMB_ settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from arq.constants import job_key_prefix
+from arq.jobs import deserialize_job
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared import events, job_queue, redis_client, redis_keys
+from shared.jobs import CompletionJob
+from shared.settings import Settings
+from shared.worker_status import WorkerState, WorkerStatus
+from tests.support.played_worker import MODELS
+from worker.arena import catalog_publisher
+
+#: How often the ticker looks for chunks that are due.
+TICK_S = 0.005
+#: Heartbeats: every second, expiring after three.
+BEAT_S = 1.0
+
+
+@dataclass
+class Running:
+    job: CompletionJob
+    due: float
+    sent: int = 0
+
+
+def chunk(size: int) -> str:
+    """A text chunk stamped with the time it is written, padded to `size` characters."""
+    stamp = f"@{time.time_ns()};"
+    return stamp + "x" * max(0, size - len(stamp))
+
+
+class SyntheticWorker:
+    def __init__(
+        self, redis: Redis, worker_id: str, *, chunks: int, interval_s: float, chunk_bytes: int
+    ) -> None:
+        self.redis = redis
+        self.id = worker_id
+        self.chunks = chunks
+        self.interval_s = interval_s
+        self.chunk_bytes = chunk_bytes
+        self.running: dict[str, Running] = {}
+
+    async def run(self, claimers: int) -> None:
+        await catalog_publisher.publish_entries(self.redis, MODELS, now=time.time())
+        await asyncio.gather(
+            self._beat(),
+            self._tick(),
+            *(self._claim() for _ in range(claimers)),
+        )
+
+    async def _beat(self) -> None:
+        while True:
+            status = WorkerStatus(
+                id=self.id,
+                state=WorkerState.READY,
+                queue=redis_keys.worker_queue(self.id),
+                capacity=64,
+                catalog=catalog_publisher.digest(MODELS),
+                updated_at=time.time(),
+            )
+            with contextlib.suppress(RedisError):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(redis_keys.worker_heartbeat(self.id), status.dump(), px=3000)
+                    pipe.sadd(redis_keys.WORKERS, self.id)
+                    await pipe.execute()
+            await asyncio.sleep(BEAT_S)
+
+    async def _claim(self) -> None:
+        while True:
+            try:
+                popped = await self.redis.bzpopmin(redis_keys.SHARED_QUEUE, 1)
+                if popped is None:
+                    continue
+                raw = await self.redis.get(job_key_prefix + popped[1].decode())
+            except RedisError:
+                await asyncio.sleep(0.1)
+                continue
+            if raw is None:
+                continue  # expired or taken back
+            args = deserialize_job(raw, deserializer=job_queue.deserialize).args
+            job = CompletionJob.model_validate(args[0])
+            self.running[job.id] = Running(job, due=time.monotonic())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            due = [r for r in self.running.values() if r.due <= now]
+            if not due:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for run in due:
+                        self._next(pipe, run, now)
+                    await pipe.execute()
+            except RedisError:
+                continue  # the jobs due are written at the next tick
+
+    def _next(self, pipe: Redis, run: Running, now: float) -> None:
+        job, stream = run.job, redis_keys.job_events(run.job.id)
+        if run.sent == 0:
+            written = [
+                events.accepted(self.id, job.attempt),
+                events.session(self.id, job.action, f"s-{job.id}", {"a": f"m-{job.id}"}),
+            ]
+            pipe.expire(stream, 600)
+        elif run.sent <= self.chunks:
+            written = [events.text("a", chunk(self.chunk_bytes))]
+        else:
+            written = [events.finish("a", "stop"), events.done()]
+        for event in written:
+            pipe.xadd(stream, events.encode(event))
+        run.sent += 1
+        if run.sent > self.chunks + 1:
+            del self.running[job.id]
+        else:
+            run.due = now + (self.interval_s if run.sent > 1 else 0)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker-id", default="synthetic")
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between chunks")
+    parser.add_argument("--chunk-bytes", type=int, default=24)
+    parser.add_argument("--claimers", type=int, default=4, help="concurrent queue pops")
+    args = parser.parse_args()
+    redis = redis_client.connect(Settings())
+    worker = SyntheticWorker(
+        redis,
+        args.worker_id,
+        chunks=args.chunks,
+        interval_s=args.interval,
+        chunk_bytes=args.chunk_bytes,
+    )
+    await worker.run(args.claimers)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
