@@ -131,3 +131,8 @@ def images_held(owner: str, *, sizes: bool = False) -> str:
     """The images one client key keeps for its conversations: digest → held until (a sorted
     set); with `sizes`, digest → bytes and the total (a hash)."""
     return f"{PREFIX}:images:{{{owner}}}:{'sizes' if sizes else 'held'}"
+
+
+def stream_reader_wake(reader: str) -> str:
+    """A gateway's stream reader's own stream: an entry wakes its blocked XREAD (new streams)."""
+    return f"{PREFIX}:reader:{reader}:wake"

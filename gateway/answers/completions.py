@@ -207,6 +207,7 @@ def _handle(
         svc.redis,
         svc.pool,
         job,
+        reads=svc.reads,
         timeout_s=settings.job_timeout_seconds,
         events_ttl_s=settings.events_ttl_seconds,
         owner_wait_s=settings.worker_wait_seconds,

@@ -21,6 +21,7 @@ from gateway.admin import page as admin_page
 from gateway.admin import screens
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView, keep_fresh
+from gateway.answers.stream_reads import StreamReads
 from gateway.apis import answers as answers_routes
 from gateway.apis.anthropic import routes as anthropic_routes
 from gateway.apis.openai import routes as openai_routes
@@ -57,9 +58,11 @@ def create_app(settings: Settings) -> FastAPI:
         pool = await redis_client.arq_pool(settings, default_queue_name=redis_keys.SHARED_QUEUE)
         catalog = CatalogView(redis)
         fleet = FleetView(redis)
+        reads = StreamReads(lambda: redis_client.connect(settings), redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
+            reads=reads,
             pool=pool,
             catalog=catalog,
             fleet=fleet,
@@ -85,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await reads.close()
             await pool.aclose()
             await redis.aclose()
 

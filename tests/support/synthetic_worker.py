@@ -4,9 +4,10 @@ without a browser, for load and failover tests.
 It publishes the captured catalog, heartbeats as a ready worker with room for every job, takes
 jobs off the shared queue (as `tests.support.played_worker.take_job` does) and appends each
 job's events to its stream as a worker would: `accepted`, `session`, then `--chunks` text chunks
-`--interval` seconds apart, `finish` and `done`. Every text chunk starts with the time it was
-written (`@<ns since the epoch>;`), so a client can tell how late it arrived; the rest is
-padding to `--chunk-bytes`. One ticker writes the chunks of all jobs due, in one pipeline.
+`--interval` seconds apart, `finish` and `done`; a prompt may set its own pace by saying
+`chunks=N interval=S`. Every text chunk starts with the time it was written (`@<ns since the
+epoch>;`), so a client can tell how late it arrived; the rest is padding to `--chunk-bytes`. One
+ticker writes the chunks of all jobs due, in one pipeline.
 
 Run: python -m tests.support.synthetic_worker --worker-id s1 (Redis from the LMB_ settings).
 """
@@ -16,6 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
+import itertools
+import re
 import time
 from dataclasses import dataclass
 
@@ -33,14 +37,17 @@ from worker.arena import catalog_publisher
 
 #: How often the ticker looks for chunks that are due.
 TICK_S = 0.005
-#: Heartbeats: every second, expiring after three.
-BEAT_S = 1.0
+#: Heartbeats as a worker's: every 2 s (LMB_HEARTBEAT_SECONDS' default), expiring after three.
+BEAT_S = 2.0
+_PACE = re.compile(r"chunks=(\d+) interval=([0-9.]+)")
 
 
 @dataclass
 class Running:
     job: CompletionJob
     due: float
+    chunks: int
+    interval_s: float
     sent: int = 0
 
 
@@ -59,7 +66,9 @@ class SyntheticWorker:
         self.chunks = chunks
         self.interval_s = interval_s
         self.chunk_bytes = chunk_bytes
-        self.running: dict[str, Running] = {}
+        #: Jobs under way, by when their next events are due.
+        self.due: list[tuple[float, int, Running]] = []
+        self._order = itertools.count()
 
     async def run(self, claimers: int) -> None:
         await catalog_publisher.publish_entries(self.redis, MODELS, now=time.time())
@@ -81,7 +90,9 @@ class SyntheticWorker:
             )
             with contextlib.suppress(RedisError):
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.set(redis_keys.worker_heartbeat(self.id), status.dump(), px=3000)
+                    pipe.set(
+                        redis_keys.worker_heartbeat(self.id), status.dump(), px=int(3000 * BEAT_S)
+                    )
                     pipe.sadd(redis_keys.WORKERS, self.id)
                     await pipe.execute()
             await asyncio.sleep(BEAT_S)
@@ -100,24 +111,31 @@ class SyntheticWorker:
                 continue  # expired or taken back
             args = deserialize_job(raw, deserializer=job_queue.deserialize).args
             job = CompletionJob.model_validate(args[0])
-            self.running[job.id] = Running(job, due=time.monotonic())
+            pace = _PACE.search(job.prompt)
+            chunks, interval_s = (
+                (int(pace[1]), float(pace[2])) if pace else (self.chunks, self.interval_s)
+            )
+            run = Running(job, time.monotonic(), chunks, interval_s)
+            heapq.heappush(self.due, (run.due, next(self._order), run))
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
-            due = [r for r in self.running.values() if r.due <= now]
+            due = []
+            while self.due and self.due[0][0] <= now:
+                due.append(heapq.heappop(self.due)[2])
             if not due:
                 continue
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for run in due:
-                        self._next(pipe, run, now)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                going = [run for run in due if self._next(pipe, run, now)]
+                with contextlib.suppress(RedisError):  # lost: a client sees it cut
                     await pipe.execute()
-            except RedisError:
-                continue  # the jobs due are written at the next tick
+            for run in going:
+                heapq.heappush(self.due, (run.due, next(self._order), run))
 
-    def _next(self, pipe: Redis, run: Running, now: float) -> None:
+    def _next(self, pipe: Redis, run: Running, now: float) -> bool:
+        """Queue `run`'s next events on `pipe`; whether it has more to come."""
         job, stream = run.job, redis_keys.job_events(run.job.id)
         if run.sent == 0:
             written = [
@@ -125,17 +143,15 @@ class SyntheticWorker:
                 events.session(self.id, job.action, f"s-{job.id}", {"a": f"m-{job.id}"}),
             ]
             pipe.expire(stream, 600)
-        elif run.sent <= self.chunks:
+        elif run.sent <= run.chunks:
             written = [events.text("a", chunk(self.chunk_bytes))]
         else:
             written = [events.finish("a", "stop"), events.done()]
         for event in written:
             pipe.xadd(stream, events.encode(event))
         run.sent += 1
-        if run.sent > self.chunks + 1:
-            del self.running[job.id]
-        else:
-            run.due = now + (self.interval_s if run.sent > 1 else 0)
+        run.due = now + (run.interval_s if run.sent > 1 else 0)
+        return run.sent <= run.chunks + 1
 
 
 async def main() -> None:

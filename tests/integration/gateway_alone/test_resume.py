@@ -13,6 +13,7 @@ import httpx
 from redis.asyncio import Redis
 
 from gateway.answers.job_handle import JobHandle
+from gateway.answers.stream_reads import StreamReads
 from shared import events, redis_client, redis_keys
 from shared.jobs import CompletionJob
 from shared.settings import Settings
@@ -134,7 +135,10 @@ async def test_a_continuation_its_busy_worker_does_not_take_goes_to_any_worker(
         id="cont", model="gemini-3-pro", model_id="x", prompt="p", created_at=time.time()
     )
     job = job.model_copy(update={"action": "post", "thread": thread, "message": "next"})
-    handle = JobHandle(redis, pool, job, timeout_s=30, events_ttl_s=30, owner_wait_s=0.3)
+    reads = StreamReads(lambda: Redis.from_url(redis_url), redis)
+    handle = JobHandle(
+        redis, pool, job, reads=reads, timeout_s=30, events_ttl_s=30, owner_wait_s=0.3
+    )
     try:
         await handle.submit()
         assert await redis.zrange(redis_keys.worker_queue("w1"), 0, -1) == [b"cont:0"]
@@ -142,6 +146,7 @@ async def test_a_continuation_its_busy_worker_does_not_take_goes_to_any_worker(
         assert await redis.zcard(redis_keys.worker_queue("w1")) == 0
         assert await redis.zrange(redis_keys.SHARED_QUEUE, 0, -1) == [b"cont:1"]
     finally:
+        await reads.close()
         await pool.aclose()
 
 
