@@ -185,7 +185,7 @@ class StreamReads:
             reader.task.cancel()
         await asyncio.gather(*(r.task for r in self._readers), return_exceptions=True)
         for reader in self._readers:
-            await reader.redis.aclose()
+            await reader.redis.aclose(close_connection_pool=True)
         self._readers.clear()
         self._where.clear()
 

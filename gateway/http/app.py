@@ -58,7 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         pool = await redis_client.arq_pool(settings, default_queue_name=redis_keys.SHARED_QUEUE)
         catalog = CatalogView(redis)
         fleet = FleetView(redis)
-        reads = StreamReads(lambda: redis_client.connect(settings), redis)
+        # Each reader holds its connection for good: no checkout from a pool at every XREAD.
+        reads = StreamReads(lambda: redis_client.connect(settings).client(), redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,

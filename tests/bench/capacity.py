@@ -300,13 +300,16 @@ def report(label: str, window: Window, seconds: float, cpu: Cpu) -> tuple[float,
     rate = window.chunks / seconds
     cores = cpu.cores()
     gateways = sum(used for name, used in cores.items() if name.startswith("g"))
+    per_chunk_us = gateways / max(rate, 1) * 1e6
     print(
         f"{label}: {rate:,.0f} chunks/s; latency via gateway p50 {pct(window.via_gateway, 50):.1f}"
         f" p99 {pct(window.via_gateway, 99):.1f} ms; straight from Redis p50"
         f" {pct(window.direct, 50):.1f} p99 {pct(window.direct, 99):.1f} ms"
         f" ({len(window.direct)} chunks); added at p99 {added:.1f} ms\n    cores: "
         + ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
-        + f"; gateway CPU {gateways / max(rate, 1) * 1e6:.0f} µs a chunk"
+        + f"; gateway CPU {per_chunk_us:.0f} µs a chunk, so a whole core would relay"
+        f" {1e6 / per_chunk_us:,.0f} chunks/s; load average {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} cores"
     )
     return added, rate
 
