@@ -31,8 +31,10 @@ from shared import redis_keys
 
 log = logging.getLogger(__name__)
 
-#: Streams one XREAD reads: few enough that the command stays small, enough to share its cost.
-PER_READER = 128
+#: Streams one XREAD reads. An XREAD costs a little for every stream it names, and answers that
+#: chunk slowly wake their reader about once a chunk: few enough streams that this stays small
+#: beside an XREAD's own cost, enough that busy answers share it.
+PER_READER = 64
 #: Entries taken a stream per XREAD.
 BATCH = 256
 #: A reader's blocked XREAD returns after this long even if nothing came.

@@ -54,6 +54,9 @@ HELD_P99_ADDED_MS = 50.0
 RELAY_CHUNKS_PER_S = 20_000
 SCALE_OUT_RATIO = 1.8
 
+#: How long the bench waits for all of a measure's answers to be open.
+OPEN_WITHIN_S = 180.0
+
 MARK = re.compile(rb"@(\d{19});")
 JOB_ID = re.compile(rb"chatcmpl-([0-9a-f]{32})")
 _TAIL = 24  # longer than a mark: one split across two reads is found whole
@@ -264,41 +267,53 @@ class Bridge:
             stop(proc)
 
 
-async def held(client: Client, streams: int, ramp_s: float, window_s: float) -> None:
-    """`streams` answers at one chunk a second, all open during a `window_s` window."""
-    settle_s = 3.0
-    chunks = int(ramp_s + settle_s + window_s + 3)
-    tasks = []
-    for n in range(streams):
-        prompt = f"held {n} chunks={chunks} interval=1.0"
-        tasks.append(asyncio.create_task(client.stream(prompt, direct=n % 20 == 0)))
-        await asyncio.sleep(ramp_s / streams)
-    await asyncio.sleep(settle_s)
+async def hold(
+    client: Client,
+    streams: int,
+    per_s: float,
+    window_s: float,
+    *,
+    label: str,
+    sample: int,
+    pids: dict[str, int],
+    profile: tuple[int, Path] | None = None,
+) -> dict[str, float]:
+    """`streams` answers at `per_s` chunks a second each, all open during a `window_s` window
+    (every `sample`-th one also read straight from Redis, `profile`: a pid sampled into a file
+    meanwhile); then their clients go away. Returns the cores `pids` kept busy in the window."""
+    client.opened, opened_before = 0, client.opened
+    tasks = [
+        asyncio.create_task(
+            client.stream(f"{label} {n} chunks=100000 interval={1 / per_s}", direct=n % sample == 0)
+        )
+        for n in range(streams)
+    ]
+    deadline = time.monotonic() + OPEN_WITHIN_S
+    while client.opened < streams and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    if client.opened < streams:
+        print(f"    only {client.opened} of {streams} answers opened in {OPEN_WITHIN_S:g} s")
+    await asyncio.sleep(3)  # settled
     client.window.open(window_s)
-    await asyncio.sleep(window_s)
-    await asyncio.gather(*tasks)
+    cpu = Cpu(pids)
+    pid, out = profile or (0, Path())
+    with profiled(pid, window_s, out, enabled=profile is not None):
+        await asyncio.sleep(window_s)
+    cores = cpu.cores()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    client.opened += opened_before
+    await asyncio.sleep(3)  # the gateway and workers let go of them
+    return cores
 
 
-async def relay(client: Client, streams: int, per_s: int, window_s: float) -> None:
-    """`streams` answers at `per_s` chunks a second each, measured over `window_s`."""
-    ramp_s, settle_s = 1.0, 2.0
-    chunks = int((ramp_s + settle_s + window_s + 1) * per_s)
-    tasks = []
-    for n in range(streams):
-        prompt = f"relay {n} chunks={chunks} interval={1 / per_s}"
-        tasks.append(asyncio.create_task(client.stream(prompt, direct=n % 10 == 0)))
-        await asyncio.sleep(ramp_s / streams)
-    await asyncio.sleep(settle_s)
-    client.window.open(window_s)
-    await asyncio.sleep(window_s)
-    await asyncio.gather(*tasks)
-
-
-def report(label: str, window: Window, seconds: float, cpu: Cpu) -> tuple[float, float]:
+def report(
+    label: str, window: Window, seconds: float, cores: dict[str, float]
+) -> tuple[float, float]:
     """Prints a window's figures; returns (p99 added ms, chunks a second)."""
     added = pct(window.via_gateway, 99) - pct(window.direct, 99)
     rate = window.chunks / seconds
-    cores = cpu.cores()
     gateways = sum(used for name, used in cores.items() if name.startswith("g"))
     per_chunk_us = gateways / max(rate, 1) * 1e6
     print(
@@ -415,14 +430,22 @@ async def main() -> int:
             # Held streams, at two sizes: a tenth of N (the baseline) and N.
             for streams in (args.streams // 10, args.streams) if "held" in only else ():
                 client.failed.clear()
-                cpu = Cpu(bridge.pids("g1"))
                 raw = workdir / f"profile-held-{streams}.txt"
                 pid = bridge.gateways["g1"][0].pid
-                with profiled(pid, 5 + 3 + args.window, raw, enabled=args.profile == "held"):
-                    await held(client, streams, ramp_s=5.0, window_s=args.window)
-                added, _ = report(f"held {streams}", window, args.window, cpu)
+                profile = (pid, raw) if args.profile == "held" else None
+                cores = await hold(
+                    client,
+                    streams,
+                    1.0,
+                    args.window,
+                    label="held",
+                    sample=20,
+                    pids=bridge.pids("g1"),
+                    profile=profile,
+                )
+                added, _ = report(f"held {streams}", window, args.window, cores)
                 if args.profile == "held":
-                    print(f"profile of the gateway opening and holding {streams} answers:")
+                    print(f"profile of the gateway holding {streams} answers:")
                     print(profile_summary(raw))
                 if client.failed:
                     print(f"    failed: {dict(client.failed)}")
@@ -433,12 +456,20 @@ async def main() -> int:
             per_s = 100
             if "relay" in only:
                 streams = args.relay // per_s
-                cpu = Cpu(bridge.pids("g1"))
                 raw = workdir / "profile.txt"
                 pid = bridge.gateways["g1"][0].pid
-                with profiled(pid, args.window, raw, enabled=args.profile == "relay"):
-                    await relay(client, streams, per_s, args.window)
-                _, rate = report(f"relay {streams}×{per_s}/s", window, args.window, cpu)
+                profile = (pid, raw) if args.profile == "relay" else None
+                cores = await hold(
+                    client,
+                    streams,
+                    per_s,
+                    args.window,
+                    label="relay",
+                    sample=10,
+                    pids=bridge.pids("g1"),
+                    profile=profile,
+                )
+                _, rate = report(f"relay {streams}×{per_s}/s", window, args.window, cores)
                 if rate < RELAY_CHUNKS_PER_S:
                     missed.append(f"relay: {rate:,.0f} chunks/s")
                 if args.profile == "relay":
@@ -453,14 +484,21 @@ async def main() -> int:
                     with nginx(workdir / f"nginx-{name}", ports) as front:
                         through = Client("127.0.0.1", front.port, bridge.key, redis, window)
                         names = ("g1",) if name == "one" else ("g1", "g2")
-                        cpu = Cpu({**bridge.pids(*names), "nginx": front.proc.pid})
                         offered = 2 * args.relay // per_s
-                        await relay(through, offered, per_s, args.window)
+                        cores = await hold(
+                            through,
+                            offered,
+                            per_s,
+                            args.window,
+                            label=f"nginx-{name}",
+                            sample=10,
+                            pids={**bridge.pids(*names), "nginx": front.proc.pid},
+                        )
                         _, rate = report(
                             f"nginx → {name} gateway(s), {offered}×{per_s}/s offered",
                             window,
                             args.window,
-                            cpu,
+                            cores,
                         )
                         rates.append(rate)
                 ratio = rates[1] / rates[0]

@@ -7,7 +7,8 @@ job's events to its stream as a worker would: `accepted`, `session`, then `--chu
 `--interval` seconds apart, `finish` and `done`; a prompt may set its own pace by saying
 `chunks=N interval=S`. Every text chunk starts with the time it was written (`@<ns since the
 epoch>;`), so a client can tell how late it arrived; the rest is padding to `--chunk-bytes`. One
-ticker writes the chunks of all jobs due, in one pipeline.
+ticker writes the chunks of all jobs due, in one pipeline, and drops the jobs whose client went
+away (their cancel key is set), as a worker stops them.
 
 Run: python -m tests.support.synthetic_worker --worker-id s1 (Redis from the LMB_ settings).
 """
@@ -129,10 +130,15 @@ class SyntheticWorker:
                 continue
             async with self.redis.pipeline(transaction=False) as pipe:
                 going = [run for run in due if self._next(pipe, run, now)]
-                with contextlib.suppress(RedisError):  # lost: a client sees it cut
-                    await pipe.execute()
-            for run in going:
-                heapq.heappush(self.due, (run.due, next(self._order), run))
+                for run in going:
+                    pipe.exists(redis_keys.job_cancel(run.job.id))
+                try:
+                    cancelled = (await pipe.execute())[-len(going) :] if going else []
+                except RedisError:  # lost: a client sees it cut
+                    cancelled = [0] * len(going)
+            for run, gone in zip(going, cancelled, strict=True):
+                if not gone:
+                    heapq.heappush(self.due, (run.due, next(self._order), run))
 
     def _next(self, pipe: Redis, run: Running, now: float) -> bool:
         """Queue `run`'s next events on `pipe`; whether it has more to come."""
