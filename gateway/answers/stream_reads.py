@@ -106,11 +106,28 @@ class Subscription:
         return [self.entries[i] for i in range(min(count, len(self.entries)))]
 
 
+def _xread_reply(response: Any, **options: Any) -> list[tuple[bytes, list[Entry]]]:
+    """An XREAD reply as it comes (RESP2), each entry's fields made a dict at C speed: redis-py's
+    own parsing, a Python loop an entry, was a sixth of a busy gateway's time."""
+    return [
+        (
+            key,
+            [
+                (entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+                for entry_id, flat in entries
+            ],
+        )
+        for key, entries in response or ()
+    ]
+
+
 class _Reader:
     """One connection, one XREAD at a time over its streams."""
 
     def __init__(self, redis: Redis, poker: Redis) -> None:
         self.redis = redis
+        if redis.connection_pool.connection_kwargs.get("protocol") not in (3, "3"):
+            redis.set_response_callback("XREAD", _xread_reply)
         self._poker = poker
         self.streams: dict[str, Subscription] = {}
         self._wake = redis_keys.stream_reader_wake(uuid.uuid4().hex)
