@@ -133,9 +133,10 @@ class SyntheticWorker:
                 for run in going:
                     pipe.exists(redis_keys.job_cancel(run.job.id))
                 try:
-                    cancelled = (await pipe.execute())[-len(going) :] if going else []
+                    replies = await pipe.execute()
                 except RedisError:  # lost: a client sees it cut
-                    cancelled = [0] * len(going)
+                    replies = [0] * len(going)
+            cancelled = replies[len(replies) - len(going) :]
             for run, gone in zip(going, cancelled, strict=True):
                 if not gone:
                     heapq.heappush(self.due, (run.due, next(self._order), run))
