@@ -427,54 +427,44 @@ async def main() -> int:
             if "memory" in only:
                 await memory(client, bridge, args.streams)
 
-            # Held streams, at two sizes: a tenth of N (the baseline) and N.
-            for streams in (args.streams // 10, args.streams) if "held" in only else ():
-                client.failed.clear()
-                raw = workdir / f"profile-held-{streams}.txt"
+            async def measure(
+                kind: str, streams: int, per_s: float, sample: int
+            ) -> tuple[float, float]:
+                """`hold` through the one gateway, reported (and profiled if asked)."""
+                raw = workdir / f"profile-{kind}-{streams}.txt"
+                profiling = args.profile == kind
                 pid = bridge.gateways["g1"][0].pid
-                profile = (pid, raw) if args.profile == "held" else None
                 cores = await hold(
                     client,
                     streams,
-                    1.0,
+                    per_s,
                     args.window,
-                    label="held",
-                    sample=20,
+                    label=kind,
+                    sample=sample,
                     pids=bridge.pids("g1"),
-                    profile=profile,
+                    profile=(pid, raw) if profiling else None,
                 )
-                added, _ = report(f"held {streams}", window, args.window, cores)
-                if args.profile == "held":
-                    print(f"profile of the gateway holding {streams} answers:")
+                figures = report(f"{kind} {streams}×{per_s:g}/s", window, args.window, cores)
+                if profiling:
+                    print(f"profile of the gateway, {kind} {streams} (share of samples):")
                     print(profile_summary(raw))
                 if client.failed:
                     print(f"    failed: {dict(client.failed)}")
+                    client.failed.clear()
+                return figures
+
+            # Held streams, at two sizes: a tenth of N (the baseline) and N.
+            for streams in (args.streams // 10, args.streams) if "held" in only else ():
+                added, _ = await measure("held", streams, 1.0, sample=20)
                 if streams == args.streams and not added <= HELD_P99_ADDED_MS:
                     missed.append(f"held {streams}: p99 added {added:.1f} ms")
 
             # Relay: answers at 100 chunks a second each.
             per_s = 100
             if "relay" in only:
-                streams = args.relay // per_s
-                raw = workdir / "profile.txt"
-                pid = bridge.gateways["g1"][0].pid
-                profile = (pid, raw) if args.profile == "relay" else None
-                cores = await hold(
-                    client,
-                    streams,
-                    per_s,
-                    args.window,
-                    label="relay",
-                    sample=10,
-                    pids=bridge.pids("g1"),
-                    profile=profile,
-                )
-                _, rate = report(f"relay {streams}×{per_s}/s", window, args.window, cores)
+                _, rate = await measure("relay", args.relay // per_s, per_s, sample=10)
                 if rate < RELAY_CHUNKS_PER_S:
                     missed.append(f"relay: {rate:,.0f} chunks/s")
-                if args.profile == "relay":
-                    print("profile of the gateway at the relay load (share of samples):")
-                    print(profile_summary(raw))
 
             # Scale-out: through nginx, to the one gateway twice, then to two gateways.
             if "scale-out" in only and NGINX.is_file():

@@ -31,8 +31,8 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from shared import events, redis_keys
-from shared.worker_status import WorkerState, WorkerStatus
+from shared import events
+from shared.worker_status import WorkerState
 from tests.support.nginx import NGINX, Nginx, nginx
 from tests.support.played_worker import (
     CHAT,
@@ -228,17 +228,7 @@ def screen_server(workdir: Path) -> Iterator[str]:
 
 async def show_screen(redis: Redis, worker_id: str, novnc_url: str) -> None:
     """A worker waiting for a person, its noVNC at `novnc_url`, as its heartbeat says."""
-    status = WorkerStatus(
-        id=worker_id,
-        state=WorkerState.CHALLENGE,
-        queue=redis_keys.worker_queue(worker_id),
-        capacity=1,
-        novnc_url=novnc_url,
-        vnc_salt="salt",
-        updated_at=time.time(),
-    )
-    await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
-    await redis.sadd(redis_keys.WORKERS, worker_id)
+    await heartbeat(redis, worker_id, WorkerState.CHALLENGE, novnc_url=novnc_url, vnc_salt="salt")
 
 
 async def sign_in(base_url: str) -> str:

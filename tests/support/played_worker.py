@@ -60,7 +60,8 @@ async def publish_catalog(redis: Redis) -> None:
     await catalog_publisher.publish_entries(redis, MODELS, now=CATALOG_TIME)
 
 
-async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
+async def heartbeat(redis: Redis, worker_id: str, state: WorkerState, **fields: Any) -> None:
+    """A worker's heartbeat in `state` (`fields`: more of its status, its screen's say)."""
     status = WorkerStatus(
         id=worker_id,
         state=state,
@@ -68,6 +69,7 @@ async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
         capacity=4,
         catalog=catalog_publisher.digest(MODELS),
         updated_at=time.time(),
+        **fields,
     )
     await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
     await redis.sadd(redis_keys.WORKERS, worker_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
@@ -18,8 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.admin.screens import allowed
-from shared import redis_keys
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.worker_status import WorkerState
+from tests.support.played_worker import heartbeat
 
 ADMIN = secrets.token_hex(32)
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
@@ -54,16 +53,7 @@ def websockify() -> Iterator[tuple[int, list[str]]]:
 
 
 async def beat(redis: Redis, worker_id: str, novnc_url: str) -> None:
-    status = WorkerStatus(
-        id=worker_id,
-        state=WorkerState.CHALLENGE,
-        queue=redis_keys.worker_queue(worker_id),
-        capacity=1,
-        novnc_url=novnc_url,
-        vnc_salt="salt",
-        updated_at=time.time(),
-    )
-    await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
+    await heartbeat(redis, worker_id, WorkerState.CHALLENGE, novnc_url=novnc_url, vnc_salt="salt")
 
 
 async def test_a_screen_where_screens_may_be_is_opened(
