@@ -1,9 +1,9 @@
 """Liveness and readiness, for load balancers and orchestrators.
 
-Readiness is this gateway's own: it reaches Redis and is not draining. Whether any worker serves is the
-fleet's state, shown in the body (and on the admin page) but never a reason to be taken out of
-a load balancer: every gateway would leave it at once when all accounts wait for a person, and
-the admin page where a person would help them with it.
+Readiness is this gateway's own: it reaches Redis and is not draining. Whether any worker serves
+is the fleet's state, shown in the body (and on the admin page) but never a reason to be taken
+out of a load balancer: every gateway would leave it at once when all accounts wait for a
+person, and the admin page where a person would help them with it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import uvicorn
 from arq.jobs import Job
 from redis.asyncio import Redis
 
+from gateway.http.app import create_app
 from gateway.http.server import config
 from shared import events, job_queue, redis_keys
 from shared.events import Event
@@ -42,7 +43,8 @@ TEST_SETTINGS: dict[str, Any] = {
 @contextlib.contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a thread of its own (its own event loop, real sockets)."""
-    server = uvicorn.Server(config(settings, host="127.0.0.1", log_level="warning"))
+    app = create_app(settings)
+    server = uvicorn.Server(config(settings, app, host="127.0.0.1", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -140,8 +140,9 @@ class Display:
         period: float = 1.0,
     ) -> str:
         """Keep the screen watchable: an x11vnc or websockify that exits is started again (with
-        a new password and port, then `changed()`), the browser left as it is. Returns (why)
-        once Xvfb itself has ended: the browser on it is gone too."""
+        a new password, and a new port unless LMB_NOVNC_PORT fixes it; then `changed()`), the
+        browser left as it is. Returns (why) once Xvfb itself has ended: the browser on it is
+        gone too."""
         while True:
             await asyncio.sleep(period)
             screen = self._processes["Xvfb"]
@@ -165,8 +166,10 @@ class Display:
             socket_path = await _start_x11vnc(
                 self._processes, log, self.number, self._private, password
             )
-            port = await _start_websockify(self._processes, log, settings.novnc_host, socket_path)
-        self.novnc_url = _novnc_url(settings.novnc_host, port)
+            host = settings.novnc_host
+            port = settings.novnc_port or free_port(host)
+            await _start_websockify(self._processes, log, host, port, socket_path)
+        self.novnc_url = _novnc_url(host, port)
 
     async def close(self) -> None:
         await asyncio.to_thread(_stop_all, self._processes)
