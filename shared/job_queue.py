@@ -1,4 +1,4 @@
-"""arq glue both sides share: connection settings, the orjson serializer, enqueue-and-wake."""
+"""arq glue both sides share: the orjson serializer, enqueue-and-wake (connections: `shared.redis_client`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import orjson
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
@@ -59,10 +59,6 @@ if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 1 end
 """
     + _PUT
 )
-
-
-def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
 
 
 def serialize(obj: dict[str, Any]) -> bytes:

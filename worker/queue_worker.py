@@ -28,7 +28,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import (
     abort_job_max_age,
     abort_jobs_ss,
@@ -195,13 +195,13 @@ class QueueWorker(Worker):
         function: WorkerCoroutine,
         *,
         queue_name: str,
-        redis_settings: RedisSettings,
+        redis_pool: ArqRedis,
         job_timeout_s: float,
     ) -> None:
         super().__init__(
             [func(function, name=job_queue.COMPLETE)],
             queue_name=queue_name,
-            redis_settings=redis_settings,
+            redis_pool=redis_pool,
             poll_delay=0,
             handle_signals=False,
             allow_abort_jobs=True,

@@ -176,7 +176,7 @@ async def _submit(
     else:  # a battle's two answers cannot both continue one thread; nor may n images
         plan = Plan("create", None, turns, remember=None)
     try:
-        job = await _job(svc, body, lineup, plan, job_id, images)
+        job = await _job(svc, body, lineup, plan, job_id, images, owner=client.key_id)
         await unless_disconnected(
             request.receive, svc.fleet.wait_serving(settings.worker_wait_seconds)
         )
@@ -207,6 +207,7 @@ def _handle(
         svc.redis,
         svc.pool,
         job,
+        reads=svc.reads,
         timeout_s=settings.job_timeout_seconds,
         events_ttl_s=settings.events_ttl_seconds,
         owner_wait_s=settings.worker_wait_seconds,
@@ -221,6 +222,8 @@ async def _job(
     plan: Plan,
     job_id: str,
     images: list[tuple[int, ImageSource]],
+    *,
+    owner: str,
 ) -> CompletionJob:
     settings = svc.settings
     merge = settings.merge_system_messages
@@ -243,7 +246,7 @@ async def _job(
     elif plan.action == "create":
         check_length(prompt, param=body.param, contract_chars=len(rules))
     refs = await ImageStore(svc.redis, settings).put(
-        [(image, turn_index >= first_new) for turn_index, image in images]
+        [(image, turn_index >= first_new) for turn_index, image in images], owner=owner
     )
     return CompletionJob(
         id=job_id,

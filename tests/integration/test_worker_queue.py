@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
-from shared import job_queue, redis_keys
+from shared import job_queue, redis_client, redis_keys
 from shared.jobs import CompletionJob
+from shared.settings import Settings
 from tests.support.procs import redis_server
 from worker import queue_worker
 from worker.queue_worker import QueueWorker, SlotGroup
@@ -62,11 +63,7 @@ def job(job_id: str) -> CompletionJob:
 @pytest.fixture
 async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
     with redis_server(tmp_path) as url:
-        pool = await create_pool(
-            job_queue.redis_settings(url),
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-        )
+        pool = await redis_client.arq_pool(Settings(redis_url=url))
         try:
             yield url, pool
         finally:
@@ -92,7 +89,9 @@ async def group_running(
             group,
             run,
             queue_name=name,
-            redis_settings=job_queue.redis_settings(url),
+            redis_pool=await redis_client.arq_pool(
+                Settings(redis_url=url), default_queue_name=name
+            ),
             job_timeout_s=30,
         )
         for name in (redis_keys.SHARED_QUEUE, own)

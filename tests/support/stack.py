@@ -70,6 +70,8 @@ class Stack:
                 + (TLS_CHROMIUM_ARGS if self.arena_url.startswith("https:") else [])
             ),
             "LMB_HEARTBEAT_SECONDS": "0.5",
+            # Served without keys (on loopback) unless a test makes one.
+            "LMB_OPEN": "true",
             **self.env,
             **extra,
         }
