@@ -33,7 +33,7 @@ from shared import events, job_queue, redis_client, redis_keys
 from shared.jobs import CompletionJob
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
-from tests.support.played_worker import MODELS
+from tests.support.played_worker import CATALOG, publish_catalog
 from worker.arena import catalog_publisher
 
 #: How often the ticker looks for chunks that are due.
@@ -72,7 +72,7 @@ class SyntheticWorker:
         self._order = itertools.count()
 
     async def run(self, claimers: int) -> None:
-        await catalog_publisher.publish_entries(self.redis, MODELS, now=time.time())
+        await publish_catalog(self.redis)
         await asyncio.gather(
             self._beat(),
             self._tick(),
@@ -86,7 +86,7 @@ class SyntheticWorker:
                 state=WorkerState.READY,
                 queue=redis_keys.worker_queue(self.id),
                 capacity=64,
-                catalog=catalog_publisher.digest(MODELS),
+                catalog=catalog_publisher.digest(CATALOG),
                 updated_at=time.time(),
             )
             with contextlib.suppress(RedisError):
