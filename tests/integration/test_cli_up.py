@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -165,7 +166,7 @@ def test_up_says_at_once_why_the_arena_cannot_be_reached_and_backs_off_in_one_br
     """No route to the arena, as a new user may have: the reason in `up`'s console within 10 s,
     on the admin page and in its API, the doctor named; then tries again after growing pauses,
     in the browser it has (watched over its first three tries, about 20 s)."""
-    port, key = free_port(), "admin-key-for-the-up-test"
+    port, key = free_port(), secrets.token_hex(16)
     started = time.monotonic()
     # Never resolved: the test's Chromium maps every name away.
     up = start_up(one_worker(tmp_path, "http://arena.invalid", port, LMB_ADMIN_KEY=key))
