@@ -1,4 +1,4 @@
-"""`lmarena-bridge keys create | list | revoke`: client keys, straight in Redis (LMB_REDIS_URL)."""
+"""`lmarena-bridge keys create | list | revoke`: client keys, straight in the bridge's Redis."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Annotated, TypeVar
 import orjson
 import typer
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from shared import redis_client
 from shared.client_keys import ApiKey, KeySpec, KeyStore, now_utc
 from shared.settings import Settings
 
@@ -26,13 +26,16 @@ app = typer.Typer(
 
 
 def _run(work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    url = Settings().redis_url
-    if not url:
-        typer.echo("Managing keys needs the bridge's Redis: set LMB_REDIS_URL.", err=True)
+    settings = Settings()
+    if not redis_client.configured(settings):
+        typer.echo(
+            "Managing keys needs the bridge's Redis: set LMB_REDIS_URL (or LMB_REDIS_SENTINELS).",
+            err=True,
+        )
         raise typer.Exit(2)
 
     async def main() -> T:
-        async with Redis.from_url(url, socket_connect_timeout=5) as redis:
+        async with redis_client.connect(settings) as redis:
             return await work(KeyStore(redis))
 
     return asyncio.run(main())

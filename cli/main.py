@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from cli import key_commands
-from shared import logs
+from shared import admin_key, logs, redis_client
 from shared.settings import Settings
 
 app = typer.Typer(
@@ -27,10 +27,10 @@ def _settings() -> Settings:
 
 
 def _require_redis(settings: Settings, what: str) -> None:
-    if not settings.redis_url:
+    if not redis_client.configured(settings):
         typer.echo(
-            f"{what} needs a Redis: set LMB_REDIS_URL (or run `lmarena-bridge up`, "
-            "which starts an embedded one).",
+            f"{what} needs a Redis: set LMB_REDIS_URL or LMB_REDIS_SENTINELS (or run "
+            "`lmarena-bridge up`, which starts an embedded one).",
             err=True,
         )
         raise typer.Exit(2)
@@ -70,6 +70,11 @@ def worker() -> None:
     """Run one browser worker (needs LMB_REDIS_URL)."""
     settings = _settings()
     _require_redis(settings, "A worker")
+    # The key derives its screen's VNC password: a weak one would open the screen.
+    weak = admin_key.problem(settings.admin_key.get_secret_value() if settings.admin_key else None)
+    if weak:
+        typer.echo(weak, err=True)
+        raise typer.Exit(2)
     from worker.main import run
 
     asyncio.run(run(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -19,7 +20,8 @@ import httpx
 import redis
 from rich.console import Console
 
-from shared import redis_keys
+from shared import redis_client, redis_keys
+from shared.client_keys import KeySpec, KeyStore, now_utc
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 
@@ -152,10 +154,40 @@ def admin_key(settings: Settings, state_dir: Path) -> tuple[str, Path | None]:
         return settings.admin_key.get_secret_value(), None
     path = state_dir / "admin-key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
+        _keep_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip(), path
+
+
+def client_key(settings: Settings, state_dir: Path) -> tuple[str | None, Path]:
+    """The client key `up` prints: the one kept (0600) in the state dir while it still works, or
+    a first one it makes when the bridge has none (so that `up` stays one command without the
+    bridge being open); None on an open bridge, or when the operator has made keys of their own.
+    """
+    path = state_dir / "client-key"
+
+    async def find_or_make() -> str | None:
+        async with redis_client.connect(settings) as redis:
+            store = KeyStore(redis)
+            kept = path.read_text().strip() if path.exists() else ""
+            record, made = await store.lookup(kept or None)
+            if record is not None and record.status(now_utc()) == "active":
+                return kept
+            if made or settings.open:
+                return None
+            key, _ = await store.create(KeySpec(name="made by lmarena-bridge up"))
+            _keep_private(path, key)
+            return key
+
+    return asyncio.run(find_or_make()), path
+
+
+def _keep_private(path: Path, secret: str) -> None:
+    """Write `secret` to `path`, readable by this user alone from the start (replacing it)."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    os.replace(staged, path)
 
 
 def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None:
@@ -167,10 +199,14 @@ def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None
     return "on" if not missing_tools() else None
 
 
-def _local_processes(settings: Settings, redis_url: str, logs: Path, key: str) -> LocalProcesses:
+def _local_processes(settings: Settings, logs: Path, key: str) -> LocalProcesses:
     command = [sys.executable, "-m", "cli"]
     # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc).
-    env = {"LMB_REDIS_URL": redis_url, "LMB_ADMIN_KEY": key}
+    # Redis's other settings (Sentinel, password, TLS) reach the children in the environment.
+    env = {
+        "LMB_ADMIN_KEY": key,
+        **({"LMB_REDIS_URL": settings.redis_url} if settings.redis_url else {}),
+    }
     display = worker_display(settings, os.environ)
     gateway = Child("gateway", [*command, "gateway"], env, logs / "gateway.log")
     workers = [
@@ -273,16 +309,16 @@ def run_all(settings: Settings) -> int:
     # SIGTERM behaves as Ctrl-C: one clean way down.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.ExitStack() as stack:
-        if settings.redis_url:
-            redis_url = settings.redis_url
-            console.print(f"Redis: {redis_url}")
+        if redis_client.configured(settings):
+            console.print(f"Redis: {redis_client.describe(settings)}")
         else:
             redis_url = stack.enter_context(embedded_redis(state_dir))
             console.print(f"Redis: embedded ({redis_url})")
+            settings = settings.model_copy(update={"redis_url": redis_url})
         key, key_file = admin_key(settings, state_dir)
-        fleet = _local_processes(settings, redis_url, logs, key)
+        fleet = _local_processes(settings, logs, key)
         stack.callback(fleet.stop)
-        client = stack.enter_context(redis.Redis.from_url(redis_url))
+        client = stack.enter_context(redis_client.connect_blocking(settings))
         base = f"http://{settings.host}:{settings.port}"
         try:
             for child in fleet.children:
@@ -294,8 +330,15 @@ def run_all(settings: Settings) -> int:
             console.print(f"Workers: {len(fleet.workers)} (logs in {logs})")
             where = f"the key is in {key_file}" if key_file else "sign in with LMB_ADMIN_KEY"
             console.print(f"Admin page: {base}/admin ({where}); watch and help the workers there")
+            given, given_file = client_key(settings, state_dir)
+            if given is not None:
+                with_key = f"with the key {given} (kept in {given_file})"
+            elif settings.open:
+                with_key = "without a key (LMB_OPEN=true)"
+            else:
+                with_key = "with one of your client keys (`lmarena-bridge keys create` makes more)"
             console.print(
-                f"\n[bold green]Point your client at {base}/v1[/] "
+                f"\n[bold green]Point your client at {base}/v1[/] {with_key} "
                 "(OpenAI and Anthropic SDKs alike). Ctrl-C stops everything.\n"
             )
             _supervise(console, fleet, client)

@@ -1,4 +1,4 @@
-"""arq glue both sides share: connection settings, the orjson serializer, enqueue-and-wake."""
+"""arq glue both sides share: the orjson serializer, enqueue-and-wake (connections: `shared.redis_client`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import orjson
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
@@ -94,10 +94,6 @@ local function takes(job, catalog, models_format)
   return true
 end
 """
-
-
-def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
 
 
 def serialize(obj: dict[str, Any]) -> bytes:

@@ -148,3 +148,19 @@ def usage(day: str) -> str:
 def account_calls(account: str) -> str:
     """When an arena account made its stream calls (a sorted set by time): its pacing record."""
     return f"{PREFIX}:account:{{{account}}}:calls"
+
+
+def auth_failures(client: str | None) -> str:
+    """Failed keys and sign-ins of one client address in the last minute; None: everyone's."""
+    return f"{PREFIX}:authfail:{client if client is not None else '*'}"
+
+
+def images_held(owner: str, *, sizes: bool = False) -> str:
+    """The images one client key keeps for its conversations: digest → held until (a sorted
+    set); with `sizes`, digest → bytes and the total (a hash)."""
+    return f"{PREFIX}:images:{{{owner}}}:{'sizes' if sizes else 'held'}"
+
+
+def stream_reader_wake(reader: str) -> str:
+    """A gateway's stream reader's own stream: an entry wakes its blocked XREAD (new streams)."""
+    return f"{PREFIX}:reader:{reader}:wake"

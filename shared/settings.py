@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: A list given as one comma-separated environment variable: `a,b,c`.
+CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -22,6 +26,30 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         default=Path(".lmb"), description="Embedded Redis data, browser profiles, logs."
     )
+    redis_sentinels: CommaList = Field(
+        default_factory=list,
+        description="Redis through Sentinel: the Sentinels, `host:port` comma-separated"
+        " (instead of redis_url).",
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster", description="The name Sentinel knows the Redis primary by."
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis's password, when redis_url carries none (or Sentinel)."
+    )
+    redis_username: str | None = Field(
+        default=None, description="Redis ACL user, when redis_url names none (or Sentinel)."
+    )
+    redis_tls: bool = Field(
+        default=False,
+        description="TLS to Redis (and the Sentinels); a rediss:// URL says so by itself.",
+    )
+    redis_ca_certs: Path | None = Field(
+        default=None, description="CA certificates that sign Redis's TLS certificate (PEM)."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="The Sentinels' own password, if they ask for one."
+    )
 
     # Access
     admin_key: SecretStr | None = Field(default=None, description="Key for the admin surfaces.")
@@ -36,6 +64,26 @@ class Settings(BaseSettings):
     )
     usage_retention_days: int = Field(
         default=90, ge=1, description="How long per-key daily usage is kept."
+    )
+    open: bool = Field(
+        default=False,
+        description="Serve clients without a key while none is made (bound to loopback only).",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Addresses or networks of the proxies whose X-Forwarded-For/Proto the"
+        " gateway believes (`*`: any); none by default.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed sign-ins and keys from one address (an IPv6 /64) before it gets 429s.",
+    )
+    auth_failures_per_minute_total: int = Field(
+        default=300,
+        ge=1,
+        description="Failed sign-ins and keys from all addresses together before every address"
+        " that failed recently gets 429s.",
     )
 
     # Workers and browsers
@@ -86,6 +134,17 @@ class Settings(BaseSettings):
         default=300.0,
         gt=0,
         description="How often a worker reads the model catalog off the arena again.",
+    )
+    novnc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port a worker's noVNC (websockify) listens on; unset: a free one.",
+    )
+    novnc_allowed: CommaList = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1"],
+        description="Where gateways may open workers' screens: host names, addresses or networks"
+        " (a heartbeat naming anywhere else is not followed).",
     )
     account_min_interval_seconds: float = Field(
         default=45.0,
@@ -154,6 +213,11 @@ class Settings(BaseSettings):
         description="Delete a conversation's arena chat once the bridge has forgotten it"
         " (conversation_ttl_seconds after its last turn).",
     )
+    image_bytes_per_key: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of images one client key may keep for its conversations at once.",
+    )
     queue_max_wait_seconds: float = Field(
         default=300.0,
         gt=0,
@@ -176,6 +240,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"an alias is `pattern=model`, not {entry!r}")
             aliases[pattern] = target
         return aliases
+
+    @field_validator("redis_sentinels", "trusted_proxies", "novnc_allowed", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # a ValueError names the bad entry
+        return value
 
     @property
     def arena_origin(self) -> str:

@@ -1,4 +1,8 @@
-"""The worker's status in Redis: beaten every period and at once whenever it changes."""
+"""The worker's status in Redis: beaten every period and at once whenever it changes.
+
+Each round also touches the worker's alive file (`alive_file`): an orchestrator's liveness probe
+reads its age to tell a worker whose event loop still turns from one that hangs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -16,11 +21,24 @@ from shared.worker_status import WorkerStatus
 logger = logging.getLogger(__name__)
 
 
+def alive_file(state_dir: Path, worker_id: str) -> Path:
+    """Touched at every heartbeat round (the chart's liveness probe reads its age)."""
+    return state_dir / "health" / f"{worker_id}.alive"
+
+
 class Heartbeat:
-    def __init__(self, redis: Redis, status: Callable[[], WorkerStatus], *, period: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        status: Callable[[], WorkerStatus],
+        *,
+        period: float,
+        alive: Path | None = None,
+    ) -> None:
         self._redis = redis
         self._status = status
         self._period = period
+        self._alive = alive
         self._changed = asyncio.Event()
 
     def changed(self) -> None:
@@ -44,6 +62,10 @@ class Heartbeat:
                 await self.beat()
             except RedisError as exc:
                 logger.warning("heartbeat failed: %s", exc)
+            if self._alive is not None:
+                # Redis down is no reason to restart a worker: the loop turning is what counts.
+                self._alive.parent.mkdir(parents=True, exist_ok=True)
+                self._alive.touch()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._period):
                     await self._changed.wait()

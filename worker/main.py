@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 
-from shared import job_queue, redis_keys
+from shared import redis_client, redis_keys
 from shared.account_pacing import AccountPacer, Pace
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.recovery import Recovery
@@ -32,7 +32,7 @@ from worker.arena.completion import Completion
 from worker.arena.learned import Learned
 from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
 from worker.browser.display import Display, missing_tools, wanted
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import Heartbeat, alive_file
 from worker.queue_worker import QueueWorker, SlotGroup
 from worker.state import StateMachine, retry_pause
 
@@ -54,8 +54,8 @@ def new_worker_id() -> str:
 
 async def run(settings: Settings) -> None:
     """Serve jobs until SIGINT/SIGTERM or cancellation; then close the browser and say stopped."""
-    if not settings.redis_url:
-        raise ValueError("a worker needs settings.redis_url")
+    if not redis_client.configured(settings):
+        raise ValueError("a worker needs a Redis (settings.redis_url or redis_sentinels)")
     stopping = asyncio.Event()
     with _stop_on_signals(stopping):
         await BrowserWorker(settings, settings.worker_id or new_worker_id()).serve(stopping)
@@ -126,14 +126,12 @@ class BrowserWorker:
 
     async def serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
-        redis_settings = job_queue.redis_settings(settings.redis_url or "")
-        self._redis = redis = await create_pool(
-            redis_settings,
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-        )
+        self._redis = redis = await redis_client.arq_pool(settings)
         self._heartbeat = heartbeat = Heartbeat(
-            redis, self.status, period=settings.heartbeat_seconds
+            redis,
+            self.status,
+            period=settings.heartbeat_seconds,
+            alive=alive_file(settings.state_dir, self.id),
         )
         self.machine.on_change(heartbeat.changed)
         pace = Pace.of(settings)
@@ -179,7 +177,7 @@ class BrowserWorker:
                 group,
                 completion.run,
                 queue_name=name,
-                redis_settings=redis_settings,
+                redis_pool=await redis_client.arq_pool(settings, default_queue_name=name),
                 job_timeout_s=settings.job_timeout_seconds + JOB_TIMEOUT_GRACE_S,
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))

@@ -32,8 +32,13 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from arq.connections import ArqRedis, RedisSettings
-from arq.constants import abort_job_max_age, abort_jobs_ss, in_progress_key_prefix
+from arq.connections import ArqRedis
+from arq.constants import (
+    abort_job_max_age,
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+)
 from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
@@ -70,13 +75,13 @@ _RELISTEN_S = 1.0
 # browser's running jobs, with whether it is clear: neither a cancel mark nor events of its own
 # (the job id is the arq id less its `:attempt`, see redis_keys.arq_job_id). A cancelled job is
 # taken whatever its models, to be ended. Nothing is taken while the account's pacing has no
-# room (`pacing`, read on Redis's clock). Then the abort set, read, and trimmed of requests
-# older than arq's abort age. Keys are built here from the ids read: fine on a single Redis, as
-# arq requires.
+# room (`pacing`, read on Redis's clock). Then the abort set, read, and trimmed of requests for
+# attempts arq no longer knows (they ended) and of requests older than arq's abort age. Keys
+# are built here from the ids read: fine on a single Redis, as arq requires.
 # KEYS: queue, abort set, running jobs, the account's calls. ARGV: now (ms), slots, read limit,
 # in-progress key prefix, in-progress timeout (ms), abort trim score, cancel key format, events
-# key format, models key format, the catalog's id set, paced ('1' or '0'), the pace's bounds
-# (min interval ms, per 15 minutes, per day).
+# key format, job key prefix, models key format, the catalog's id set, paced ('1' or '0'), the
+# pace's bounds (min interval ms, per 15 minutes, per day).
 # Returns {claimed (arq id, score, clear)…, aborted, ms until the account may call}.
 _CLAIM = (
     TAKES_LUA
@@ -85,8 +90,8 @@ _CLAIM = (
 local claimed = {}
 local slots = tonumber(ARGV[2])
 local wait = 0
-if ARGV[11] == '1' then
-  wait = pacing(KEYS[4], redis_now(), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
+if ARGV[12] == '1' then
+  wait = pacing(KEYS[4], redis_now(), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]))
   if wait > 0 then slots = 0 end
 end
 if slots > 0 then
@@ -95,7 +100,7 @@ if slots > 0 then
     local running = ARGV[4] .. due[i]
     local job = string.match(due[i], '^(.+):%d+$') or due[i]
     local cancelled = redis.call('exists', string.format(ARGV[7], job)) == 1
-    if redis.call('exists', running) == 0 and (cancelled or takes(job, ARGV[10], ARGV[9])) then
+    if redis.call('exists', running) == 0 and (cancelled or takes(job, ARGV[11], ARGV[10])) then
       redis.call('psetex', running, ARGV[5], '1')
       redis.call('zadd', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[5]), due[i])
       redis.call('hset', KEYS[3], due[i], KEYS[1])
@@ -107,7 +112,14 @@ if slots > 0 then
     end
   end
 end
-local aborted = redis.call('zrange', KEYS[2], 0, -1)
+local aborted = {}
+for _, requested in ipairs(redis.call('zrange', KEYS[2], 0, -1)) do
+  if redis.call('exists', ARGV[9] .. requested) == 1 then
+    aborted[#aborted + 1] = requested
+  else
+    redis.call('zrem', KEYS[2], requested)  -- an attempt that ended: nothing left to abort
+  end
+end
 redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[6])
 return {claimed, aborted, wait}
 """
@@ -243,13 +255,13 @@ class QueueWorker(Worker):
         function: WorkerCoroutine,
         *,
         queue_name: str,
-        redis_settings: RedisSettings,
+        redis_pool: ArqRedis,
         job_timeout_s: float,
     ) -> None:
         super().__init__(
             [func(function, name=job_queue.COMPLETE)],
             queue_name=queue_name,
-            redis_settings=redis_settings,
+            redis_pool=redis_pool,
             poll_delay=0,
             handle_signals=False,
             allow_abort_jobs=True,
@@ -306,6 +318,7 @@ class QueueWorker(Worker):
                     timestamp_ms() - ABORT_MAX_AGE_MS,
                     redis_keys.job_cancel("%s"),
                     redis_keys.job_events("%s"),
+                    job_key_prefix,
                     redis_keys.job_models("%s"),
                     group.catalog(),
                     int(gate.paced),

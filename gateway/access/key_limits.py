@@ -31,12 +31,33 @@ Limit = Literal["concurrent_streams", "requests_per_minute", "daily_requests"]
 _WINDOW_MS = 60_000
 _DAY_MS = 86_400_000
 
+#: Lua shared by the scripts that count in sliding windows (here and in `auth_throttle`): Redis's
+#: clock, and a window kept as a sorted set of ids scored by time.
+WINDOW_LUA = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Milliseconds until the window (the last `span` ms) holds fewer than `limit`; 0 if it does.
+local function window_wait(key, limit, span, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+  if redis.call('ZCARD', key) < limit then return 0 end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + span - now
+end
+local function window_add(key, id, span, now)
+  redis.call('ZADD', key, now, id)
+  redis.call('PEXPIRE', key, span)
+end
+"""
+
 # KEYS: window, day, leases. ARGV: per minute, per day, at once (0: no limit), lease ms, id.
 # Returns {limit refused or "", milliseconds until it may pass}. When answers in progress are
 # the limit, nobody knows when one ends: the client is told to try again in a second.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_ADMIT = (
+    WINDOW_LUA
+    + """
+local now = clock()
 local per_minute, per_day, at_once = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease_ms, id = tonumber(ARGV[4]), ARGV[5]
 if at_once > 0 then
@@ -46,11 +67,8 @@ if at_once > 0 then
   end
 end
 if per_minute > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
-  if redis.call('ZCARD', KEYS[1]) >= per_minute then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {'requests_per_minute', tonumber(oldest[2]) + 60000 - now}
-  end
+  local wait = window_wait(KEYS[1], per_minute, 60000, now)
+  if wait > 0 then return {'requests_per_minute', wait} end
 end
 local today = math.floor(now / 86400000)
 local used = 0
@@ -62,10 +80,7 @@ if per_day > 0 then
     return {'daily_requests', (today + 1) * 86400000 - now}
   end
 end
-if per_minute > 0 then
-  redis.call('ZADD', KEYS[1], now, id)
-  redis.call('PEXPIRE', KEYS[1], 60000)
-end
+if per_minute > 0 then window_add(KEYS[1], id, 60000, now) end
 if per_day > 0 then
   redis.call('HSET', KEYS[2], 'day', today, 'count', used + 1)
   redis.call('PEXPIREAT', KEYS[2], (today + 1) * 86400000)
@@ -76,6 +91,7 @@ if at_once > 0 then
 end
 return {'', 0}
 """
+)
 
 # KEYS: leases. ARGV: lease ms, id. Pushes the lease's expiry out (back in if it had lapsed:
 # the answer is still running, so it still counts).

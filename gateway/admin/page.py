@@ -226,14 +226,24 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, svc: Services = Depends(services)) -> Response:
     if not sign_in.admin_enabled(request):
         return disabled(request)
     form = await request.form()
     target = sign_in.safe_next(_field(form.get("next")))
     if not sign_in.login_form_valid(request, _field(form.get("login_token"))):
         return _login_page(request, target, error="The form expired: try again.", status_code=403)
+    if wait := await svc.throttle.wait_s(request):
+        refused = _login_page(
+            request,
+            target,
+            error=f"Too many failed sign-ins from your address: try again in {wait} s.",
+            status_code=429,
+        )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     if not sign_in.key_is_admin(request, _field(form.get("key")) or ""):
+        await svc.throttle.failed(request)
         return _login_page(request, target, error="That is not the admin key.", status_code=401)
     response = RedirectResponse(target, status_code=303)
     sign_in.start_session(request, response)

@@ -1,7 +1,10 @@
 """A worker's screen through the gateway: the noVNC viewer, its files, and its websocket.
 
 Workers' noVNC (websockify) listens on a private address the heartbeat names; no VNC port is
-ever exposed. Behind admin authentication the gateway serves:
+ever exposed. The gateway goes there only if the operator allowed it (`LMB_NOVNC_ALLOWED`: host
+names, addresses, networks), never merely because a heartbeat in Redis says so: a name not
+listed must resolve to allowed addresses only, and is then reached at the address checked.
+Behind admin authentication the gateway serves:
 - `/admin/workers/{id}/screen`: the viewer page, which alone is given the VNC password (derived
   from the admin key and the worker's salt, `shared.vnc`), never in a URL;
 - `/admin/workers/{id}/novnc/{file}`: the noVNC client's modules, relayed from the worker's own
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
+import socket
 
 import httpx
 import websockets
@@ -27,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from gateway.admin import sign_in
 from gateway.admin.page import disabled, page, to_login
 from gateway.admin.sign_in import AdminSession, require_admin, signed_in_admin
+from gateway.http.errors import ApiError
 from gateway.http.services import Services, services
 from shared import redis_keys, vnc
 from shared.settings import Settings
@@ -49,6 +55,47 @@ async def _status(svc: Services, worker_id: str) -> WorkerStatus | None:
     return WorkerStatus.load(beat) if beat else None
 
 
+def allowed(host: str, addresses: list[str], allowlist: list[str]) -> bool:
+    """Whether a screen at `host` (which resolves to `addresses`) may be opened: the name itself
+    is listed, or every address it has is in a listed address or network."""
+    names = {entry.lower() for entry in allowlist}
+    if host.lower() in names:
+        return True
+    networks = []
+    for entry in allowlist:
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    return bool(addresses) and all(
+        any(ipaddress.ip_address(a.split("%", 1)[0]) in n for n in networks) for a in addresses
+    )
+
+
+async def screen_url(settings: Settings, status: WorkerStatus) -> str | None:
+    """Where to reach `status`'s noVNC, if it has one the operator allowed (else None, logged)."""
+    if status.novnc_url is None:
+        return None
+    url = httpx.URL(status.novnc_url)
+    host, port = url.host, url.port or 80
+    if host.lower() in {entry.lower() for entry in settings.novnc_allowed}:
+        return status.novnc_url
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        log.warning("screen of %s: cannot resolve %s: %s", status.id, host, exc)
+        return None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allowed(host, addresses, settings.novnc_allowed):
+        log.warning(
+            "screen of %s is at %s (%s), which LMB_NOVNC_ALLOWED does not allow: not opened",
+            status.id,
+            host,
+            ", ".join(addresses),
+        )
+        return None
+    # The address checked is the one connected to: a name cannot resolve elsewhere meanwhile.
+    return str(url.copy_with(host=addresses[0]))
+
+
 def _password(settings: Settings, status: WorkerStatus) -> str | None:
     admin_key = settings.admin_key
     if admin_key is None or status.vnc_salt is None:
@@ -64,11 +111,13 @@ async def screen(request: Request, worker_id: str, svc: Services = Depends(servi
         return to_login(request)
     status = await _status(svc, worker_id)
     password = _password(svc.settings, status) if status and status.novnc_url else None
-    if status is None or password is None:
+    if status is None or password is None or await screen_url(svc.settings, status) is None:
         reason = (
             "is not running"
             if status is None
             else "has no screen (it runs without a display, or without LMB_ADMIN_KEY)"
+            if password is None
+            else "has its screen at an address the gateways may not open (LMB_NOVNC_ALLOWED)"
         )
         return page(
             request,
@@ -87,11 +136,12 @@ async def client_file(
     svc: Services = Depends(services),
 ) -> Response:
     status = await _status(svc, worker_id)
-    if not _CLIENT_FILE.fullmatch(path) or status is None or status.novnc_url is None:
+    where = await screen_url(svc.settings, status) if status is not None else None
+    if not _CLIENT_FILE.fullmatch(path) or where is None:
         return Response("Not Found", status_code=404, media_type="text/plain")
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=_FILE_TIMEOUT_S) as client:
-            upstream = await client.get(f"{status.novnc_url}/{path}")
+            upstream = await client.get(f"{where}/{path}")
     except httpx.HTTPError as exc:
         log.warning("noVNC of %s did not answer: %s", worker_id, exc)
         return Response("Bad Gateway", status_code=502, media_type="text/plain")
@@ -113,15 +163,21 @@ def _same_origin(websocket: WebSocket) -> bool:
 
 @router.websocket("/websockify")
 async def websockify(websocket: WebSocket, worker_id: str) -> None:
-    if await signed_in_admin(websocket) is None or not _same_origin(websocket):
+    try:
+        admin = await signed_in_admin(websocket)
+    except ApiError:  # throttled
+        admin = None
+    if admin is None or not _same_origin(websocket):
         await websocket.close(code=_POLICY)
         return
-    status = await _status(websocket.app.state.services, worker_id)
-    if status is None or status.novnc_url is None:
+    svc = websocket.app.state.services
+    status = await _status(svc, worker_id)
+    where = await screen_url(svc.settings, status) if status is not None else None
+    if where is None:
         await websocket.close(code=_UNAVAILABLE)
         return
     offered = websocket.scope.get("subprotocols") or []
-    target = "ws" + status.novnc_url.removeprefix("http") + "/websockify"
+    target = "ws" + where.removeprefix("http") + "/websockify"
     try:
         upstream = await websockets.connect(
             target,

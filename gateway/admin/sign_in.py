@@ -125,17 +125,21 @@ def _admin_key(conn: HTTPConnection) -> str | None:
 
 
 async def signed_in_admin(conn: HTTPConnection) -> AdminSession | None:
-    """The admin behind a request or websocket (bearer key or session cookie), if any."""
+    """The admin behind a request or websocket (bearer key or session cookie), if any.
+
+    A bearer key is throttled as sign-ins are: an address that failed too often gets a 429.
+    """
     admin_key = _admin_key(conn)
     if admin_key is None:
         return None
     authorization = conn.headers.get("authorization", "")
     if authorization.lower().startswith(_SCHEME):
-        return (
-            AdminSession()
-            if key_matches(authorization[len(_SCHEME) :].strip(), admin_key)
-            else None
-        )
+        throttle = conn.app.state.services.throttle
+        await throttle.check(conn)
+        if key_matches(authorization[len(_SCHEME) :].strip(), admin_key):
+            return AdminSession()
+        await throttle.failed(conn)
+        return None
     value = conn.cookies.get(SESSION_COOKIE)
     session = read_session(admin_key, value, time.time()) if value else None
     if session is None or session.id is None:

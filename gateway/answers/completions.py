@@ -176,7 +176,7 @@ async def _submit(
     else:  # a battle's two answers cannot both continue one thread; nor may n images
         plan = Plan("create", None, turns, remember=None)
     try:
-        job = await _job(svc, body, lineup, plan, job_id, images)
+        job = await _job(svc, body, lineup, plan, job_id, images, owner=client.key_id)
         expected_wait = await unless_disconnected(request.receive, svc.queue.admit(job, body.model))
     except BaseException:
         await conversations.release(plan, job_id)
@@ -206,6 +206,7 @@ def _handle(
         svc.redis,
         svc.pool,
         job,
+        reads=svc.reads,
         timeout_s=settings.job_timeout_seconds,
         events_ttl_s=settings.events_ttl_seconds,
         owner_wait_s=settings.worker_wait_seconds,
@@ -223,6 +224,8 @@ async def _job(
     plan: Plan,
     job_id: str,
     images: list[tuple[int, ImageSource]],
+    *,
+    owner: str,
 ) -> CompletionJob:
     settings = svc.settings
     merge = settings.merge_system_messages
@@ -245,7 +248,7 @@ async def _job(
     elif plan.action == "create":
         check_length(prompt, param=body.param, contract_chars=len(rules))
     refs = await ImageStore(svc.redis, settings).put(
-        [(image, turn_index >= first_new) for turn_index, image in images]
+        [(image, turn_index >= first_new) for turn_index, image in images], owner=owner
     )
     return CompletionJob(
         id=job_id,

@@ -8,7 +8,9 @@ link-local or otherwise non-public address. The address checked is the one conne
 name cannot resolve one way for the check and another for the request.
 
 Bytes wait in Redis under the digest of their source (`shared.redis_keys.image`) for the worker that
-uploads them to the arena, and stay while the conversation may need them again.
+uploads them to the arena, and stay while the conversation may need them again. What one client
+key keeps there is capped (`LMB_IMAGE_BYTES_PER_KEY`): each key's images are counted with the
+time they are held until, and a request that would hold more is a 429 until some expire.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import math
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from urllib.parse import unquote_to_bytes
 import httpx
 from redis.asyncio import Redis
 
+from gateway.access.key_limits import WINDOW_LUA
 from gateway.http import errors
 from shared import redis_keys
 from shared.jobs import ImageRef
@@ -100,11 +104,35 @@ def decode_data_url(url: str) -> Image:
     return _checked(media_type, data, "a data: URL")
 
 
+#: IPv6 ranges never public whatever Python's registry says: IPv4-compatible (deprecated),
+#: IPv4-translated (SIIT) and local-use NAT64 (RFC 8215) addresses lead into private networks.
+_NEVER_PUBLIC = tuple(
+    ipaddress.IPv6Network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48")
+)
+#: Well-known NAT64 (RFC 6052): the last 32 bits are the IPv4 address reached.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: mapped, 6to4, Teredo (server and client),
+    NAT64."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
 def is_public(address: str) -> bool:
-    """Whether an IP address is on the public internet (not private, loopback, link-local, …)."""
+    """Whether an IP address is on the public internet (not private, loopback, link-local, …),
+    and so is every IPv4 address it embeds (an IPv6 address may carry a private one)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public(str(ip.ipv4_mapped))
+        if any(ip in net for net in _NEVER_PUBLIC):
+            return False
+        if not all(is_public(str(v4)) for v4 in embedded_ipv4(ip)):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -204,6 +232,40 @@ class ImageFetcher:
         return _checked(media_type, bytes(data), source.shown)
 
 
+# KEYS: the owner's images (digest → held until, ms), their sizes (digest → bytes; field "" is
+# the total). ARGV: hold ms, cap bytes, then digest and size of each image of the request.
+# Returns {bytes held, ms until the oldest is let go if over the cap, else 0}.
+_HOLD = (
+    WINDOW_LUA
+    + """
+local now = clock()
+local hold, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local total = tonumber(redis.call('HGET', KEYS[2], '')) or 0
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  total = total - (tonumber(redis.call('HGET', KEYS[2], gone)) or 0)
+  redis.call('HDEL', KEYS[2], gone)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local adding = 0
+for i = 3, #ARGV, 2 do
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then adding = adding + tonumber(ARGV[i + 1]) end
+end
+if adding > 0 and total + adding > cap then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {total, oldest[2] and math.max(1, tonumber(oldest[2]) - now) or hold}
+end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[1], now + hold, ARGV[i])
+end
+redis.call('HSET', KEYS[2], '', total + adding)
+redis.call('PEXPIRE', KEYS[1], hold)
+redis.call('PEXPIRE', KEYS[2], hold)
+return {total + adding, 0}
+"""
+)
+
+
 class ImageStore:
     """Puts a request's images in Redis for the worker, reading only those not already there."""
 
@@ -211,9 +273,13 @@ class ImageStore:
         self._redis = redis
         self._settings = settings
         self._ttl_s = settings.conversation_ttl_seconds
+        self._hold = redis.register_script(_HOLD)
 
-    async def put(self, sources: Sequence[tuple[ImageSource, bool]]) -> list[ImageRef]:
-        """References to `(source, new)` images, each stored (or kept) for `ttl_s`."""
+    async def put(
+        self, sources: Sequence[tuple[ImageSource, bool]], *, owner: str
+    ) -> list[ImageRef]:
+        """References to `(source, new)` images, each stored (or kept) for `ttl_s` and counted
+        against what `owner` (a key id) may hold; a 429 when that would be too much."""
         if len(sources) > MAX_IMAGES:
             raise errors.invalid(
                 f"The request holds {len(sources)} images; the bridge takes at most {MAX_IMAGES}."
@@ -223,15 +289,19 @@ class ImageStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for source, _ in sources:
                 pipe.hget(redis_keys.image(source.digest), "m")
+                pipe.hstrlen(redis_keys.image(source.digest), "d")
                 pipe.expire(redis_keys.image(source.digest), self._ttl_s)
             replies = await pipe.execute()
-        known = [media.decode() if media else None for media in replies[::2]]
+        known = [media.decode() if media else None for media in replies[::3]]
+        sizes = dict(zip((s.digest for s, _ in sources), replies[1::3], strict=True))
         missing = {
             source.digest: source
             for (source, _), media in zip(sources, known, strict=True)
             if media is None
         }
         loaded = dict(zip(missing, await self._load(list(missing.values())), strict=True))
+        sizes.update({digest: len(image.data) for digest, image in loaded.items()})
+        await self._held_by(owner, sizes)
         if loaded:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for digest, image in loaded.items():
@@ -248,6 +318,24 @@ class ImageStore:
             )
             for (source, new), media in zip(sources, known, strict=True)
         ]
+
+    async def _held_by(self, owner: str, sizes: dict[str, int]) -> None:
+        """Count `sizes` (digest → bytes) as held by `owner` for the next `ttl_s`, or a 429."""
+        cap = self._settings.image_bytes_per_key
+        held, wait_ms = await self._hold(
+            keys=[redis_keys.images_held(owner), redis_keys.images_held(owner, sizes=True)],
+            args=[self._ttl_s * 1000, cap, *(x for pair in sizes.items() for x in pair)],
+        )
+        if wait_ms:
+            wait_s = math.ceil(int(wait_ms) / 1000)
+            raise errors.ApiError(
+                429,
+                f"This API key already keeps {int(held) // 2**20} MB of images for its"
+                f" conversations, and may keep {cap // 2**20} MB: older ones are let go after"
+                f" {self._ttl_s} s unused. Try again in {wait_s} s.",
+                code="image_quota_exceeded",
+                headers={"Retry-After": str(wait_s)},
+            )
 
     async def _load(self, sources: list[ImageSource]) -> list[Image]:
         """The images of `sources`: data URLs decoded here, the others fetched together."""

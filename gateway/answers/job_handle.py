@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.answers.queue_view import QueueView
+from gateway.answers.stream_reads import StreamReads
 from shared import events, job_queue, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
@@ -41,15 +42,16 @@ class Entry(NamedTuple):
 
 
 class EventReader:
-    """A job's Redis Stream from its first entry, in the batches XREAD returns.
+    """A job's Redis Stream from its first entry, in the batches XREAD returns (read with the
+    gateway's other answers: `gateway.answers.stream_reads`).
 
     A Redis that goes away (a restart) is waited for, and reading goes on after the last entry
     read: nothing is missed, nothing read twice.
     """
 
-    def __init__(self, redis: Redis, job_id: str) -> None:
-        self._redis = redis
+    def __init__(self, reads: StreamReads, job_id: str) -> None:
         self._key = redis_keys.job_events(job_id)
+        self._stream = reads.open(self._key)
         self._last_id: bytes | str = "0-0"
 
     async def read(self, timeout_s: float) -> list[Entry]:
@@ -61,7 +63,7 @@ class EventReader:
             # BLOCK 0 would mean forever: a spent timeout is a plain, non-blocking read.
             block = max(1, round(left * 1000)) if left > 0 else None
             try:
-                reply = await self._redis.xread(
+                reply = await self._stream.xread(
                     {self._key: self._last_id}, count=_BATCH, block=block
                 )
                 break
@@ -75,6 +77,9 @@ class EventReader:
                 self._last_id = entry_id
                 batch.append(Entry(entry_id.decode(), events.decode(fields)))
         return batch
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class JobHandle:
@@ -92,6 +97,7 @@ class JobHandle:
         pool: ArqRedis,
         job: CompletionJob,
         *,
+        reads: StreamReads,
         timeout_s: float,
         events_ttl_s: int,
         owner_wait_s: float = float("inf"),
@@ -116,7 +122,7 @@ class JobHandle:
         self.expected_wait_s = 0.0
         self._redis = redis
         self._pool = pool
-        self._reader = EventReader(redis, job.id)
+        self._reader = EventReader(reads, job.id)
         self._timeout_s = timeout_s
         self._events_ttl_s = events_ttl_s
         self._owner_wait_s = owner_wait_s
@@ -183,6 +189,7 @@ class JobHandle:
 
     async def abandon(self) -> None:
         """Cancel the job unless it finished; shielded, as it runs when the client is gone."""
+        self._reader.close()
         if self.finished:
             return
         self.finished = True

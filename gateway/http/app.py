@@ -7,13 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq import create_pool
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
+from gateway.access.auth_throttle import AuthThrottle
 from gateway.access.client_auth import exposure_problem
 from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
@@ -23,6 +22,7 @@ from gateway.admin import screens
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView, keep_fresh
 from gateway.answers.queue_view import QueueView
+from gateway.answers.stream_reads import StreamReads
 from gateway.apis import answers as answers_routes
 from gateway.apis.anthropic import routes as anthropic_routes
 from gateway.apis.openai import routes as openai_routes
@@ -33,7 +33,7 @@ from gateway.http.disconnect import ClientDisconnected
 from gateway.http.drain import Drain, DrainGate
 from gateway.http.metrics import HttpMetrics, Metrics
 from gateway.http.services import Services
-from shared import job_queue, redis_keys
+from shared import redis_client, redis_keys
 from shared.client_keys import KeyStore
 from shared.recovery import Recovery
 from shared.settings import Settings
@@ -47,27 +47,24 @@ _CLIENT_CLOSED = 499
 
 
 def create_app(settings: Settings) -> FastAPI:
-    if not settings.redis_url:
-        raise ValueError("the gateway needs settings.redis_url")
+    if not redis_client.configured(settings):
+        raise ValueError("the gateway needs a Redis (settings.redis_url or redis_sentinels)")
     if problem := exposure_problem(settings):
         raise ValueError(problem)
-    redis_url = settings.redis_url
     app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(redis_url, socket_connect_timeout=5)
-        pool = await create_pool(
-            job_queue.redis_settings(redis_url),
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-            default_queue_name=redis_keys.SHARED_QUEUE,
-        )
+        redis = redis_client.connect(settings)
+        pool = await redis_client.arq_pool(settings, default_queue_name=redis_keys.SHARED_QUEUE)
         catalog = CatalogView(redis)
         fleet = FleetView(redis)
+        # Each reader holds its connection for good: no checkout from a pool at every XREAD.
+        reads = StreamReads(lambda: redis_client.connect(settings).client(), redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
+            reads=reads,
             pool=pool,
             catalog=catalog,
             fleet=fleet,
@@ -76,6 +73,11 @@ def create_app(settings: Settings) -> FastAPI:
             limiter=Limiter(redis, lease_s=settings.lease_ttl_seconds),
             usage=UsageStore(redis, retention_days=settings.usage_retention_days),
             metrics=app_metrics,
+            throttle=AuthThrottle(
+                redis,
+                per_address=settings.auth_failures_per_minute,
+                total=settings.auth_failures_per_minute_total,
+            ),
         )
         # Gateways look for dead workers too: their clients are told even with no worker left.
         recovery = Recovery.of(pool, settings)
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await reads.close()
             await pool.aclose()
             await redis.aclose()
 

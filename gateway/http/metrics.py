@@ -21,8 +21,10 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.access.addresses import is_local
 from gateway.admin.sign_in import require_admin
 from gateway.answers.fleet_view import read_fleet, state_counts
+from gateway.http.errors import ApiError
 from shared import redis_keys
 from shared.counters import ARENA_ERROR, RECAPTCHA_FAILURE
 from shared.worker_status import WorkerState
@@ -184,9 +186,17 @@ def render(metrics: Metrics, snapshot: FleetSnapshot) -> bytes:
 
 
 async def require_metrics_access(request: Request) -> None:
-    """The admin key when one is set; without one the gateway is bound to loopback, so open."""
+    """The admin key when one is set; without one, only this machine's own requests (never one
+    a proxy passed on, even from loopback)."""
     if request.app.state.settings.admin_key is not None:
         await require_admin(request)
+    elif not is_local(request):
+        raise ApiError(
+            403,
+            "/metrics is served only to this machine without LMB_ADMIN_KEY: set one, and send it"
+            " as a bearer token.",
+            code="metrics_local_only",
+        )
 
 
 router = APIRouter()

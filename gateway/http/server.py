@@ -8,6 +8,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.http.app import create_app
 from gateway.http.drain import Drain
@@ -49,15 +50,26 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def config(settings: Settings, app: FastAPI, **overrides: object) -> uvicorn.Config:
+    """uvicorn's configuration of a gateway's `app`: its address, and the proxies it believes.
+
+    X-Forwarded-For and X-Forwarded-Proto are read only from `LMB_TRUSTED_PROXIES` (none by
+    default, not uvicorn's loopback default), so that behind TLS termination the admin cookie is
+    `Secure` and logs and throttles see the client's address, and nobody else can claim either.
+    """
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies,
+        # Logging is configured by the command line, once for every process it starts.
+        "log_config": None,
+        "timeout_graceful_shutdown": _GRACEFUL_SHUTDOWN_S,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})  # type: ignore[arg-type]
+
+
 def serve(settings: Settings) -> None:
     """Serve the gateway on `settings.host:settings.port` until stopped."""
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # Logging is configured by the command line, once for every process it starts.
-        log_config=None,
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
-    )
-    DrainingServer(config, app.state.drain, settings.drain_seconds).run()
+    DrainingServer(config(settings, app), app.state.drain, settings.drain_seconds).run()

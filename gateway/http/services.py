@@ -9,11 +9,13 @@ from arq.connections import ArqRedis
 from fastapi import Request
 from redis.asyncio import Redis
 
+from gateway.access.auth_throttle import AuthThrottle
 from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
 from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView
 from gateway.answers.queue_view import QueueView
+from gateway.answers.stream_reads import StreamReads
 from gateway.http.metrics import Metrics
 from shared.client_keys import KeyStore
 from shared.settings import Settings
@@ -22,9 +24,10 @@ from shared.settings import Settings
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
-    #: Reads: catalog, heartbeats and event streams. Its pool is unbounded, because every
-    #: relayed stream holds a connection in a blocking XREAD.
+    #: Reads and writes of everything but the answers' streams.
     redis: Redis
+    #: The answers' streams, read together on a few connections of their own.
+    reads: StreamReads
     #: arq's own client: enqueue, cancel, wake-ups.
     pool: ArqRedis
     catalog: CatalogView
@@ -34,6 +37,7 @@ class Services:
     limiter: Limiter
     usage: UsageStore
     metrics: Metrics
+    throttle: AuthThrottle
 
 
 async def services(request: Request) -> Services:

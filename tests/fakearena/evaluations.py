@@ -146,7 +146,9 @@ def _message_ids(body: Mapping[str, Any], mode: str) -> dict[Side, Any]:
 def _draw(arena: Arena, modality: str, session_id: str, lacking: set[str]) -> dict[Side, str]:
     """A blind battle's two models, drawn by the site (seeded by the session id: repeatable)."""
     group = arena.catalog.models(BATTLE_GROUPS[modality])
-    pool = [model for model in group if model.public_name not in lacking]
+    # One entry per public name: the snapshot lists some names twice, and a battle is of two.
+    by_name = {m.public_name: m for m in group if m.public_name not in lacking}
+    pool = sorted(by_name.values(), key=lambda m: m.public_name)
     if len(pool) < 2:
         raise _bad(f"No models to battle in modality {modality}")
     model_a, model_b = random.Random(session_id).sample(pool, 2)

@@ -3,6 +3,7 @@ of the arena as captured that every module asking both sites shares."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.stack import Stack, running
 
 #: The admin key of the shared captured-site stack.
-CAPTURED_ADMIN_KEY = "admin-key-for-the-captured-site"
+CAPTURED_ADMIN_KEY = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="session")

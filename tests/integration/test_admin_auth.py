@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from shared.worker_status import WorkerState, WorkerStatus
 from tests.support.procs import redis_server
 from tests.support.stack import Stack
 
-ADMIN_KEY = "correct horse battery staple"
+ADMIN_KEY = secrets.token_hex(32)
 #: No arena is needed to sign in: nothing here reaches it.
 NO_ARENA = "http://127.0.0.1:9"
 

@@ -9,6 +9,7 @@ site's stack is the session's (`captured`): other modules may have taught its wo
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import httpx
@@ -35,7 +36,7 @@ def today(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("site-today"),
         "new-1",
         site=NEW_SITE,
-        LMB_ADMIN_KEY="admin-key-for-the-site-tests",
+        LMB_ADMIN_KEY=secrets.token_hex(16),
         LMB_DELETE_CHATS="true",
         LMB_CONVERSATION_TTL_SECONDS=str(TTL_S),
     ) as stack:

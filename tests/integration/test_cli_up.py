@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -81,14 +82,26 @@ def test_up_serves_requests_and_stops_everything_on_ctrl_c(tmp_path: Path, arena
         banner = read_until(up, "Point your client at", timeout=60)
         assert "Redis: embedded" in banner
         assert f"http://127.0.0.1:{port}/v1" in banner
+        # A first client key, made because the bridge had none, printed beside the URL and kept
+        # for this user alone: the bridge is not open, and `up` is still one command.
+        key = re.search(r"with the key (lmb-\S+) \(kept in (\S+)\)", banner)
+        assert key is not None, banner
+        kept = Path(key.group(2))
+        assert kept.read_text().strip() == key.group(1)
+        assert kept.stat().st_mode & 0o777 == 0o600
         read_until(up, "worker-1: ready", timeout=60)
         children = psutil.Process(up.pid).children(recursive=True)
         assert any("chrom" in child.name() for child in children)
         redis_url = re.search(r"Redis: embedded \((unix://\S+)\)", banner).group(1)
         assert redis.Redis.from_url(redis_url).ping()
 
-        client = openai.OpenAI(
+        keyless = openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+        )
+        with pytest.raises(openai.AuthenticationError):
+            keyless.models.list()
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key.group(1), max_retries=0
         )
         answer = client.chat.completions.create(
             model="gemini-2.5-pro", messages=[{"role": "user", "content": "hello up"}]
@@ -153,7 +166,7 @@ def test_up_says_at_once_why_the_arena_cannot_be_reached_and_backs_off_in_one_br
     """No route to the arena, as a new user may have: the reason in `up`'s console within 10 s,
     on the admin page and in its API, the doctor named; then tries again after growing pauses,
     in the browser it has (watched over its first three tries, about 20 s)."""
-    port, key = free_port(), "admin-key-for-the-up-test"
+    port, key = free_port(), secrets.token_hex(16)
     started = time.monotonic()
     # Never resolved: the test's Chromium maps every name away.
     up = start_up(one_worker(tmp_path, "http://arena.invalid", port, LMB_ADMIN_KEY=key))
@@ -192,6 +205,36 @@ def test_up_says_at_once_why_the_arena_cannot_be_reached_and_backs_off_in_one_br
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_up_gives_the_key_it_kept_and_makes_none_when_keys_exist(tmp_path: Path) -> None:
+    """Run again, `up` prints the key it kept; with keys of the operator's, it makes none."""
+    env = {
+        **os.environ,
+        "LMB_PORT": str(free_port()),
+        "LMB_STATE_DIR": str(tmp_path / "state"),
+        "LMB_WORKERS": "0",
+        "COLUMNS": "200",
+    }
+    env.pop("LMB_REDIS_URL", None)
+    first, second = (re.search(r"with the key (lmb-\S+)", banner(env)) for _ in range(2))
+    assert first is not None and second is not None and first.group(1) == second.group(1)
+    (tmp_path / "state" / "client-key").unlink()
+    third = banner(env)
+    assert "with one of your client keys" in third and "lmb-" not in third
+
+
+def banner(env: dict[str, str]) -> str:
+    """What `up` prints up to the base URL; then it is stopped with Ctrl-C."""
+    up = start_up(env)
+    try:
+        printed = read_until(up, "Point your client at", timeout=60)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    return printed
 
 
 def _clock(line: str) -> int:

@@ -1,6 +1,6 @@
 """docker-compose.yml's Redis, without a Docker engine: the compose file's own Redis command and
-health check run against a real redis-server, and the bridge's URLs from the same file (as compose
-fills them in from .env) reach it, while a client without the password is refused.
+health check run against a real redis-server, and the bridge's Redis settings from the same file
+(as compose fills them in from .env) reach it, while a client without the password is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import yaml
-from arq.connections import RedisSettings
 
+from shared import redis_client
+from shared.settings import Settings
 from tests.support.procs import ROOT, free_port, redis_server_binary, spawn, stop, wait_for_port
 
 #: What a team puts in .env (see .env.example).
 DOT_ENV = {
-    "LMB_ADMIN_KEY": "an-admin-key",
+    "LMB_ADMIN_KEY": "5b1d0c3e9a7f4e2d8c6b0a9f3e1d7c5b",
     "LMB_REDIS_PASSWORD": "0f3c9a7d2b5e8f1a4c6d9e2b7a3f5c8d",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
@@ -64,28 +65,37 @@ def compose_redis(compose: dict, workdir: Path) -> Iterator[int]:
         stop(proc)
 
 
-def bridge_urls(compose: dict) -> dict[str, str]:
-    return {
-        name: interpolate(service["environment"]["LMB_REDIS_URL"], DOT_ENV)
-        for name, service in compose["services"].items()
-        if "LMB_REDIS_URL" in service.get("environment", {})
-    }
+def bridge_settings(compose: dict) -> dict[str, Settings]:
+    """Each bridge service's Redis settings, as its environment gives them."""
+    found = {}
+    for name, service in compose["services"].items():
+        environment = service.get("environment", {})
+        if "LMB_REDIS_URL" in environment:
+            found[name] = Settings(
+                **{
+                    key.removeprefix("LMB_").lower(): interpolate(str(value), DOT_ENV)
+                    for key, value in environment.items()
+                    if key.startswith("LMB_REDIS_")
+                }
+            )
+    return found
 
 
 def test_every_bridge_service_reaches_the_compose_redis_with_its_password(
     compose: dict, tmp_path: Path
 ) -> None:
-    urls = bridge_urls(compose)
-    assert set(urls) == {"gateway-1", "gateway-2", "worker-1", "worker-2"}
+    services = bridge_settings(compose)
+    assert set(services) == {"gateway-1", "gateway-2", "worker-1", "worker-2"}
     with compose_redis(compose, tmp_path) as port:
-        for name, url in urls.items():
-            parts = urlsplit(url)
+        for name, settings in services.items():
+            parts = urlsplit(settings.redis_url)
             assert (parts.hostname, parts.port) == ("redis", 6379), name
-            here = url.replace("@redis:6379", f"@127.0.0.1:{port}")
-            # The gateway's own client, and arq's, which reads the URL on its own.
-            with redis.Redis.from_url(here, socket_timeout=5) as client:
+            here = settings.model_copy(
+                update={"redis_url": settings.redis_url.replace("redis:6379", f"127.0.0.1:{port}")}
+            )
+            # The bridge's own connections, as every part of it makes them.
+            with redis_client.connect_blocking(here) as client:
                 assert client.ping() is True
-            assert RedisSettings.from_dsn(here).password == DOT_ENV["LMB_REDIS_PASSWORD"]
         with (
             redis.Redis(port=port, socket_timeout=5) as stranger,
             pytest.raises(redis.AuthenticationError),

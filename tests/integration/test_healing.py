@@ -8,6 +8,7 @@ Real processes throughout: redis-server, the fake arena, `lmarena-bridge gateway
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from tests.support.stack import Stack, unique
 
 pytestmark = pytest.mark.browser
 
-ADMIN_KEY = "admin-key-for-the-healing-tests"
+ADMIN_KEY = secrets.token_hex(32)
 CHAT = "gemini-2.5-pro"
 #: Quick probes and refreshes, so that each heals within seconds.
 FAST = {

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import socketserver
 import statistics
 import threading
@@ -30,8 +31,8 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from shared import events, redis_keys
-from shared.worker_status import WorkerState, WorkerStatus
+from shared import events
+from shared.worker_status import WorkerState
 from tests.support.nginx import NGINX, Nginx, nginx
 from tests.support.played_worker import (
     CHAT,
@@ -46,7 +47,7 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.skipif(not NGINX.is_file(), reason="needs nginx (apt-get install nginx)")
 
-ADMIN_KEY = "admin-key-for-the-load-balancer-tests"
+ADMIN_KEY = secrets.token_hex(32)
 #: Through nginx, the first token may come this much later than from a gateway directly.
 NGINX_ALLOWANCE_S = 0.020
 ROUNDS = 7
@@ -227,17 +228,7 @@ def screen_server(workdir: Path) -> Iterator[str]:
 
 async def show_screen(redis: Redis, worker_id: str, novnc_url: str) -> None:
     """A worker waiting for a person, its noVNC at `novnc_url`, as its heartbeat says."""
-    status = WorkerStatus(
-        id=worker_id,
-        state=WorkerState.CHALLENGE,
-        queue=redis_keys.worker_queue(worker_id),
-        capacity=1,
-        novnc_url=novnc_url,
-        vnc_salt="salt",
-        updated_at=time.time(),
-    )
-    await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
-    await redis.sadd(redis_keys.WORKERS, worker_id)
+    await heartbeat(redis, worker_id, WorkerState.CHALLENGE, novnc_url=novnc_url, vnc_salt="salt")
 
 
 async def sign_in(base_url: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}"),
 ]
 
-ADMIN_KEY = "admin-key-for-the-screen-tests"
+ADMIN_KEY = secrets.token_hex(32)
 CHAT = "gemini-2.5-pro"
 #: A headed worker on its own display: what `lmarena-bridge up` runs when Xvfb is installed.
 DISPLAY_ENV = {"LMB_DISPLAY": "on", "LMB_HEADLESS": "false"}

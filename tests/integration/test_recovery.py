@@ -7,23 +7,20 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from shared import events, job_queue, redis_keys
+from shared import events, job_queue, redis_client, redis_keys
 from shared.jobs import CompletionJob
 from shared.recovery import Recovery
+from shared.settings import Settings
 
 DEAD = "w-dead"
 
 
 @pytest.fixture
 async def pool(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(
-        job_queue.redis_settings(redis_url),
-        job_serializer=job_queue.serialize,
-        job_deserializer=job_queue.deserialize,
-    )
+    pool = await redis_client.arq_pool(Settings(redis_url=redis_url))
     await pool.flushdb()
     await pool.sadd(redis_keys.WORKERS, DEAD)  # on the roster, its heartbeat expired
     try:

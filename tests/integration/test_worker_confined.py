@@ -10,18 +10,30 @@ and a headed Chromium, signs nothing in, and answers a request sent through a ga
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.kube import EXAMPLES, component, env, example, pod_spec, render
-from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena, redis_server, spawn
+from tests.support.kube import EXAMPLES, component, containers, env, example, pod_spec, render
+from tests.support.procs import (
+    ROOT,
+    TEST_CHROMIUM_ARGS,
+    fake_arena,
+    free_port,
+    redis_server,
+    spawn,
+)
 from tests.support.stack import Stack
 from worker.browser.display import missing_tools
+
+ADMIN_KEY = secrets.token_hex(32)
 
 BWRAP = shutil.which("bwrap")
 pytestmark = [
@@ -85,7 +97,7 @@ def confined(
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("confined")
     with redis_server(workdir) as redis_url, fake_arena(workdir) as arena_url:
-        stack = Stack(redis_url, arena_url, workdir, env={"LMB_ADMIN_KEY": "a" * 32})
+        stack = Stack(redis_url, arena_url, workdir, env={"LMB_ADMIN_KEY": ADMIN_KEY})
         try:
             stack.start_gateway()
             yield stack
@@ -119,12 +131,14 @@ def test_the_confinement_holds(tmp_path: Path) -> None:
 
 
 def test_the_confined_worker_answers(stack: Stack, tmp_path: Path) -> None:
+    novnc_port = free_port()
     settings = {
         "LMB_REDIS_URL": stack.redis_url,
         "LMB_ARENA_URL": stack.arena_url,
-        "LMB_ADMIN_KEY": "a" * 32,
+        "LMB_ADMIN_KEY": ADMIN_KEY,
         "LMB_WORKER_ID": "confined-0",
         "LMB_DISPLAY": "on",
+        "LMB_NOVNC_PORT": str(novnc_port),  # fixed, as the chart's is
         "LMB_HEARTBEAT_SECONDS": "0.5",
         "LMB_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -134,6 +148,17 @@ def test_the_confined_worker_answers(stack: Stack, tmp_path: Path) -> None:
     stack.workers["confined-0"] = spawn(command, log=stack.workdir / "confined-0.log")
     status = stack.wait_worker("confined-0", "ready", timeout=90)
     assert status.novnc_url and status.vnc_salt  # its screen is up, as on a pod
+    assert status.novnc_url.endswith(f":{novnc_port}")
+
+    # The chart's liveness probe, run in the pod's place: alive while the worker runs.
+    worker = chart_worker()
+    probe = next(containers(worker))["livenessProbe"]["exec"]["command"]
+
+    def alive() -> bool:
+        run = subprocess.run(
+            confined(tmp_path, worker, settings, probe), capture_output=True, timeout=30
+        )
+        return run.returncode == 0
 
     prompt = f"from a read-only root {uuid.uuid4().hex[:8]}"
     chunks = stack.openai().chat.completions.create(
@@ -142,6 +167,11 @@ def test_the_confined_worker_answers(stack: Stack, tmp_path: Path) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     [stream] = [s for s in stack.arena_streams(prompt) if s["status"] == "finished"]
     assert text == stream["text"]["a"] and text.endswith(prompt)
+    assert alive()
     stack.stop_worker("confined-0")
     # What it wrote went to the chart's volumes: the profile under its state directory.
     assert (tmp_path / "data" / "profiles" / "confined-0").is_dir()
+    # A worker whose loop stopped turning: its alive file ages, and the probe says so.
+    stale = time.time() - 60
+    os.utime(tmp_path / "data" / "health" / "confined-0.alive", (stale, stale))
+    assert not alive()

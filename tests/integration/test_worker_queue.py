@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
-from shared import job_queue, redis_keys
+from shared import job_queue, redis_client, redis_keys
 from shared.account_pacing import AccountPacer, Pace
 from shared.jobs import CompletionJob
+from shared.settings import Settings
 from tests.support.procs import redis_server
 from worker import queue_worker
 from worker.account_gate import AccountGate
@@ -66,11 +67,7 @@ def job(job_id: str, **changes: Any) -> CompletionJob:
 @pytest.fixture
 async def redis(tmp_path: Any) -> AsyncIterator[tuple[str, ArqRedis]]:
     with redis_server(tmp_path) as url:
-        pool = await create_pool(
-            job_queue.redis_settings(url),
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-        )
+        pool = await redis_client.arq_pool(Settings(redis_url=url))
         try:
             yield url, pool
         finally:
@@ -98,7 +95,9 @@ async def group_running(
             group,
             run,
             queue_name=name,
-            redis_settings=job_queue.redis_settings(url),
+            redis_pool=await redis_client.arq_pool(
+                Settings(redis_url=url), default_queue_name=name
+            ),
             job_timeout_s=30,
         )
         for name in (redis_keys.SHARED_QUEUE, own)
@@ -336,13 +335,18 @@ async def test_a_new_job_is_claimed_at_once_while_150_others_run(
     assert took < 1.0
 
 
-async def test_abort_requests_older_than_arqs_abort_age_are_dropped(
+async def test_abort_requests_older_than_arqs_abort_age_or_for_ended_attempts_are_dropped(
     redis: tuple[str, ArqRedis],
 ) -> None:
     url, pool = redis
     now_ms = int(time.time() * 1000)
-    # A cancelled job that never ran here (it expired, or another attempt had ended it).
-    await pool.zadd("arq:abort", {"stale:0": now_ms - 120_000, "recent:0": now_ms})
+    # Requests for attempts arq still knows (their job keys): one too old to keep, one recent.
+    await pool.set("arq:job:stale:0", b"x", ex=60)
+    await pool.set("arq:job:recent:0", b"x", ex=60)
+    # And one for an attempt that has ended meanwhile (arq forgot it): nothing left to abort.
+    await pool.zadd(
+        "arq:abort", {"stale:0": now_ms - 120_000, "recent:0": now_ms, "ended:0": now_ms}
+    )
     async with group_running(url, pool, Jobs(), capacity=1):
         await job_queue.wake(pool, OWN)
         await asyncio.sleep(0.3)

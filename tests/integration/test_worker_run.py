@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 
-from shared import events, job_queue, redis_keys
+from shared import events, job_queue, redis_client, redis_keys
 from shared.events import Event
 from shared.jobs import CompletionJob
 from shared.settings import Settings
@@ -129,11 +129,7 @@ def servers(tmp: Path) -> Iterator[tuple[str, str]]:
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("worker-run")
     with servers(tmp) as (redis_url, arena):
-        pool = await create_pool(
-            job_queue.redis_settings(redis_url),
-            job_serializer=job_queue.serialize,
-            job_deserializer=job_queue.deserialize,
-        )
+        pool = await redis_client.arq_pool(Settings(redis_url=redis_url))
         stack = Stack(redis_url, arena, tmp / "state", pool)
         try:
             async with running(stack, MAIN):

@@ -17,6 +17,7 @@ from arq.jobs import Job
 from redis.asyncio import Redis
 
 from gateway.http.app import create_app
+from gateway.http.server import config
 from shared import events, job_queue, redis_keys
 from shared.arena.catalog import from_page
 from shared.events import Event
@@ -31,8 +32,10 @@ MODELS = json.loads(CAPTURED_CATALOG.read_text())["initialModels"]
 CATALOG = from_page(MODELS)
 CATALOG_TIME = 1_764_547_200.0
 CHAT = {"model": "gemini-3-pro", "messages": [{"role": "user", "content": "Say hello"}]}
-#: Short waits, so that the paths behind them are exercised in well under a second.
+#: Short waits, so that the paths behind them are exercised in well under a second; served
+#: without keys (on loopback) unless a test makes one.
 TEST_SETTINGS: dict[str, Any] = {
+    "open": True,
     "worker_wait_seconds": 0.5,
     "first_event_wait_seconds": 2.0,
     "keepalive_seconds": 10.0,
@@ -43,10 +46,8 @@ TEST_SETTINGS: dict[str, Any] = {
 @contextlib.contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a thread of its own (its own event loop, real sockets)."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    app = create_app(settings)
+    server = uvicorn.Server(config(settings, app, host="127.0.0.1", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -64,7 +65,8 @@ async def publish_catalog(redis: Redis) -> None:
     await catalog_publisher.publish(redis, CATALOG, "page", now=CATALOG_TIME)
 
 
-async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
+async def heartbeat(redis: Redis, worker_id: str, state: WorkerState, **fields: Any) -> None:
+    """A worker's heartbeat in `state` (`fields`: more of its status, its screen's say)."""
     status = WorkerStatus(
         id=worker_id,
         state=state,
@@ -72,6 +74,7 @@ async def heartbeat(redis: Redis, worker_id: str, state: WorkerState) -> None:
         capacity=4,
         catalog=catalog_publisher.digest(CATALOG),
         updated_at=time.time(),
+        **fields,
     )
     await redis.set(redis_keys.worker_heartbeat(worker_id), status.dump(), ex=60)
     await redis.sadd(redis_keys.WORKERS, worker_id)

@@ -101,14 +101,25 @@ def spawn(
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A real redis-server on a free loopback port; yields its URL."""
-    port = free_port()
+def redis_server(
+    workdir: Path, *extra: str, port: int | None = None, tls: Path | None = None
+) -> Iterator[str]:
+    """A real redis-server on a free loopback port (`extra`: more of its arguments); yields its
+    URL. With `tls`, a directory: it speaks TLS only, with a certificate for 127.0.0.1 and
+    localhost from a throwaway CA written to `tls/ca.pem` (see `tests.fakearena.tls`)."""
+    from tests.fakearena.tls import make_certificates
+
+    port = port or free_port()
+    listen = ["--port", str(port)]
+    if tls is not None:
+        cert, key = make_certificates(tls, "localhost")
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert)]
+        listen += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(tls / "ca.pem")]
+        listen += ["--tls-auth-clients", "no"]
     proc = spawn(
         [
             redis_server_binary(),
-            "--port",
-            str(port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -117,12 +128,13 @@ def redis_server(workdir: Path) -> Iterator[str]:
             "no",
             "--dir",
             str(workdir),
+            *extra,
         ],
-        log=workdir / "redis.log",
+        log=workdir / f"redis-{port}.log",
     )
     try:
         wait_for_port(port, proc=proc)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"{'rediss' if tls else 'redis'}://127.0.0.1:{port}/0"
     finally:
         stop(proc)
 

@@ -74,6 +74,8 @@ class Stack:
             "LMB_ACCOUNT_MIN_INTERVAL_SECONDS": "0",
             "LMB_ACCOUNT_CALLS_PER_15_MINUTES": "0",
             "LMB_ACCOUNT_CALLS_PER_DAY": "0",
+            # Served without keys (on loopback) unless a test makes one.
+            "LMB_OPEN": "true",
             **self.env,
             **extra,
         }

@@ -60,13 +60,18 @@ def test_compose_workers_each_keep_their_own_profile(compose: dict) -> None:
     ids = [services[w]["environment"]["LMB_WORKER_ID"] for w in ("worker-1", "worker-2")]
     assert len(set(volumes)) == 2 and len(set(ids)) == 2
     # The compose file's own Redis, with its password (tests/integration/test_compose_redis.py).
-    assert all(
-        re.fullmatch(
-            r"redis://:\$\{LMB_REDIS_PASSWORD:\?[^}]+\}@redis:6379/0",
-            services[w]["environment"]["LMB_REDIS_URL"],
-        )
-        for w in ("worker-1", "worker-2")
-    )
+    for w in ("worker-1", "worker-2"):
+        environment = services[w]["environment"]
+        assert environment["LMB_REDIS_URL"] == "redis://redis:6379/0"
+        assert re.fullmatch(r"\$\{LMB_REDIS_PASSWORD:\?[^}]+\}", environment["LMB_REDIS_PASSWORD"])
+
+
+def test_compose_gateways_open_only_the_workers_screens(compose: dict) -> None:
+    services = compose["services"]
+    workers = {s["environment"]["LMB_NOVNC_HOST"] for n, s in services.items() if "worker" in n}
+    for gateway in ("gateway-1", "gateway-2"):
+        allowed = services[gateway]["environment"]["LMB_NOVNC_ALLOWED"].split(",")
+        assert set(allowed) == workers
 
 
 def test_nginx_does_not_buffer_streams() -> None:

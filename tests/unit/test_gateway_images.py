@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from collections.abc import Iterator
@@ -135,7 +136,24 @@ def test_an_image_over_10_mb_is_a_413() -> None:
         ("fe80::1%eth0", False),
         ("fc00::1", False),
         ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
         ("224.0.0.1", False),
+        # NAT64 (RFC 6052): the IPv4 address in the last 32 bits is the one reached
+        ("64:ff9b::808:808", True),
+        ("64:ff9b::a00:1", False),  # 10.0.0.1
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b:1::808:808", False),  # local-use NAT64: a private network's own
+        # 6to4 (2002::/16): the IPv4 address in bits 16-48
+        ("2002:808:808::1", True),
+        ("2002:a00:1::1", False),  # 10.0.0.1
+        ("2002:c0a8:101::1", False),  # 192.168.1.1
+        ("2002:a9fe:a9fe::1", False),
+        # Teredo, IPv4-compatible and IPv4-translated forms
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),
+        ("::a00:1", False),
+        ("::808:808", False),
+        ("::ffff:0:a00:1", False),
     ],
 )
 def test_only_public_addresses_are_public(address: str, public: bool) -> None:
@@ -172,6 +190,22 @@ async def test_the_resolved_address_is_checked_and_is_the_one_connected_to(serve
     assert (await fetch(f"http://images.invalid:{port}/cat.png", resolver=resolver)).data == PNG
 
 
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::ffff:0:a9fe:a9fe", "::a9fe:a9fe"]
+)
+async def test_a_name_resolving_to_an_address_that_embeds_a_private_one_is_refused(
+    address: str,
+) -> None:
+    """169.254.169.254 (cloud metadata) by way of NAT64, 6to4 and the IPv4-in-IPv6 forms."""
+
+    async def resolver(host: str, _port: int) -> list[str]:
+        return [address]
+
+    with pytest.raises(ApiError) as caught:
+        await fetch("http://images.invalid/cat.png", allow_private=False, resolver=resolver)
+    assert caught.value.status == 400 and caught.value.code == "image_url_not_allowed"
+
+
 @pytest.mark.parametrize("path", ["/huge", "/huge-chunked"])
 async def test_a_url_over_10_mb_is_a_413(server: str, path: str) -> None:
     with pytest.raises(ApiError) as caught:
@@ -206,14 +240,14 @@ async def test_the_store_keeps_each_image_once_and_fetches_only_what_it_lacks(
         ImageSource(data_url(b"GIF89a-tiny", "image/gif")),
     )
     _Handler.hits.clear()
-    refs = await store.put([(remote, False), (inline, True)])
+    refs = await store.put([(remote, False), (inline, True)], owner="k1")
     assert [(r.digest, r.media_type, r.new) for r in refs] == [
         (remote.digest, "image/png", False),
         (inline.digest, "image/gif", True),
     ]
     assert await redis.hgetall(redis_keys.image(remote.digest)) == {b"m": b"image/png", b"d": PNG}
     assert 0 < await redis.ttl(redis_keys.image(remote.digest)) <= 60
-    await store.put([(remote, True)])
+    await store.put([(remote, True)], owner="k1")
     assert _Handler.hits == ["/cat.png"]  # the second turn found it in Redis
 
 
@@ -221,5 +255,37 @@ async def test_the_store_caps_the_images_of_a_request(redis: Redis) -> None:
     store = ImageStore(redis, Settings())
     sources = [(ImageSource(data_url(PNG + bytes([i]))), True) for i in range(MAX_IMAGES + 1)]
     with pytest.raises(ApiError) as caught:
-        await store.put(sources)
+        await store.put(sources, owner="k1")
     assert caught.value.status == 400 and str(MAX_IMAGES) in caught.value.message
+
+
+def png_of(size: int, n: int) -> ImageSource:
+    return ImageSource(data_url(PNG + bytes([n]) * (size - len(PNG))))
+
+
+async def test_what_one_key_keeps_is_capped_and_the_others_are_not_held_back(
+    redis: Redis,
+) -> None:
+    store = ImageStore(redis, Settings(image_bytes_per_key=3000, conversation_ttl_seconds=60))
+    first = [(png_of(1000, n), True) for n in range(2)]
+    await store.put(first, owner="k1")
+    # Sent again (a conversation's next turn), the same images are kept longer, not counted twice.
+    await store.put(first, owner="k1")
+    await store.put([(png_of(1000, 2), True)], owner="k1")
+    too_much = [(png_of(1000, 3), True)]
+    with pytest.raises(ApiError) as caught:
+        await store.put(too_much, owner="k1")
+    assert caught.value.status == 429 and caught.value.code == "image_quota_exceeded"
+    assert 55 <= int(caught.value.headers["Retry-After"]) <= 60
+    assert not await redis.exists(redis_keys.image(too_much[0][0].digest))  # not stored
+    # Another key holds its own, even the images the first one holds.
+    await store.put([*first, *too_much], owner="k2")
+
+
+async def test_images_a_key_stopped_using_are_let_go(redis: Redis) -> None:
+    store = ImageStore(redis, Settings(image_bytes_per_key=1500, conversation_ttl_seconds=1))
+    await store.put([(png_of(1000, 0), True)], owner="k1")
+    with pytest.raises(ApiError):
+        await store.put([(png_of(1000, 1), True)], owner="k1")
+    await asyncio.sleep(1.1)
+    await store.put([(png_of(1000, 1), True)], owner="k1")

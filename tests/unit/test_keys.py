@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 
-from gateway.access.client_auth import exposure_problem, given_key, is_loopback
+from gateway.access.addresses import client_of, is_local, is_loopback
+from gateway.access.client_auth import exposure_problem, given_key
+from shared import admin_key
 from shared.client_keys import KEY_PREFIX, ApiKey, KeySpec, key_hash, new_key
 from shared.settings import Settings
 
@@ -115,8 +120,94 @@ def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
+STRONG = secrets.token_hex(32)
+
+
 def test_beyond_loopback_the_gateway_needs_an_admin_key() -> None:
     assert exposure_problem(Settings(host="127.0.0.1")) is None
-    assert exposure_problem(Settings(host="0.0.0.0", admin_key=SecretStr("a" * 32))) is None
+    assert exposure_problem(Settings(host="0.0.0.0", admin_key=SecretStr(STRONG))) is None
     problem = exposure_problem(Settings(host="0.0.0.0"))
     assert problem is not None and "LMB_ADMIN_KEY" in problem and "0.0.0.0" in problem
+
+
+def test_an_open_bridge_is_refused_beyond_loopback() -> None:
+    assert exposure_problem(Settings(host="127.0.0.1", open=True)) is None
+    problem = exposure_problem(Settings(host="0.0.0.0", open=True, admin_key=SecretStr(STRONG)))
+    assert problem is not None and "LMB_OPEN=true" in problem and "only on loopback" in problem
+
+
+def env_example_admin_key() -> str:
+    lines = (Path(__file__).resolve().parents[2] / ".env.example").read_text().splitlines()
+    return next(line.split("=", 1)[1] for line in lines if line.startswith("LMB_ADMIN_KEY="))
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("correct horse battery staple", "fewer than 32"),
+        (env_example_admin_key(), "example value"),
+        ("replace-with-your-own-admin-key-please", "example value"),
+        ("a" * 40, "only 1 different"),
+        ("0123" * 10, "only 4 different"),
+    ],
+)
+def test_a_weak_admin_key_is_refused_at_start_on_any_address(key: str, why: str) -> None:
+    for host in ("127.0.0.1", "0.0.0.0"):
+        problem = exposure_problem(Settings(host=host, admin_key=SecretStr(key)))
+        assert problem is not None and why in problem and "openssl rand -hex 32" in problem
+    assert admin_key.weakness(key) is not None
+
+
+@pytest.mark.parametrize("key", [secrets.token_hex(16), secrets.token_urlsafe(32), STRONG])
+def test_random_admin_keys_are_strong(key: str) -> None:
+    assert admin_key.weakness(key) is None
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "local"),
+    [
+        ("127.0.0.1", {}, True),
+        ("::1", {}, True),
+        ("127.0.0.1", {"x-forwarded-for": "203.0.113.7"}, False),
+        ("127.0.0.1", {"forwarded": "for=203.0.113.7"}, False),
+        ("127.0.0.1", {"x-real-ip": "203.0.113.7"}, False),
+        ("192.0.2.1", {}, False),
+    ],
+)
+def test_a_local_request_is_one_from_loopback_that_no_proxy_passed_on(
+    peer: str, headers: dict[str, str], local: bool
+) -> None:
+    assert is_local(connection(peer, headers)) is local
+
+
+@pytest.mark.parametrize(
+    ("peer", "client"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::2", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+    ],
+)
+def test_an_ipv6_client_counts_by_its_64(peer: str, client: str) -> None:
+    assert client_of(connection(peer, {})) == client
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LMB_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8")
+    assert Settings().trusted_proxies == ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
+    monkeypatch.setenv("LMB_TRUSTED_PROXIES", "*")
+    assert Settings().trusted_proxies == ["*"]
+    monkeypatch.setenv("LMB_TRUSTED_PROXIES", "nginx")
+    with pytest.raises(ValidationError, match="nginx"):
+        Settings()
+
+
+def connection(peer: str, headers: dict[str, str]) -> HTTPConnection:
+    return HTTPConnection(
+        {
+            "type": "http",
+            "client": (peer, 1234),
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        }
+    )

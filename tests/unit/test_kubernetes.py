@@ -33,17 +33,13 @@ from tests.support.kube import (
     pod_spec,
     render,
 )
+from worker.heartbeat import alive_file
 
 #: The oldest release the chart supports (Chart.yaml's kubeVersion) and the newest one bundled.
 OLDEST = "1.30.0"
 VERSIONS = [kubernetes_validate.latest_version(), OLDEST]
 #: Settings the chart gives that the bridge does not read yet (the README's "Run it for a team").
-EXPECTED_SETTINGS = {
-    "LMB_NOVNC_PORT",
-    "LMB_REDIS_PASSWORD",
-    "LMB_REDIS_SENTINELS",
-    "LMB_REDIS_SENTINEL_MASTER",
-}
+EXPECTED_SETTINGS: set[str] = set()
 URL_EXAMPLE = next(p for p in EXAMPLES if p.stem == "redis-url")
 SENTINEL_EXAMPLE = next(p for p in EXAMPLES if p.stem == "redis-sentinel")
 
@@ -113,10 +109,48 @@ def test_the_chart_keeps_the_rules(case: tuple[dict[str, Any], list[Obj]]) -> No
 def test_redis_by_url_gets_the_password_from_its_secret() -> None:
     for workload in _workloads(render(example(URL_EXAMPLE))):
         variables = env(next(containers(workload)))
-        assert variables["LMB_REDIS_URL"]["value"] == (
-            "rediss://:$(LMB_REDIS_PASSWORD)@redis.example.internal:6380/0"
-        )
-        assert "LMB_REDIS_SENTINELS" not in variables
+        # The password stays out of the URL: it may hold any character.
+        assert variables["LMB_REDIS_URL"]["value"] == "rediss://redis.example.internal:6380/0"
+        assert variables["LMB_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "lmarena-bridge-redis",
+            "key": "password",
+        }
+        assert "LMB_REDIS_SENTINELS" not in variables and "LMB_REDIS_CA_CERTS" not in variables
+
+
+def test_a_private_ca_for_redis_is_mounted_where_the_setting_says() -> None:
+    values = _merged(
+        example(SENTINEL_EXAMPLE),
+        {"redis": {"caCertificate": {"secretName": "redis-tls"}, "sentinel": {"tls": True}}},
+    )
+    for workload in _workloads(render(values)):
+        container = next(containers(workload))
+        variables = env(container)
+        assert variables["LMB_REDIS_TLS"]["value"] == "true"
+        path = Path(variables["LMB_REDIS_CA_CERTS"]["value"])
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "redis-ca"]
+        assert path.parent == Path(mount["mountPath"]) and mount["readOnly"]
+        [volume] = [v for v in pod_spec(workload)["volumes"] if v["name"] == "redis-ca"]
+        assert volume["secret"]["secretName"] == "redis-tls" and path.name == "ca.crt"
+
+
+def test_gateways_believe_the_proxies_and_open_screens_the_chart_says() -> None:
+    objects = render(_merged(example(URL_EXAMPLE), {"worker": {"screenNetworks": ["10.8.0.0/14"]}}))
+    variables = env(next(containers(component(objects, "Deployment", "gateway"))))
+    assert variables["LMB_TRUSTED_PROXIES"]["value"] == "*"
+    assert variables["LMB_NOVNC_ALLOWED"]["value"] == "10.8.0.0/14"
+    assert "FORWARDED_ALLOW_IPS" not in variables  # the bridge's own setting, checked at start
+    assert Settings(trusted_proxies="*", novnc_allowed="10.8.0.0/14").novnc_allowed == [
+        "10.8.0.0/14"
+    ]
+
+
+def test_a_worker_is_alive_while_it_touches_its_alive_file() -> None:
+    worker = next(containers(component(render(example(URL_EXAMPLE)), "StatefulSet", "worker")))
+    command = worker["livenessProbe"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert '"$LMB_STATE_DIR/health/$LMB_WORKER_ID.alive"' in command[2]
+    assert alive_file(Path("$LMB_STATE_DIR"), "$LMB_WORKER_ID").as_posix() in command[2]
 
 
 def test_redis_through_sentinel_names_the_sentinels_and_the_primary() -> None:
@@ -237,6 +271,12 @@ def _literal_admin_key(objects: list[Obj]) -> None:
             entry["value"] = "the-admin-key"
 
 
+def _password_in_url(objects: list[Obj]) -> None:
+    _gateway(objects)["env"].append(
+        {"name": "LMB_REDIS_URL", "value": "rediss://:hunter2@redis.internal:6379/0"}
+    )
+
+
 def _worker_open_to_all(objects: list[Obj]) -> None:
     _policy(objects, "-worker")["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
 
@@ -324,6 +364,7 @@ BREACHES: list[tuple[str, Breach, str]] = [
     ("no-hpa", lambda o: _drop(o, "HorizontalPodAutoscaler"), "no HorizontalPodAutoscaler"),
     ("no-pdb", lambda o: _drop(o, "PodDisruptionBudget"), "gateway: no PodDisruptionBudget"),
     ("literal-admin-key", _literal_admin_key, "LMB_ADMIN_KEY is not read from a Secret"),
+    ("password-in-url", _password_in_url, "LMB_REDIS_URL carries credentials"),
     (
         "secret-rendered",
         lambda o: o.append(

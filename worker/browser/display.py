@@ -2,7 +2,8 @@
 
 Nothing here is reachable from outside. x11vnc listens on a unix socket in a private directory
 (never on TCP) and asks for a password; websockify, the one port, listens on `LMB_NOVNC_HOST`
-(loopback by default) and serves the noVNC client from `/usr/share/novnc`. People reach the
+(loopback by default) and `LMB_NOVNC_PORT` (a free port by default; a fixed one where a network
+policy or probe names it) and serves the noVNC client from `/usr/share/novnc`. People reach the
 screen through the gateway's admin page, which proxies both behind admin authentication.
 
 The password is derived from the admin key and a salt random per start (`shared.vnc`): the
@@ -100,7 +101,8 @@ class Display:
                 salt, password = _password(settings, worker_id)
                 socket_path = await _start_x11vnc(processes, log, number, private, password)
                 host = settings.novnc_host
-                port = await _start_websockify(processes, log, host, socket_path)
+                port = settings.novnc_port or free_port(host)
+                await _start_websockify(processes, log, host, port, socket_path)
             except BaseException:
                 await asyncio.to_thread(_stop_all, processes)
                 shutil.rmtree(private, ignore_errors=True)
@@ -138,8 +140,9 @@ class Display:
         period: float = 1.0,
     ) -> str:
         """Keep the screen watchable: an x11vnc or websockify that exits is started again (with
-        a new password and port, then `changed()`), the browser left as it is. Returns (why)
-        once Xvfb itself has ended: the browser on it is gone too."""
+        a new password, and a new port unless LMB_NOVNC_PORT fixes it; then `changed()`), the
+        browser left as it is. Returns (why) once Xvfb itself has ended: the browser on it is
+        gone too."""
         while True:
             await asyncio.sleep(period)
             screen = self._processes["Xvfb"]
@@ -163,8 +166,10 @@ class Display:
             socket_path = await _start_x11vnc(
                 self._processes, log, self.number, self._private, password
             )
-            port = await _start_websockify(self._processes, log, settings.novnc_host, socket_path)
-        self.novnc_url = _novnc_url(settings.novnc_host, port)
+            host = settings.novnc_host
+            port = settings.novnc_port or free_port(host)
+            await _start_websockify(self._processes, log, host, port, socket_path)
+        self.novnc_url = _novnc_url(host, port)
 
     async def close(self) -> None:
         await asyncio.to_thread(_stop_all, self._processes)
@@ -285,9 +290,8 @@ async def _start_x11vnc(
 
 
 async def _start_websockify(
-    processes: dict[str, subprocess.Popen], log: IO[bytes], host: str, socket_path: Path
-) -> int:
-    port = free_port(host)
+    processes: dict[str, subprocess.Popen], log: IO[bytes], host: str, port: int, socket_path: Path
+) -> None:
     process = _spawn(
         processes,
         log,
@@ -300,7 +304,6 @@ async def _start_websockify(
         return False
 
     await _wait(listening, process, "websockify")
-    return port
 
 
 async def _wait(ready: Callable[[], bool], process: subprocess.Popen, name: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from shared import events, redis_keys
 from shared.client_keys import KeySpec, KeyStore, key_hash
 from tests.support.played_worker import CHAT, answer, emit, nothing_queued, take_job
 
-ADMIN = "admin-" + "k" * 32
+ADMIN = secrets.token_hex(32)
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
 MESSAGES = {
     "model": "gemini-3-pro",
@@ -48,7 +49,23 @@ async def answered(redis: Redis, client: httpx.AsyncClient, key: str, text: str)
     return await request
 
 
-async def test_open_on_loopback_until_a_key_is_made(redis: Redis, api: httpx.AsyncClient) -> None:
+async def test_without_keys_a_bridge_serves_nobody_unless_told_to(
+    redis: Redis, gateway: Callable[..., str]
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway(open=False), timeout=10) as client:
+        refused = await client.get("/v1/models")
+        anthropic = await client.post("/v1/messages", json=MESSAGES)
+    assert refused.status_code == anthropic.status_code == 401
+    message = refused.json()["error"]["message"]
+    assert "no client keys yet" in message and "lmarena-bridge keys create" in message
+    assert "LMB_OPEN=true" in message
+    assert anthropic.json()["error"]["type"] == "authentication_error"
+    assert await nothing_queued(redis)
+
+
+async def test_open_when_told_on_loopback_until_a_key_is_made(
+    redis: Redis, api: httpx.AsyncClient
+) -> None:
     assert (await api.get("/v1/models")).status_code == 200
     assert (await api.get("/v1/models", headers=auth("anything"))).status_code == 200
     key, _ = await KeyStore(redis).create(KeySpec(name="first"))

@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 import anthropic
 import httpx
-from arq.connections import create_pool
 from redis.asyncio import Redis
 
 from gateway.answers.job_handle import JobHandle
-from shared import events, job_queue, redis_keys
+from gateway.answers.stream_reads import StreamReads
+from shared import events, redis_client, redis_keys
 from shared.jobs import CompletionJob
+from shared.settings import Settings
 from shared.threads import Thread
 from tests.support.played_worker import CHAT, answer, emit, take_job
 
@@ -125,14 +126,17 @@ async def test_a_request_sent_again_with_its_idempotency_key_gets_the_same_answe
 async def test_a_continuation_its_busy_worker_does_not_take_goes_to_any_worker(
     redis: Redis, redis_url: str
 ) -> None:
-    pool = await create_pool(job_queue.redis_settings(redis_url))
+    pool = await redis_client.arq_pool(Settings(redis_url=redis_url))
     # The conversation's thread is held by w1, which is busy: nobody reads its own queue.
     thread = Thread(worker="w1", session_id="s", message_id="m", model="gemini-3-pro", messages=2)
     job = CompletionJob(
         id="cont", model="gemini-3-pro", model_id="x", prompt="p", created_at=time.time()
     )
     job = job.model_copy(update={"action": "post", "thread": thread, "message": "next"})
-    handle = JobHandle(redis, pool, job, timeout_s=30, events_ttl_s=30, owner_wait_s=0.3)
+    reads = StreamReads(lambda: Redis.from_url(redis_url), redis)
+    handle = JobHandle(
+        redis, pool, job, reads=reads, timeout_s=30, events_ttl_s=30, owner_wait_s=0.3
+    )
     try:
         await handle.submit()
         assert await redis.zrange(redis_keys.worker_queue("w1"), 0, -1) == [b"cont:0"]
@@ -140,6 +144,7 @@ async def test_a_continuation_its_busy_worker_does_not_take_goes_to_any_worker(
         assert await redis.zcard(redis_keys.worker_queue("w1")) == 0
         assert await redis.zrange(redis_keys.SHARED_QUEUE, 0, -1) == [b"cont:1"]
     finally:
+        await reads.close()
         await pool.aclose()
 
 

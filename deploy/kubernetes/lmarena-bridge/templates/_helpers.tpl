@@ -47,8 +47,7 @@ app.kubernetes.io/component: worker
 
 {{/*
 Redis and the admin key, the same for gateways and workers. The password is read from its Secret
-and put into the URL by Kubernetes ($(VAR) refers to a variable defined above it), so no value is
-ever rendered into the manifest.
+(LMB_REDIS_PASSWORD, any characters), never rendered into the manifest.
 */}}
 {{- define "lmb.commonEnv" -}}
 - name: LMB_ADMIN_KEY
@@ -64,7 +63,7 @@ ever rendered into the manifest.
 {{- if eq .Values.redis.mode "url" }}
 {{- $url := .Values.redis.url }}
 - name: LMB_REDIS_URL
-  value: {{ printf "%s://:$(LMB_REDIS_PASSWORD)@%s:%v/%v" $url.scheme (required "redis.url.host: where Redis is (redis.mode=url)" $url.host) $url.port $url.db | quote }}
+  value: {{ printf "%s://%s:%v/%v" $url.scheme (required "redis.url.host: where Redis is (redis.mode=url)" $url.host) $url.port $url.db | quote }}
 {{- else if eq .Values.redis.mode "sentinel" }}
 {{- if not .Values.redis.sentinel.hosts }}
 {{- fail "redis.sentinel.hosts: the Sentinels, host:port (redis.mode=sentinel)" }}
@@ -73,8 +72,31 @@ ever rendered into the manifest.
   value: {{ .Values.redis.sentinel.hosts | join "," | quote }}
 - name: LMB_REDIS_SENTINEL_MASTER
   value: {{ .Values.redis.sentinel.master | quote }}
+- name: LMB_REDIS_TLS
+  value: {{ .Values.redis.sentinel.tls | quote }}
 {{- else }}
 {{- fail (printf "redis.mode must be url or sentinel, not %q" .Values.redis.mode) }}
+{{- end }}
+{{- if .Values.redis.caCertificate.secretName }}
+- name: LMB_REDIS_CA_CERTS
+  value: /etc/lmarena-bridge/redis-ca/{{ .Values.redis.caCertificate.secretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The CA that signs Redis's certificate, when one is given: a volume and its mount. */}}
+{{- define "lmb.redisCaVolume" -}}
+{{- if .Values.redis.caCertificate.secretName }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.redis.caCertificate.secretName }}
+{{- end }}
+{{- end -}}
+
+{{- define "lmb.redisCaMount" -}}
+{{- if .Values.redis.caCertificate.secretName }}
+- name: redis-ca
+  mountPath: /etc/lmarena-bridge/redis-ca
+  readOnly: true
 {{- end }}
 {{- end -}}
 
@@ -84,7 +106,7 @@ chart sets itself cannot be given here: Kubernetes would keep both.
 Call with (dict "root" $ "own" .Values.gateway.settings "managed" (list "LMB_HOST" ...)).
 */}}
 {{- define "lmb.settingsEnv" -}}
-{{- $managed := concat (list "LMB_ADMIN_KEY" "LMB_REDIS_URL" "LMB_REDIS_PASSWORD" "LMB_REDIS_SENTINELS" "LMB_REDIS_SENTINEL_MASTER") .managed -}}
+{{- $managed := concat (list "LMB_ADMIN_KEY" "LMB_REDIS_URL" "LMB_REDIS_PASSWORD" "LMB_REDIS_SENTINELS" "LMB_REDIS_SENTINEL_MASTER" "LMB_REDIS_TLS" "LMB_REDIS_CA_CERTS") .managed -}}
 {{- range $name, $value := merge (deepCopy .own) (deepCopy .root.Values.settings) }}
 {{- if has $name $managed }}
 {{- fail (printf "settings: %s is set by the chart itself" $name) }}
