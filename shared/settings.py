@@ -161,6 +161,28 @@ class Settings(BaseSettings):
         ge=0,
         description="Most stream calls of one arena account per UTC day (0: no bound).",
     )
+    proxy: SecretStr | None = Field(
+        default=None,
+        description="This worker's account's own proxy (`http://`, `https://` or `socks5://`,"
+        " with `user:password@` if it asks): its browser reaches the arena only through it.",
+    )
+    egress_probe_url: str | None = Field(
+        default=None,
+        description="A URL that answers the caller's address (e.g. `https://api.ipify.org`),"
+        " fetched in the worker's page to show the address the arena sees; unset: none fetched.",
+    )
+    account_cooling_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an account rests after the arena's `429 prompt failed`, which"
+        " names no time.",
+    )
+    account_flag_pause_seconds: float = Field(
+        default=1200.0,
+        gt=0,
+        description="How long a flagged account waits for a person before it tries alone (one"
+        " call); the next pauses are 2, 4 and 6 times as long.",
+    )
 
     # Requests
     worker_wait_seconds: float = Field(

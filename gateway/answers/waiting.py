@@ -25,7 +25,7 @@ from shared.worker_status import SERVING, WorkerStatus
 #: States (by value) in which an account waits for a person: a check, a sign-in, a flag.
 _FOR_A_PERSON = frozenset({"challenge", "login_required", "flagged"})
 #: States (by value) in which the arena has asked an account to rest until `until`.
-_COOLING = frozenset({"rate_limited", "cooling"})
+_COOLING = frozenset({"cooling"})
 #: How other states are said.
 _SAID = {
     "starting": "starting",

@@ -324,7 +324,7 @@ def test_each_request_goes_to_an_account_that_has_its_model(tmp_path: Path) -> N
             stack.openai().chat.completions.create(
                 model=ONLY_BOB, messages=[{"role": "user", "content": unique("rested")}]
             )
-        assert stack.wait_worker("w-bob", "rate_limited", timeout=5).until is not None
+        assert stack.wait_worker("w-bob", "cooling", timeout=5).until is not None
         with pytest.raises(openai.InternalServerError) as paused:
             stack.openai().chat.completions.create(
                 model=ONLY_BOB, messages=[{"role": "user", "content": unique("now?")}]

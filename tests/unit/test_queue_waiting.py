@@ -62,7 +62,7 @@ def test_a_ready_account_is_free_when_its_pacing_says() -> None:
 
 
 def test_a_cooling_account_frees_when_its_cooling_ends() -> None:
-    cooling = account(status(WorkerState.RATE_LIMITED, until=NOW + 90, free_at=NOW + 10), NOW)
+    cooling = account(status(WorkerState.COOLING, until=NOW + 90, free_at=NOW + 10), NOW)
     assert cooling.free_in == 90.0 and not cooling.serving
     assert cooling.why is not None and cooling.why.startswith("cooling until ")
 
