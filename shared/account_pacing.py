@@ -83,6 +83,12 @@ return {0, in_window, today, next_wait, call}
 )
 
 
+def paced_as(account: str | None, worker_id: str) -> str:
+    """The name an account's calls are recorded under: a guest has none, so its worker's id
+    stands in for it."""
+    return account or worker_id
+
+
 @dataclass(frozen=True, slots=True)
 class Pace:
     """An account's budget: 0 for a count means no bound."""

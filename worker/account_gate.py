@@ -1,12 +1,15 @@
-"""When this worker's account may make its next stream call, and the jobs waiting to make one.
+"""Whether this worker's account can take a job now, and when it may make its next stream call:
+the one judge the claim of jobs (`worker.queue_worker`) and every stream call ask.
 
-Every stream call of the account (a job's create, post or retry, and each try again inside one
-job: a fresh reCAPTCHA token, the next mode, a new session for a thread gone) goes through
-`call`: it waits until the account's pacing record (`shared.account_pacing`, held in Redis for
-the whole fleet) has room, takes the call there, and `sent` counts it from when the arena
-answered. The claim of jobs (`worker.queue_worker`) reads the same record in its script and
-claims nothing while the account is paced, nor while a job it claimed has yet to make its call:
-a worker never claims a job it cannot send at once. A guest is paced by its worker's id.
+An account takes jobs while its worker's state machine serves (not cooling, flagged, nor
+waiting for a person: `serving`) and its pacing record (`shared.account_pacing`, held in Redis
+for the whole fleet) has room. Every stream call of the account (a job's create, post or retry,
+each try again inside one job, a flagged account's call alone) goes through `call`: it waits
+until the record has room, takes the call there, and `sent` counts it from when the arena
+answered. The claim's script reads the same record and claims nothing while the account is
+paced, nor while a job it claimed has yet to make its call: a worker never claims a job it
+cannot send at once. Gateways read the record too, to tell a waiting request when the account
+frees. A guest is paced under its worker's id (`paced_as`).
 """
 
 from __future__ import annotations
@@ -23,22 +26,20 @@ from shared.account_pacing import AccountPacer, Standing
 
 logger = logging.getLogger(__name__)
 
-#: A change of when the account frees smaller than this is not worth a heartbeat.
-_NOTABLE_S = 0.5
-
 
 class AccountGate:
     def __init__(
         self,
         pacer: AccountPacer | None,
         account: Callable[[], str],
-        changed: Callable[[], None] = lambda: None,
+        *,
+        serving: Callable[[], bool] = lambda: True,
     ) -> None:
         #: None: the pace bounds nothing (`Pace.bounded`), and calls go at once.
         self._pacer = pacer
         self._account = account
-        #: Told when the time the account frees moves (for the heartbeat).
-        self._changed = changed
+        #: Whether the account's standing lets it take jobs (its worker's state machine).
+        self.serving = serving
         #: Unix time the account may make its next call, as last read (0: nothing read yet).
         self.free_at = 0.0
         #: Jobs (ids) claimed, or trying again, that have yet to make their call.
@@ -69,6 +70,15 @@ class AccountGate:
     def open(self) -> bool:
         """Whether a job claimed now could make its call at once."""
         return self._pacer is None or (not self._wanting and self.left() <= 0)
+
+    def slots(self, free: int) -> int:
+        """How many of `free` slots may claim a job now: none while the account does not serve
+        or its pacing has no room; paced, one at a time."""
+        if not self.serving():
+            return 0
+        if self._pacer is None:
+            return free
+        return min(free, 1) if self.open() else 0
 
     def learned(self, wait_s: float) -> None:
         """The claim's script read the account's record: it may call in `wait_s`."""
@@ -123,8 +133,4 @@ class AccountGate:
         self._note(standing.next_wait_s)
 
     def _note(self, wait_s: float) -> None:
-        now = time.time()
-        before = max(self.free_at, now)
-        self.free_at = now + wait_s
-        if abs(max(self.free_at, now) - before) >= _NOTABLE_S:
-            self._changed()
+        self.free_at = time.time() + wait_s

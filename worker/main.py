@@ -20,7 +20,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from shared import redis_client, redis_keys
-from shared.account_pacing import AccountPacer, Pace
+from shared.account_pacing import AccountPacer, Pace, paced_as
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
 from shared.recovery import Recovery
 from shared.settings import Settings
@@ -112,8 +112,6 @@ class BrowserWorker:
         self._credits: float | None = None
         self._heartbeat: Heartbeat | None = None
         self._redis: ArqRedis | None = None
-        #: Paces the account's stream calls (set up with Redis, in `serve`).
-        self._gate: AccountGate | None = None
 
     def status(self) -> WorkerStatus:
         machine, display = self.machine, self.display
@@ -132,7 +130,6 @@ class BrowserWorker:
             reason=machine.reason,
             check=machine.check,
             until=machine.until,
-            free_at=self._gate.free_at if self._gate and self._gate.paced else None,
             next_try=machine.next_try,
             catalog_source=self._catalog.source if self._catalog else None,
             chat_mode=self.learned.chat_mode.worked,
@@ -160,16 +157,14 @@ class BrowserWorker:
         )
         self.machine.on_change(heartbeat.changed)
         pace = Pace.of(settings)
-        self._gate = gate = AccountGate(
+        gate = AccountGate(
             AccountPacer(redis, pace) if pace.bounded else None,
-            # A guest has no name: its worker's id stands for it.
-            lambda: self.account or self.id,
-            changed=heartbeat.changed,
+            lambda: paced_as(self.account, self.id),
+            serving=lambda: self.machine.serving,
         )
         group = SlotGroup(
             self.id,
             settings.worker_capacity,
-            lambda: self.machine.serving,
             gate=gate,
             catalog=lambda: redis_keys.catalog_ids(self._catalog.digest) if self._catalog else "",
         )

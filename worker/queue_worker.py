@@ -141,22 +141,20 @@ def clear(ctx: dict[str, Any]) -> bool:
 class SlotGroup:
     """The arq workers of one browser: one capacity, claimed from under one lock.
 
-    With its account paced (`gate`), it claims one job at a time, and only when the account may
-    call at once; it claims only jobs whose models its catalog has (`catalog`: the key of its
-    catalog's id set, `redis_keys.catalog_ids`; '' takes any).
+    It claims only while its account can take a job (`gate`: its standing serves, its pacing
+    has room; paced, one job at a time), and only jobs whose models its catalog has (`catalog`:
+    the key of its catalog's id set, `redis_keys.catalog_ids`; '' takes any).
     """
 
     def __init__(
         self,
         worker_id: str,
         capacity: int,
-        accepting: Callable[[], bool],
         gate: AccountGate | None = None,
         catalog: Callable[[], str] = lambda: "",
     ) -> None:
         self.worker_id = worker_id
         self.capacity = capacity
-        self._accepting = accepting
         self.gate = gate or AccountGate(None, lambda: worker_id)
         self.catalog = catalog
         self.lock = asyncio.Lock()
@@ -172,14 +170,9 @@ class SlotGroup:
         return sum(member.job_counter for member in self.members)
 
     def free_slots(self) -> int:
-        """Slots not held by a job some member has claimed (arq counts them as it claims); with
-        the account paced, one while it may call at once, else none."""
-        if not self._accepting():
-            return 0
-        free = max(0, self.capacity - self.running)
-        if not self.gate.paced:
-            return free
-        return min(free, 1) if self.gate.open() else 0
+        """Slots not held by a job some member has claimed (arq counts them as it claims), as
+        many as the account can take jobs for now."""
+        return self.gate.slots(max(0, self.capacity - self.running))
 
     def wake(self) -> None:
         for member in self.members:
@@ -239,7 +232,7 @@ class SlotGroup:
         """How long the listener waits for a token before it looks at its slots again."""
         if free:
             return FALLBACK_POLL_S
-        if not self._accepting():
+        if not self.gate.serving():
             return _PAUSED_RECHECK_S
         if (paced := self.gate.left()) > 0:
             # Until the account may call again, to listen on the shared queue from then on (a

@@ -81,11 +81,10 @@ async def group_running(
     jobs: Jobs,
     capacity: int,
     own: str = OWN,
-    accepting: Callable[[], bool] = lambda: True,
     gate: AccountGate | None = None,
     catalog: str = "",
 ) -> AsyncIterator[SlotGroup]:
-    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, accepting, gate, lambda: catalog)
+    group = SlotGroup(own.rsplit(":", 1)[-1], capacity, gate, lambda: catalog)
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         await jobs(ctx, payload)
@@ -144,7 +143,8 @@ async def test_a_paused_browser_listens_at_ease_and_takes_jobs_again_once_servin
     url, pool = redis
     serving = False
     jobs = Jobs()
-    async with group_running(url, pool, jobs, capacity=1, accepting=lambda: serving) as group:
+    gate = AccountGate(None, lambda: "acct", serving=lambda: serving)
+    async with group_running(url, pool, jobs, capacity=1, gate=gate) as group:
         before = await blpops(pool)
         await asyncio.sleep(3)
         # Waiting for a person or cooling down can last hours: no slot frees meanwhile, so

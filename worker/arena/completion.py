@@ -58,6 +58,8 @@ ENDINGS = frozenset({"finish", "error"})
 #: When the arena gives no retry-after for a 429.
 DEFAULT_RATE_LIMIT_S = 60.0
 _STOP_WAIT_S = 5.0
+#: What a flagged account's call alone is called at its pacing gate (no job makes it).
+_PROBE = "call alone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,17 +606,21 @@ class Completion:
         """
         tokens = self._tokens()
         action = self._learned.token_actions["create"].order()[0]
+        # Paced like any call: a call alone right after another is what keeps a flag on.
+        token = await self._gate.call(_PROBE, functools.partial(tokens.mint, action))
         request = payloads.probe(
-            mode=self._learned.chat_mode.order()[0],
-            token=await tokens.mint(action),
-            v2_token=v2_token,
+            mode=self._learned.chat_mode.order()[0], token=token, v2_token=v2_token
         )
         self.calls += 1
-        async with self._page().fetch(request) as fetch:
-            head = await fetch.head()
-            if head.status == 200:
-                return None  # leaving the block aborts whatever it would answer
-            return classify(head.status, head.headers, await fetch.text())
+        try:
+            async with self._page().fetch(request) as fetch:
+                head = await fetch.head()
+                await self._gate.sent(_PROBE)
+                if head.status == 200:
+                    return None  # leaving the block aborts whatever it would answer
+                return classify(head.status, head.headers, await fetch.text())
+        finally:
+            self._gate.ended(_PROBE)
 
     async def call_alone(self, v2_token: str | None = None) -> bool:
         """A flagged account's call alone, with a person's pass of the security check if there
