@@ -58,11 +58,6 @@ class WorkerStatus(BaseModel):
         default=None, description="The doctor check it fails, while it cannot serve for one."
     )
     until: float | None = Field(default=None, description="Unix time cooling ends.")
-    free_at: float | None = Field(
-        default=None,
-        description="Unix time its account may make its next stream call (its pacing, held in"
-        " Redis for the fleet: `shared.account_pacing`); None or past: now.",
-    )
     next_try: float | None = Field(
         default=None,
         description="Unix time the arena is tried again (unreachable, unrecognised; flagged: one"
@@ -93,6 +88,16 @@ class WorkerStatus(BaseModel):
     @property
     def serving(self) -> bool:
         return self.state in SERVING
+
+    def free_in(self, now: float, *, paced_s: float) -> float | None:
+        """Seconds until its account may take a job: once its pacing lets it make a call (in
+        `paced_s`, as its record in Redis says) and any cooling is over; None while it cannot
+        until something else happens (a person, the arena, a restart, a flag's end)."""
+        cooling = self.state is WorkerState.COOLING
+        if not (self.serving or cooling):
+            return None
+        rest = (self.until or now) - now if cooling else 0.0
+        return max(0.0, paced_s, rest)
 
     def dump(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

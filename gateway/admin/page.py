@@ -28,8 +28,7 @@ from gateway.admin.sign_in import AdminSession, require_admin, signed_in_admin
 from gateway.answers.catalog_view import CatalogView
 from gateway.http.services import Services, services
 from shared import redis_keys
-from shared.account_pacing import AccountPacer, Pace, Standing
-from shared.settings import Settings
+from shared.account_pacing import AccountPacer, Pace, Standing, paced_as
 from shared.worker_status import WorkerState, WorkerStatus, read_roster
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -116,23 +115,11 @@ def state_ends(status: WorkerStatus) -> float | None:
     return None
 
 
-def account_key(status: WorkerStatus) -> str:
-    """The name an account is paced under: a guest has none, so its worker's id stands in."""
-    return status.account or status.id
-
-
-def account_pace(settings: Settings) -> Pace:
-    """The budget every account is held to (`Pace` defaults until the settings name one)."""
-    return Pace()
-
-
 def free_at(status: WorkerStatus, standing: Standing | None, now: float) -> float | None:
-    """When the account may make its next call: once its pacing and any cooling allow; None
+    """When the account may take a job (its pacing as read just now, and any cooling); None
     while it waits for a person or for the arena."""
-    if not status.serving and status.state is not WorkerState.COOLING:
-        return None
-    paced = now + (standing.wait_s if standing else 0.0)
-    return max(paced, state_ends(status) or paced)
+    free_in = status.free_in(now, paced_s=standing.wait_s if standing else 0.0)
+    return None if free_in is None else now + free_in
 
 
 def worker_rows(
@@ -211,7 +198,7 @@ class Overview:
 async def overview(redis: Redis, catalogs: CatalogView, pace: Pace) -> Overview:
     live, gone = await read_roster(redis)
     pacer = AccountPacer(redis, pace)
-    standings = await asyncio.gather(*(pacer.standing(account_key(s)) for s in live))
+    standings = await asyncio.gather(*(pacer.standing(paced_as(s.account, s.id)) for s in live))
     # The models of exactly the workers shown, not of a view a moment older.
     catalog = await catalogs.update(live)
     queues = [
@@ -278,7 +265,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
     session = await signed_in_admin(request)
     if session is None:
         return to_login(request)
-    view = await overview(svc.redis, svc.catalog, account_pace(svc.settings))
+    view = await overview(svc.redis, svc.catalog, Pace.of(svc.settings))
     return page(request, "admin.html", {"view": view, "csrf_token": session.csrf_token})
 
 
@@ -286,7 +273,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
 async def workers_api(
     _: AdminSession = Depends(require_admin), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return (await overview(svc.redis, svc.catalog, account_pace(svc.settings))).public()
+    return (await overview(svc.redis, svc.catalog, Pace.of(svc.settings))).public()
 
 
 @router.post("/workers/{worker_id}/forget")

@@ -284,7 +284,7 @@ class JobHandle:
         attempt = redis_keys.arq_job_id(self.job.id, self.job.attempt)
         with contextlib.suppress(RedisError, OSError):
             if self._queue is not None:
-                paced = await self._queue.owner_paced(thread.worker)
+                paced = await self._queue.owner_paced(self.job)
                 if paced is not None and paced < self._queue_deadline - time.monotonic():
                     self._owner_deadline = time.monotonic() + paced + self._owner_wait_s
                     return

@@ -2,14 +2,17 @@
 
 A job is taken only by an account whose catalog has its models (`shared.job_queue.TAKES_LUA`,
 which the workers' claim runs too), so its place counts only the jobs ahead of it that those
-accounts could take. Heartbeats (`FleetView`) say when each account frees; `gateway.answers.waiting`
-turns that into an expected wait, the comments a streamed request gets, and the refusals.
+accounts could take. When each account frees is read from the same pacing record the workers'
+claim reads (`shared.account_pacing`), in the same trip as the place, and from its worker's
+heartbeat (cooling, waiting for a person); `gateway.answers.waiting` turns that into an
+expected wait, the comments a streamed request gets, and the refusals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arq.constants import in_progress_key_prefix
@@ -20,6 +23,7 @@ from gateway.answers.catalog_view import CatalogView
 from gateway.answers.fleet_view import FleetView, describe_unready
 from gateway.http import errors
 from shared import redis_keys
+from shared.account_pacing import PACING_LUA, Pace, paced_as
 from shared.events import Event
 from shared.job_queue import TAKES_LUA
 from shared.jobs import CompletionJob
@@ -30,22 +34,26 @@ from shared.worker_status import WorkerStatus
 _READ_LIMIT = 1000
 
 # Jobs waiting (due, claimed by nobody) in the queue, in its order, that the accounts of the
-# given catalogs could take: those before the job, and all of them with the job.
-# KEYS: queue. ARGV: now (ms), the job's arq id ('' for a job not queued yet: all are before
-# it), read limit, in-progress key prefix, models key format, then the catalogs' id-set keys.
-# Returns {before it, all}; {-1, all} when the job is not waiting (taken, or gone).
-_PLACE = (
+# given catalogs could take: those before the job, and all of them with the job; then the ms
+# until each of the given accounts may make its next call (its pacing record).
+# KEYS: queue, then the accounts' calls. ARGV: now (ms), the job's arq id ('' for a job not
+# queued yet: all are before it), read limit, in-progress key prefix, models key format, the
+# pace's bounds (min interval ms, per 15 minutes, per day), then the catalogs' id-set keys.
+# Returns {before it, all, ms per account…}; before it is -1 when the job is not waiting
+# (taken, or gone).
+_LOOK = (
     TAKES_LUA
+    + PACING_LUA.encode()
     + b"""
 local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-local before, all, found = 0, 0, ARGV[2] == ''
+local before, all, found = 0, 0, false
 for _, arq_id in ipairs(due) do
   if arq_id == ARGV[2] then
     found = true
     all = all + 1
   elseif redis.call('exists', ARGV[4] .. arq_id) == 0 then
     local job = string.match(arq_id, '^(.+):%d+$') or arq_id
-    for i = 6, #ARGV do
+    for i = 9, #ARGV do
       if takes(job, ARGV[i], ARGV[5]) then
         all = all + 1
         if not found then before = before + 1 end
@@ -54,8 +62,12 @@ for _, arq_id in ipairs(due) do
     end
   end
 end
-if not found then return {-1, all} end
-return {before, all}
+local looked = {(found or ARGV[2] == '') and before or -1, all}
+local now = redis_now()
+for i = 2, #KEYS do
+  looked[#looked + 1] = pacing(KEYS[i], now, tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+end
+return looked
 """
 )
 
@@ -68,17 +80,29 @@ class Place:
     waiting: int
 
 
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What a job can expect: the accounts that may take it, and its place among their jobs."""
+
+    accounts: list[waiting.Account]
+    place: Place
+
+    @property
+    def free_in(self) -> list[float]:
+        """When each account that will take jobs frees."""
+        return [a.free_in for a in self.accounts if a.free_in is not None]
+
+
 class QueueView:
     def __init__(
         self, redis: Redis, fleet: FleetView, catalog: CatalogView, settings: Settings
     ) -> None:
-        self._redis = redis
         self._fleet = fleet
         self._catalog = catalog
+        self._pace = Pace.of(settings)
         self._max_wait_s = settings.queue_max_wait_seconds
-        self._interval_s = settings.account_min_interval_seconds
         self._serving_wait_s = settings.worker_wait_seconds
-        self._place = redis.register_script(_PLACE)
+        self._look_script = redis.register_script(_LOOK)
 
     async def admit(self, job: CompletionJob, model: str) -> float:
         """The seconds `job` is expected to wait for an account, once it may be queued.
@@ -89,21 +113,19 @@ class QueueView:
         """
         deadline = time.monotonic() + self._serving_wait_s
         while True:
-            statuses = await self._fleet.statuses()
-            accounts, digests = self._accounts(statuses, job)
-            if not accounts:  # a worker that just came or left: read again before saying so
-                statuses = await self._fleet.read()
+            # Read now, not as last read: a request admitted on an account that stopped serving
+            # a moment ago would wait for nothing.
+            statuses = await self._fleet.read()
+            holders = self._holders(statuses, job)
+            if not holders:  # a worker that just came: its catalog may be new
                 await self._catalog.update(statuses)
-                accounts, digests = self._accounts(statuses, job)
-            if not accounts:
+                holders = self._holders(statuses, job)
+            if not holders:
                 raise errors.model_not_found(model)
-            frees = [a.free_in for a in accounts if a.free_in is not None]
-            expected = None
-            if frees:
-                place = await self.place(_queue_of(job), None, digests)
-                expected = waiting.expected_wait(frees, self._interval_s, place.before)
+            outlook = await self._look(job, holders, _queue_of(job), None)
+            expected = self._expected(outlook)
             refused = waiting.refusal(
-                model, accounts, max_wait_s=self._max_wait_s, expected_s=expected
+                model, outlook.accounts, max_wait_s=self._max_wait_s, expected_s=expected
             )
             if refused is None and expected is not None:
                 return expected
@@ -115,67 +137,91 @@ class QueueView:
 
     async def progress(self, job: CompletionJob, arq_id: str, queue: str) -> str | None:
         """`queued 2 of 5, about 40 s` for a job waiting in `queue`; None once it is taken."""
-        accounts, digests = self._accounts(await self._fleet.statuses(), job)
-        frees = [a.free_in for a in accounts if a.free_in is not None]
-        place = await self.place(queue, arq_id, digests)
+        holders = self._holders(await self._fleet.statuses(), job)
+        outlook = await self._look(job, holders, queue, arq_id)
+        place = outlook.place
         if place.before < 0:
             return None
-        if not frees:
-            return f"queued {place.before + 1} of {place.waiting}: {waiting.describe(accounts)}"
-        wait = waiting.expected_wait(frees, self._interval_s, place.before)
-        return waiting.progress(place.before + 1, place.waiting, wait)
+        expected = self._expected(outlook)
+        if expected is None:
+            return f"queued {place.before + 1} of {place.waiting}: " + waiting.describe(
+                outlook.accounts
+            )
+        return waiting.progress(place.before + 1, place.waiting, expected)
 
     async def refusal(self, job: CompletionJob) -> Event:
         """The error that ends a job no account took within `LMB_QUEUE_MAX_WAIT_SECONDS`."""
-        accounts, _ = self._accounts(await self._fleet.statuses(), job)
-        refused = waiting.refusal(job.model, accounts, max_wait_s=self._max_wait_s)
+        holders = self._holders(await self._fleet.statuses(), job)
+        outlook = await self._look(job, holders, _queue_of(job), None)
+        refused = waiting.refusal(job.model, outlook.accounts, max_wait_s=self._max_wait_s)
         assert refused is not None  # with no wait expected, there is always a reason
         return refused.event()
 
-    async def owner_paced(self, worker: str) -> float | None:
+    async def owner_paced(self, job: CompletionJob) -> float | None:
         """Seconds until the account that holds a conversation's thread frees, when it serves
         and is only paced; None when it has room now, or does not serve."""
-        for status in await self._fleet.statuses():
-            if status.id == worker:
-                found = waiting.account(status, time.time())
-                return found.free_in if found.why == "paced" else None
+        assert job.thread is not None
+        owner = [s for s in await self._fleet.statuses() if s.id == job.thread.worker]
+        for found in (await self._look(job, owner, _queue_of(job), None)).accounts:
+            return found.free_in if found.why == "paced" else None
         return None
 
-    async def place(self, queue: str, arq_id: str | None, digests: set[str]) -> Place:
+    def _expected(self, outlook: Outlook) -> float | None:
+        """Seconds until the job is taken, if some account will take jobs."""
+        frees = outlook.free_in
+        if not frees:
+            return None
+        return waiting.expected_wait(frees, self._pace.min_interval_s, outlook.place.before)
+
+    def _holders(self, statuses: Sequence[WorkerStatus], job: CompletionJob) -> list[WorkerStatus]:
+        """The live workers whose accounts have the job's models."""
+        digests = self._catalog.holding(job.arena_models)
+        return [s for s in statuses if s.catalog in digests]
+
+    async def _look(
+        self,
+        job: CompletionJob,
+        holders: Sequence[WorkerStatus],
+        queue: str,
+        arq_id: str | None,
+    ) -> Outlook:
         """Where the job `arq_id` (None: one about to be queued) stands in `queue` among the
-        jobs the accounts of these catalogs could take."""
-        before, all_ = await self._place(
-            keys=[queue],
+        jobs `holders` could take, and when each of them frees.
+
+        A conversation's next turn waits for the account that holds its thread while that one
+        can take it in time; else any account takes it (see `JobHandle`), as a new session.
+        """
+        paced = self._pace.bounded
+        looked = await self._look_script(
+            keys=[
+                queue,
+                *(redis_keys.account_calls(paced_as(s.account, s.id)) for s in holders if paced),
+            ],
             args=[
                 int(time.time() * 1000),
                 arq_id or "",
                 _READ_LIMIT,
                 in_progress_key_prefix,
                 redis_keys.job_models("%s"),
-                *(redis_keys.catalog_ids(digest) for digest in sorted(digests)),
+                *self._pace.args(),
+                *(
+                    redis_keys.catalog_ids(d)
+                    for d in sorted({s.catalog for s in holders if s.catalog})
+                ),
             ],
         )
-        return Place(int(before), int(all_))
-
-    def _accounts(
-        self, statuses: list[WorkerStatus], job: CompletionJob
-    ) -> tuple[list[waiting.Account], set[str]]:
-        """The live accounts that have the job's models, and their catalogs' digests.
-
-        A conversation's next turn waits for the account that holds its thread while that one
-        can take it in time; else any account takes it (see `JobHandle`), as a new session.
-        """
-        digests = self._catalog.holding(job.arena_models)
+        before, all_, *waits = (int(n) for n in looked)
         now = time.time()
-        holders = {s.id: (s, waiting.account(s, now)) for s in statuses if s.catalog in digests}
-        owner = holders.get(job.thread.worker) if job.thread is not None else None
-        if owner is not None:
-            free_in = owner[1].free_in
-            if free_in is not None and free_in <= self._max_wait_s:
-                holders = {owner[0].id: owner}
-        return [found for _, found in holders.values()], {
-            status.catalog for status, _ in holders.values() if status.catalog
-        }
+        paced_s = [wait_ms / 1000 for wait_ms in waits] or [0.0] * len(holders)
+        accounts = [
+            waiting.account(status, now, paced_s=wait_s)
+            for status, wait_s in zip(holders, paced_s, strict=True)
+        ]
+        thread = job.thread
+        owner = next((a for a in accounts if thread and a.worker == thread.worker), None)
+        if owner is not None and owner.free_in is not None and owner.free_in <= self._max_wait_s:
+            accounts = [owner]
+        return Outlook(accounts, Place(before, all_))
 
 
 def _queue_of(job: CompletionJob) -> str:

@@ -1,8 +1,7 @@
 """How long a queued request waits for an account, and what it is told. Pure: no IO here.
 
 A request is served only by an account that has its models. Each such account takes a job when
-its pacing lets it (published in its worker's heartbeat, `WorkerStatus.free_at`), or once its
-cooling ends, and after that every `interval_s` (the least time between two calls of one
+its pacing record lets it and any cooling is over (`WorkerStatus.free_in`), and after that every `interval_s` (the least time between two calls of one
 account): the job with `ahead` jobs before it is taken at the `ahead`-th of those times, in
 order. It is an estimate: how long answers run, and the 15-minute and daily budgets beyond an
 account's next call, are not known here.
@@ -20,19 +19,19 @@ from dataclasses import dataclass
 from gateway.http.errors import ApiError
 from shared import events
 from shared.events import ErrorKind, Event
-from shared.worker_status import SERVING, WorkerStatus
+from shared.worker_status import WorkerState, WorkerStatus
 
-#: States (by value) in which an account waits for a person: a check, a sign-in, a flag.
-_FOR_A_PERSON = frozenset({"challenge", "login_required", "flagged"})
-#: States (by value) in which the arena has asked an account to rest until `until`.
-_COOLING = frozenset({"cooling"})
-#: How other states are said.
+S = WorkerState
+#: How a state that keeps an account from taking jobs is said.
 _SAID = {
-    "starting": "starting",
-    "restarting": "restarting",
-    "unreachable": "not reaching the arena",
-    "unrecognised": "not recognising the arena",
-    "stopped": "stopping",
+    S.FLAGGED: "flagged",
+    S.CHALLENGE: "waiting for a person",
+    S.LOGIN_REQUIRED: "waiting for a person",
+    S.STARTING: "starting",
+    S.RESTARTING: "restarting",
+    S.UNREACHABLE: "not reaching the arena",
+    S.UNRECOGNISED: "not recognising the arena",
+    S.STOPPED: "stopping",
 }
 
 
@@ -50,19 +49,18 @@ class Account:
     why: str | None
 
 
-def account(status: WorkerStatus, now: float) -> Account:
-    """What `status` says about when its account takes a job."""
-    paced_in = max(0.0, (status.free_at or 0.0) - now)
-    state = status.state.value
-    if status.state in SERVING:
-        why = "busy" if status.busy >= status.capacity else "paced" if paced_in > 0 else None
-        return Account(status.id, paced_in, True, why)
-    if state in _COOLING and status.until is not None:
+def account(status: WorkerStatus, now: float, *, paced_s: float = 0.0) -> Account:
+    """What `status` says about when its account takes a job, its pacing letting it make a
+    call in `paced_s` (read from its record)."""
+    free_in = status.free_in(now, paced_s=paced_s)
+    if status.serving:
+        paced = free_in is not None and free_in > 0
+        why = "busy" if status.busy >= status.capacity else "paced" if paced else None
+        return Account(status.id, free_in, True, why)
+    if status.state is S.COOLING and status.until is not None:
         clock = time.strftime("%H:%M:%S", time.gmtime(status.until))
-        free_in = max(paced_in, status.until - now, 0.0)
         return Account(status.id, free_in, False, f"cooling until {clock} UTC")
-    why = "waiting for a person" if state in _FOR_A_PERSON else _SAID.get(state, state)
-    return Account(status.id, None, False, why)
+    return Account(status.id, None, False, _SAID.get(status.state, status.state.value))
 
 
 def expected_wait(free_in: Sequence[float], interval_s: float, ahead: int) -> float:

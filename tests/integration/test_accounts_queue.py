@@ -145,21 +145,26 @@ def sse_lines(url: str, body: dict, seen: list[tuple[float, str]]) -> int:
 def test_a_waiting_stream_is_told_its_place_and_one_that_cannot_be_taken_in_time_is_a_429(
     tmp_path: Path,
 ) -> None:
-    pace_s = 8.0
+    # One account, a call every 15 s, 20 s of queue: the request after a call waits (about
+    # 15 s), the one after that could not be taken within 20 s while the first frees more than
+    # 5 s later, which leaves the test 10 s to ask it.
+    pace_s, max_wait_s = 15.0, 20.0
     with running(
         tmp_path,
         "solo",
         LMB_ACCOUNT_MIN_INTERVAL_SECONDS=str(pace_s),
-        LMB_QUEUE_MAX_WAIT_SECONDS="12",
+        LMB_QUEUE_MAX_WAIT_SECONDS=str(max_wait_s),
         LMB_KEEPALIVE_SECONDS="1",
     ) as stack:
         first = unique("first")
+        # The account frees no sooner than this: its call went out after it.
+        paced_until = time.monotonic() + pace_s
         answer = stack.openai().chat.completions.create(
             model=CHAT, messages=[{"role": "user", "content": first}]
         )
         assert answer.choices[0].message.content == stack.arena_streams(first)[0]["text"]["a"]
 
-        # The account is paced for 8 s now: the next request waits, told where it stands.
+        # The account is paced now: the next request waits, told where it stands.
         waiting = unique("second")
         seen: list[tuple[float, str]] = []
         body = {"model": CHAT, "stream": True, "messages": [{"role": "user", "content": waiting}]}
@@ -170,44 +175,59 @@ def test_a_waiting_stream_is_told_its_place_and_one_that_cannot_be_taken_in_time
             )
         )
         streaming.start()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not any(PROGRESS.match(line) for _, line in seen):
             assert time.monotonic() < deadline, f"no progress comment: {seen}"
             time.sleep(0.05)
 
-        # One more would wait past the 12 s the queue allows (8 s, then 8 more): refused at
-        # once, with when the account frees, in each API's shape.
-        with pytest.raises(openai.RateLimitError) as caught:
+        # One more would wait past the queue's 20 s (the account frees, takes the waiting one,
+        # then 15 s more): refused at once, with when the account frees, in each API's shape.
+        refusals: list[tuple[int, int]] = []
+        with pytest.raises(openai.RateLimitError) as chat:
             stack.openai().chat.completions.create(
                 model=CHAT, messages=[{"role": "user", "content": unique("third")}]
             )
-        retry_after = int(caught.value.response.headers["retry-after"])
-        assert 1 <= retry_after <= pace_s
-        assert caught.value.body["code"] == "rate_limit_exceeded"
-        assert caught.value.body["type"] == "requests"
-        assert "the first frees in" in caught.value.body["message"]
+        assert chat.value.body["code"] == "rate_limit_exceeded"
+        assert chat.value.body["type"] == "requests"
+        assert "the first frees in" in chat.value.body["message"]
+        refusals.append((chat.value.status_code, retry_after(chat.value.response)))
+        with pytest.raises(openai.RateLimitError) as responses:
+            stack.openai().responses.create(model=CHAT, input=unique("third, again"), stream=True)
+        assert responses.value.body["code"] == "rate_limit_exceeded"
+        refusals.append((responses.value.status_code, retry_after(responses.value.response)))
         claude = anthropic.Anthropic(base_url=stack.base_url, api_key="-", max_retries=0)
-        with pytest.raises(anthropic.RateLimitError) as refused:
+        with pytest.raises(anthropic.RateLimitError) as messages:
             claude.messages.create(
                 model=CHAT, max_tokens=100, messages=[{"role": "user", "content": "fourth"}]
             )
-        assert refused.value.body["type"] == "error"
-        assert refused.value.body["error"]["type"] == "rate_limit_error"
-        assert 1 <= int(refused.value.response.headers["retry-after"]) <= pace_s
+        assert messages.value.body["type"] == "error"
+        assert messages.value.body["error"]["type"] == "rate_limit_error"
+        assert "the first frees in" in messages.value.body["error"]["message"]
+        refusals.append((messages.value.status_code, retry_after(messages.value.response)))
+        left = paced_until - time.monotonic()
+        assert left > max_wait_s - pace_s, "asked too late to tell: one more would fit in time"
+        for code, after in refusals:
+            # Retry-After: when the account frees (rounded up), within its pace.
+            assert code == 429 and 1 <= after <= pace_s
 
-        streaming.join(30)
+        streaming.join(60)
         assert status == [200]
         comments = [(at, PROGRESS.match(line)) for at, line in seen if line.startswith(":")]
         places = [m.groups() for _, m in comments if m]
-        # The 200 went out at once with the first comment, then one a keep-alive apart.
-        assert comments[0][0] < 1.0 and comments[0][1] is not None
-        assert len(places) >= 4 and all(place == "1" and of == "1" for place, of, _ in places)
+        # The 200 went out at once with the first comment (not held for the first event), then
+        # one a keep-alive apart while it waited.
+        assert comments[0][0] < 2.5 and comments[0][1] is not None
+        assert len(places) >= 5 and all(place == "1" and of == "1" for place, of, _ in places)
         abouts = [int(about) for _, _, about in places]
         assert abouts[0] <= pace_s and abouts[-1] < abouts[0]  # the wait counts down
         text = "".join(delta(line) for _, line in seen if line.startswith("data: {"))
         assert text == stack.arena_streams(waiting)[0]["text"]["a"]
         (only_two,) = stream_calls(stack).values()
         assert len(only_two) == 2 and only_two[1] - only_two[0] >= pace_s
+
+
+def retry_after(response: httpx.Response) -> int:
+    return int(response.headers["retry-after"])
 
 
 def delta(line: str) -> str:

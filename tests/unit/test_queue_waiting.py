@@ -55,14 +55,14 @@ def test_the_comment_says_the_place_and_the_wait() -> None:
 
 def test_a_ready_account_is_free_when_its_pacing_says() -> None:
     assert account(status(WorkerState.READY), NOW) == Account("w1", 0.0, True, None)
-    paced = account(status(WorkerState.READY, free_at=NOW + 30), NOW)
+    paced = account(status(WorkerState.READY), NOW, paced_s=30)
     assert paced == Account("w1", 30.0, True, "paced")
-    busy = account(status(WorkerState.BUSY, busy=2, free_at=NOW - 3), NOW)
+    busy = account(status(WorkerState.BUSY, busy=2), NOW)
     assert busy == Account("w1", 0.0, True, "busy")
 
 
 def test_a_cooling_account_frees_when_its_cooling_ends() -> None:
-    cooling = account(status(WorkerState.COOLING, until=NOW + 90, free_at=NOW + 10), NOW)
+    cooling = account(status(WorkerState.COOLING, until=NOW + 90), NOW, paced_s=10)
     assert cooling.free_in == 90.0 and not cooling.serving
     assert cooling.why is not None and cooling.why.startswith("cooling until ")
 
@@ -70,6 +70,7 @@ def test_a_cooling_account_frees_when_its_cooling_ends() -> None:
 @pytest.mark.parametrize(
     ("state", "why"),
     [
+        (WorkerState.FLAGGED, "flagged"),
         (WorkerState.CHALLENGE, "waiting for a person"),
         (WorkerState.LOGIN_REQUIRED, "waiting for a person"),
         (WorkerState.RESTARTING, "restarting"),
