@@ -146,6 +146,18 @@ class Settings(BaseSettings):
         description="Where gateways may open workers' screens: host names, addresses or networks"
         " (a heartbeat naming anywhere else is not followed).",
     )
+    account_cooling_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an account rests after the arena's `429 prompt failed`, which"
+        " names no time.",
+    )
+    account_flag_pause_seconds: float = Field(
+        default=1200.0,
+        gt=0,
+        description="How long a flagged account waits for a person before it tries alone (one"
+        " call); the next pauses are 2, 4 and 6 times as long.",
+    )
 
     # Requests
     worker_wait_seconds: float = Field(

@@ -28,11 +28,12 @@ from worker.arena import catalog_publisher
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
 from worker.arena.learned import Learned
+from worker.arena.security_check import wait_out_flag
 from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
 from worker.browser.display import Display, missing_tools, wanted
 from worker.heartbeat import Heartbeat, alive_file
 from worker.queue_worker import QueueWorker, SlotGroup
-from worker.state import StateMachine, retry_pause
+from worker.state import StateMachine, flag_pauses, retry_pause
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,11 @@ class BrowserWorker:
     def __init__(self, settings: Settings, worker_id: str) -> None:
         self.settings = settings
         self.id = worker_id
-        self.machine = StateMachine(worker_id, settings.worker_capacity)
+        self.machine = StateMachine(
+            worker_id,
+            settings.worker_capacity,
+            flag_pauses=flag_pauses(settings.account_flag_pause_seconds),
+        )
         self.session: ArenaSession | None = None
         self.display: Display | None = None
         self.account: str | None = None
@@ -93,6 +98,9 @@ class BrowserWorker:
         self._sign_in_needed = False
         #: Waits for a person to clear a check or sign in, then serves again.
         self._attending: asyncio.Task[None] | None = None
+        #: While the account is flagged: its page watched for a person's pass, calls alone.
+        self._flag_watch: asyncio.Task[None] | None = None
+        self._completion: Completion | None = None
         self._heartbeat: Heartbeat | None = None
         self._redis: ArqRedis | None = None
 
@@ -116,6 +124,7 @@ class BrowserWorker:
             next_try=machine.next_try,
             catalog_source=self._catalog.source if self._catalog else None,
             chat_mode=self.learned.chat_mode.worked,
+            calls=self._completion.calls if self._completion else 0,
             updated_at=time.time(),
         )
 
@@ -131,6 +140,7 @@ class BrowserWorker:
         self.machine.on_change(heartbeat.changed)
         group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
+        self.machine.on_change(self._watch_flag)
         chats = (
             ChatSweeper(
                 redis,
@@ -142,7 +152,7 @@ class BrowserWorker:
             if settings.delete_chats
             else None
         )
-        completion = Completion(
+        self._completion = completion = Completion(
             worker_id=self.id,
             settings=settings,
             redis=redis,
@@ -241,7 +251,7 @@ class BrowserWorker:
                 return f"the arena could not be opened ({type(failed).__name__}: {failed})"
             return await health
         finally:
-            for task in (opening, health, self._attending):
+            for task in (opening, health, self._attending, self._flag_watch):
                 if task is not None:
                     task.cancel()
 
@@ -294,13 +304,18 @@ class BrowserWorker:
         while True:
             html = await session.until_usable(self.machine)  # waits out a Cloudflare check
             signed = await session.sign_in()
-            self.account = signed.account if signed.signed_in else None
+            account = signed.account if signed.signed_in else None
+            if account != self.account and self.account is not None:
+                self.machine.new_account()
+            self.account = account
             if signed.signed_in or not self._sign_in_needed:
                 break
             if self.machine.state is not S.LOGIN_REQUIRED:
                 self.machine.failed(S.LOGIN_REQUIRED, SIGNED_OUT)
             await asyncio.sleep(ATTEND_EVERY_S)
         self._sign_in_needed = False
+        if (await session.page.security_check()).shown:
+            self.machine.flag("the arena page shows its security check", now=time.time())
         catalog = await session.read_catalog(html)
         await self._publish(catalog)
         if warm_up:
@@ -341,6 +356,26 @@ class BrowserWorker:
             pass  # the browser died: it is being replaced, and the new one is checked the same way
         except Exception:
             logger.exception("could not bring the arena page back")
+
+    def _watch_flag(self) -> None:
+        """Flagged, with a page to watch: keep the check in sight for a person, call alone."""
+        session, completion = self.session, self._completion
+        if self.machine.state is not S.FLAGGED or session is None or completion is None:
+            return
+        if self._flag_watch is None or self._flag_watch.done():
+            self._flag_watch = asyncio.create_task(
+                self._wait_out_flag(session, completion), name="flag"
+            )
+
+    async def _wait_out_flag(self, session: ArenaSession, completion: Completion) -> None:
+        try:
+            await wait_out_flag(
+                self.machine, lambda: session.page, completion.call_alone, session.open
+            )
+        except (ConnectionError, Unusable):
+            pass  # the browser died or the page will not load: its next life is checked anew
+        except Exception:
+            logger.exception("could not wait out the flag")
 
     async def _publish(self, catalog: CatalogRead) -> None:
         assert self._redis is not None and self._heartbeat is not None
@@ -414,7 +449,7 @@ class BrowserWorker:
         # Continuations waiting for this worker go to the others, as new sessions.
         with contextlib.suppress(Exception):
             await recovery.save(self.id)
-        for task in [*background, *filter(None, [self._attending])]:
+        for task in [*background, *filter(None, [self._attending, self._flag_watch])]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         if self.session is not None:

@@ -86,7 +86,7 @@ def worker_rows(
             last_error=s.last_error,
             heartbeat_age_s=max(0.0, now - s.updated_at),
             rate_limited_for_s=max(0.0, s.until - now)
-            if s.state is WorkerState.RATE_LIMITED and s.until
+            if s.state is WorkerState.COOLING and s.until
             else None,
             models=len(s.models),
             queued=queued.get(s.queue, 0),

@@ -92,13 +92,13 @@ def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
     live = [
         status("a", WorkerState.READY),
         status("b", WorkerState.LOGIN_REQUIRED, novnc_url="http://127.0.0.1:1", vnc_salt="s"),
-        status("c", WorkerState.RATE_LIMITED, until=130.0),
+        status("c", WorkerState.COOLING, until=130.0),
     ]
     rows = worker_rows(live, ["z"], {redis_keys.worker_queue("z"): 2}, now=110.0)
     assert [(row.id, row.state) for row in rows] == [
         ("b", "login_required"),
         ("a", "ready"),
-        ("c", "rate_limited"),
+        ("c", "cooling"),
         ("z", "gone"),
     ]
     assert rows[0].needs == "sign in to an arena account in its browser" and rows[0].screen
