@@ -37,6 +37,8 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 WHAT_TO_DO = {
     WorkerState.CHALLENGE: "pass the Cloudflare check in its browser",
     WorkerState.LOGIN_REQUIRED: "sign in to an arena account in its browser",
+    WorkerState.FLAGGED: "the arena flagged its account: pass the site's “Security Verification”"
+    " in its browser (else it tries alone after a pause)",
     WorkerState.UNREACHABLE: "find out why it cannot reach the arena: run `lmarena-bridge doctor`",
     WorkerState.UNRECOGNISED: "the arena has changed: run `lmarena-bridge doctor` to see what",
 }
@@ -69,6 +71,17 @@ class WorkerRow:
     catalog_source: str | None = None
     #: The mode the arena took for its last new chat.
     chat_mode: str | None = None
+    #: Unix time its account's state ends: cooling over, or a flagged account's call alone.
+    until: float | None = None
+
+
+def state_ends(status: WorkerStatus) -> float | None:
+    """When the account's state ends by itself: its cooling, or a flagged one's call alone."""
+    if status.state is WorkerState.COOLING:
+        return status.until
+    if status.state is WorkerState.FLAGGED:
+        return status.next_try
+    return None
 
 
 def worker_rows(
@@ -97,6 +110,7 @@ def worker_rows(
             retry_in_s=max(0.0, s.next_try - now) if s.next_try is not None else None,
             catalog_source=s.catalog_source,
             chat_mode=s.chat_mode,
+            until=state_ends(s),
         )
         for s in live
     ]
