@@ -146,6 +146,16 @@ class Settings(BaseSettings):
         description="Where gateways may open workers' screens: host names, addresses or networks"
         " (a heartbeat naming anywhere else is not followed).",
     )
+    proxy: SecretStr | None = Field(
+        default=None,
+        description="This worker's account's own proxy (`http://`, `https://` or `socks5://`,"
+        " with `user:password@` if it asks): its browser reaches the arena only through it.",
+    )
+    egress_probe_url: str | None = Field(
+        default=None,
+        description="A URL that answers the caller's address (e.g. `https://api.ipify.org`),"
+        " fetched in the worker's page to show the address the arena sees; unset: none fetched.",
+    )
     account_cooling_seconds: float = Field(
         default=300.0,
         gt=0,

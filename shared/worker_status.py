@@ -73,6 +73,16 @@ class WorkerStatus(BaseModel):
     calls: int = Field(
         default=0, description="Stream calls its account made since the worker started."
     )
+    egress: str | None = Field(
+        default=None,
+        description="The address the arena sees the account come from (LMB_EGRESS_PROBE_URL).",
+    )
+    proxy: str | None = Field(
+        default=None, description="The account's own proxy, without its credentials."
+    )
+    credits: float | None = Field(
+        default=None, description="The account's credits, when the site shows them."
+    )
     updated_at: float
 
     @property

@@ -25,12 +25,14 @@ from shared.recovery import Recovery
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 from worker.arena import catalog_publisher
+from worker.arena.account_view import read_credits, read_egress
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
 from worker.arena.learned import Learned
 from worker.arena.security_check import wait_out_flag
 from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
 from worker.browser.display import Display, missing_tools, wanted
+from worker.browser.proxy import forwarding, shown
 from worker.heartbeat import Heartbeat, alive_file
 from worker.queue_worker import QueueWorker, SlotGroup
 from worker.state import StateMachine, flag_pauses, retry_pause
@@ -101,6 +103,11 @@ class BrowserWorker:
         #: While the account is flagged: its page watched for a person's pass, calls alone.
         self._flag_watch: asyncio.Task[None] | None = None
         self._completion: Completion | None = None
+        #: `host:port` of the forwarder to the account's own proxy (None: no proxy).
+        self._proxy: str | None = None
+        #: The address the arena sees the account come from, and its credits, as last read.
+        self._egress: str | None = None
+        self._credits: float | None = None
         self._heartbeat: Heartbeat | None = None
         self._redis: ArqRedis | None = None
 
@@ -125,10 +132,19 @@ class BrowserWorker:
             catalog_source=self._catalog.source if self._catalog else None,
             chat_mode=self.learned.chat_mode.worked,
             calls=self._completion.calls if self._completion else 0,
+            egress=self._egress,
+            proxy=shown(self.settings.proxy.get_secret_value()) if self.settings.proxy else None,
+            credits=self._credits,
             updated_at=time.time(),
         )
 
     async def serve(self, stopping: asyncio.Event) -> None:
+        # The account's own proxy, if it has one, for every browser this worker runs.
+        async with forwarding(self.settings.proxy) as proxy:
+            self._proxy = proxy
+            await self._serve(stopping)
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
         self._redis = redis = await redis_client.arq_pool(settings)
         self._heartbeat = heartbeat = Heartbeat(
@@ -216,7 +232,9 @@ class BrowserWorker:
                     if stop in done:
                         return
                     self.machine.to(S.STARTING, reason="starting a new browser")
-                self.session = await ArenaSession.start(self.settings, self.id, self.display)
+                self.session = await ArenaSession.start(
+                    self.settings, self.id, self.display, self._proxy
+                )
                 life = asyncio.create_task(self._live(self.session), name="browser")
                 try:
                     done, _ = await asyncio.wait(
@@ -327,6 +345,15 @@ class BrowserWorker:
         who = f"signed in as {self.account}" if self.account else "as a guest"
         session.served = True
         self.machine.resume(f"the arena page is usable ({who}; catalog from the {catalog.source})")
+        await self._read_account_view(session)
+
+    async def _read_account_view(self, session: ArenaSession) -> None:
+        """What only the page can tell of the account: its egress address and credits."""
+        if self.settings.egress_probe_url:
+            self._egress = await read_egress(session.page, self.settings.egress_probe_url)
+        self._credits = await read_credits(session.page)
+        assert self._heartbeat is not None
+        self._heartbeat.changed()
 
     def _on_blocked(self, error: ArenaError) -> None:
         """The arena answered a request with a check or a sign-in gate: stop serving, call a person."""
@@ -393,6 +420,7 @@ class BrowserWorker:
                 continue
             try:
                 await self._publish(await session.read_catalog())
+                await self._read_account_view(session)
             except Unusable as exc:
                 if exc.state is S.CHALLENGE:
                     self._on_blocked(Challenge("Cloudflare check on the arena page"))

@@ -108,9 +108,13 @@ class ArenaSession:
 
     @classmethod
     async def start(
-        cls, settings: Settings, worker_id: str, display: Display | None = None
+        cls,
+        settings: Settings,
+        worker_id: str,
+        display: Display | None = None,
+        proxy: str | None = None,
     ) -> ArenaSession:
-        browser = await Browser.launch(settings, worker_id, display)
+        browser = await Browser.launch(settings, worker_id, display, proxy)
         try:
             cdp = await CDPConnection.connect(
                 await target_url(browser.debugger_address, browser.target_id)
