@@ -9,6 +9,7 @@ call comes within a minute of its first), and the person's own browser under Sel
 from __future__ import annotations
 
 import concurrent.futures
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ pytestmark = [
     pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}"),
 ]
 
-ADMIN_KEY = "admin-key-for-the-flag-tests"
+ADMIN_KEY = secrets.token_hex(32)
 CHAT = "gemini-2.5-pro"
 FLAGGED, OTHER = "flag-1", "flag-2"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -132,7 +133,7 @@ async def test_chromium_reaches_the_arena_through_the_proxy(
 def test_one_workers_account_reaches_the_arena_through_its_proxy_and_another_directly(
     arena: str, upstream: str, tmp_path: Path
 ) -> None:
-    key = "admin-key-for-the-proxy-test"
+    key = secrets.token_hex(32)
     with redis_server(tmp_path) as redis_url:
         stack = Stack(
             redis_url,
