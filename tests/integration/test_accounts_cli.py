@@ -76,6 +76,13 @@ def accounts(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def imported(env: dict[str, str], path: Path, worker: str) -> str:
+    """What `accounts import` printed, having succeeded."""
+    done = accounts(env, "import", str(path), "--worker", worker)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def ask(base: str, key: str, prompt: str, arena: str) -> dict:
     """Ask the bridge; the fake's record of the arena call that answered."""
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
@@ -135,9 +142,7 @@ def test_accounts_join_a_running_up_and_imported_cookies_sign_them_in(
         # /api/me says who it is now.
         exported = tmp_path / "alice.json"
         exported.write_text(extension_export("alice"))
-        imported = accounts(env, "import", str(exported), "--worker", "worker-1")
-        assert imported.returncode == 0, imported.stderr
-        assert imported.stdout.strip() == "worker-1: signed in as alice (/api/me)."
+        assert imported(env, exported, "worker-1") == "worker-1: signed in as alice (/api/me)."
         wait_for_account(base, admin_key, "worker-1", "alice")
         assert ask(base, client_key, "who am I, after the import", arena)["identity"] == (
             "user:alice"
@@ -153,9 +158,7 @@ def test_accounts_join_a_running_up_and_imported_cookies_sign_them_in(
         # A cookies.txt with one whole auth cookie replaces that sign-in.
         netscape = tmp_path / "bob.txt"
         netscape.write_text(cookies_txt("bob"))
-        imported = accounts(env, "import", str(netscape), "--worker", "worker-1")
-        assert imported.returncode == 0, imported.stderr
-        assert imported.stdout.strip() == "worker-1: signed in as bob (/api/me)."
+        assert imported(env, netscape, "worker-1") == "worker-1: signed in as bob (/api/me)."
         wait_for_account(base, admin_key, "worker-1", "bob")
 
         # Cookies that do not sign the browser in leave the sign-in it had (these are dropped by
@@ -196,9 +199,9 @@ def test_accounts_join_a_running_up_and_imported_cookies_sign_them_in(
         # A worker that is not running takes them when it starts.
         later = tmp_path / "carol.json"
         later.write_text(extension_export("carol"))
-        waiting = accounts(env, "import", str(later), "--worker", "worker-2")
-        assert waiting.returncode == 0, waiting.stderr
-        assert waiting.stdout.startswith("worker-2 is not running: it signs in with these cookies")
+        assert imported(env, later, "worker-2").startswith(
+            "worker-2 is not running: it signs in with these cookies"
+        )
         added = accounts(env, "add")
         assert added.returncode == 0 and "worker-2 is starting" in added.stdout, added.stderr
         wait_for_account(base, admin_key, "worker-2", "carol")
