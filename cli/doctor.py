@@ -25,6 +25,7 @@ from shared.settings import Settings
 from worker.arena.doctor import Doctor, Progress
 from worker.arena.session import ArenaSession
 from worker.browser.chromium import profile_dir
+from worker.browser.proxy import forwarding
 
 #: The worker whose profile is used unless told otherwise: the first one `up` starts.
 DEFAULT_WORKER = "worker-1"
@@ -66,11 +67,13 @@ def run_doctor(settings: Settings, *, profile: Path | None, as_json: bool, chat:
 
 async def _examine(settings: Settings, chat: str | None, progress: Progress) -> list[Finding]:
     progress(f"starting Chromium on {settings.profile_dir}")
-    session = await ArenaSession.start(settings, DOCTOR_ID)
-    try:
-        return await Doctor(settings, session, progress).examine(chat)
-    finally:
-        await session.close()
+    # Through the worker's own proxy: the arena must see the address it knows the account by.
+    async with forwarding(settings.proxy) as proxy:
+        session = await ArenaSession.start(settings, DOCTOR_ID, proxy=proxy)
+        try:
+            return await Doctor(settings, session, progress).examine(chat)
+        finally:
+            await session.close()
 
 
 def _line(finding: Finding) -> str:

@@ -58,6 +58,11 @@ class CompletionJob(BaseModel):
     excluded_workers: list[str] = Field(
         default_factory=list, description="Workers that could not serve this job (rate limited)."
     )
+    refused_by: list[str] = Field(
+        default_factory=list,
+        description="Workers whose account refused this prompt (`429 prompt failed`): it moves"
+        " to one other account, never back to them.",
+    )
 
     def as_new_session(self) -> CompletionJob:
         """The same answer asked of a new session carrying the whole conversation.

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: A list given as one comma-separated environment variable: `a,b,c`.
 CommaList = Annotated[list[str], NoDecode]
+#: The most workers one `up` runs.
+MAX_WORKERS = 64
 
 
 class Settings(BaseSettings):
@@ -87,7 +89,7 @@ class Settings(BaseSettings):
     )
 
     # Workers and browsers
-    workers: int = Field(default=1, ge=0, le=64, description="Workers `up` starts.")
+    workers: int = Field(default=1, ge=0, le=MAX_WORKERS, description="Workers `up` starts.")
     worker_id: str | None = Field(default=None, description="This worker's name (default: random).")
     worker_capacity: int = Field(
         default=4, ge=1, le=64, description="Streams one browser runs at once."
@@ -145,6 +147,28 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.0/8", "::1"],
         description="Where gateways may open workers' screens: host names, addresses or networks"
         " (a heartbeat naming anywhere else is not followed).",
+    )
+    proxy: SecretStr | None = Field(
+        default=None,
+        description="This worker's account's own proxy (`http://`, `https://` or `socks5://`,"
+        " with `user:password@` if it asks): its browser reaches the arena only through it.",
+    )
+    egress_probe_url: str | None = Field(
+        default=None,
+        description="A URL that answers the caller's address (e.g. `https://api.ipify.org`),"
+        " fetched in the worker's page to show the address the arena sees; unset: none fetched.",
+    )
+    account_cooling_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an account rests after the arena's `429 prompt failed`, which"
+        " names no time.",
+    )
+    account_flag_pause_seconds: float = Field(
+        default=1200.0,
+        gt=0,
+        description="How long a flagged account waits for a person before it tries alone (one"
+        " call); the next pauses are 2, 4 and 6 times as long.",
     )
 
     # Requests

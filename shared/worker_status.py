@@ -19,7 +19,8 @@ class WorkerState(StrEnum):
     BUSY = "busy"  # every slot in use; will take jobs again
     CHALLENGE = "challenge"  # Cloudflare/Turnstile: a human must solve it
     LOGIN_REQUIRED = "login_required"
-    RATE_LIMITED = "rate_limited"  # until `WorkerStatus.until`
+    COOLING = "cooling"  # the arena's 429: the account rests until `WorkerStatus.until`
+    FLAGGED = "flagged"  # the site's security check: a person passes it, or a probe at `next_try`
     UNREACHABLE = "unreachable"  # the arena did not load; tried again at `WorkerStatus.next_try`
     UNRECOGNISED = "unrecognised"  # it loaded, but not as the bridge knows it; tried again too
     RESTARTING = "restarting"  # browser died or hung
@@ -56,17 +57,31 @@ class WorkerStatus(BaseModel):
     check: str | None = Field(
         default=None, description="The doctor check it fails, while it cannot serve for one."
     )
-    until: float | None = Field(default=None, description="Unix time a rate limit ends.")
+    until: float | None = Field(default=None, description="Unix time cooling ends.")
     next_try: float | None = Field(
         default=None,
-        description="Unix time the arena is tried again (unreachable, unrecognised), or the next"
-        " browser is started (restarting after browsers that never served).",
+        description="Unix time the arena is tried again (unreachable, unrecognised; flagged: one"
+        " call alone), or the next browser is started (restarting after browsers that never"
+        " served).",
     )
     catalog_source: str | None = Field(
         default=None, description="Where it read the catalog: the catalog endpoint, or the page."
     )
     chat_mode: str | None = Field(
         default=None, description="The mode the arena took for its last new chat."
+    )
+    calls: int = Field(
+        default=0, description="Stream calls its account made since the worker started."
+    )
+    egress: str | None = Field(
+        default=None,
+        description="The address the arena sees the account come from (LMB_EGRESS_PROBE_URL).",
+    )
+    proxy: str | None = Field(
+        default=None, description="The account's own proxy, without its credentials."
+    )
+    credits: float | None = Field(
+        default=None, description="The account's credits, when the site shows them."
     )
     updated_at: float
 

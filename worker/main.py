@@ -25,14 +25,18 @@ from shared.recovery import Recovery
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 from worker.arena import catalog_publisher
+from worker.arena.account_view import read_credits, read_egress
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
+from worker.arena.cookie_import import CookieInbox
 from worker.arena.learned import Learned
+from worker.arena.security_check import wait_out_flag
 from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
 from worker.browser.display import Display, missing_tools, wanted
+from worker.browser.proxy import forwarding, shown
 from worker.heartbeat import Heartbeat, alive_file
 from worker.queue_worker import QueueWorker, SlotGroup
-from worker.state import StateMachine, retry_pause
+from worker.state import StateMachine, flag_pauses, retry_pause
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +84,11 @@ class BrowserWorker:
     def __init__(self, settings: Settings, worker_id: str) -> None:
         self.settings = settings
         self.id = worker_id
-        self.machine = StateMachine(worker_id, settings.worker_capacity)
+        self.machine = StateMachine(
+            worker_id,
+            settings.worker_capacity,
+            flag_pauses=flag_pauses(settings.account_flag_pause_seconds),
+        )
         self.session: ArenaSession | None = None
         self.display: Display | None = None
         self.account: str | None = None
@@ -93,6 +101,14 @@ class BrowserWorker:
         self._sign_in_needed = False
         #: Waits for a person to clear a check or sign in, then serves again.
         self._attending: asyncio.Task[None] | None = None
+        #: While the account is flagged: its page watched for a person's pass, calls alone.
+        self._flag_watch: asyncio.Task[None] | None = None
+        self._completion: Completion | None = None
+        #: `host:port` of the forwarder to the account's own proxy (None: no proxy).
+        self._proxy: str | None = None
+        #: The address the arena sees the account come from, and its credits, as last read.
+        self._egress: str | None = None
+        self._credits: float | None = None
         self._heartbeat: Heartbeat | None = None
         self._redis: ArqRedis | None = None
 
@@ -116,10 +132,20 @@ class BrowserWorker:
             next_try=machine.next_try,
             catalog_source=self._catalog.source if self._catalog else None,
             chat_mode=self.learned.chat_mode.worked,
+            calls=self._completion.calls if self._completion else 0,
+            egress=self._egress,
+            proxy=shown(self.settings.proxy.get_secret_value()) if self.settings.proxy else None,
+            credits=self._credits,
             updated_at=time.time(),
         )
 
     async def serve(self, stopping: asyncio.Event) -> None:
+        # The account's own proxy, if it has one, for every browser this worker runs.
+        async with forwarding(self.settings.proxy) as proxy:
+            self._proxy = proxy
+            await self._serve(stopping)
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         settings = self.settings
         self._redis = redis = await redis_client.arq_pool(settings)
         self._heartbeat = heartbeat = Heartbeat(
@@ -131,6 +157,7 @@ class BrowserWorker:
         self.machine.on_change(heartbeat.changed)
         group = SlotGroup(self.id, settings.worker_capacity, lambda: self.machine.serving)
         self.machine.on_change(group.wake)
+        self.machine.on_change(self._watch_flag)
         chats = (
             ChatSweeper(
                 redis,
@@ -142,7 +169,7 @@ class BrowserWorker:
             if settings.delete_chats
             else None
         )
-        completion = Completion(
+        self._completion = completion = Completion(
             worker_id=self.id,
             settings=settings,
             redis=redis,
@@ -163,6 +190,20 @@ class BrowserWorker:
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
+        # Cookies imported for the account (`lmarena-bridge accounts import`) come sealed with
+        # the admin key: without one, none can be opened.
+        inbox = (
+            CookieInbox(
+                redis,
+                self.id,
+                settings.admin_key.get_secret_value(),
+                self.machine,
+                lambda: self.session,
+                self._signed_in_anew,
+            )
+            if settings.admin_key
+            else None
+        )
         recovery = Recovery.of(redis, settings)
         # What a previous life of this worker (same id) left running is saved before serving.
         await recovery.save(self.id, waiting=False)
@@ -180,6 +221,7 @@ class BrowserWorker:
                 asyncio.create_task(group.listen(redis), name="wake-listener"),
                 asyncio.create_task(self._refresh_catalog(), name="catalog"),
                 *([asyncio.create_task(chats.run(), name="chat-sweeper")] if chats else []),
+                *([asyncio.create_task(inbox.run(), name="cookie-inbox")] if inbox else []),
                 *(
                     asyncio.create_task(worker.async_run(), name=worker.queue_name)
                     for worker in workers
@@ -206,7 +248,9 @@ class BrowserWorker:
                     if stop in done:
                         return
                     self.machine.to(S.STARTING, reason="starting a new browser")
-                self.session = await ArenaSession.start(self.settings, self.id, self.display)
+                self.session = await ArenaSession.start(
+                    self.settings, self.id, self.display, self._proxy
+                )
                 life = asyncio.create_task(self._live(self.session), name="browser")
                 try:
                     done, _ = await asyncio.wait(
@@ -241,7 +285,7 @@ class BrowserWorker:
                 return f"the arena could not be opened ({type(failed).__name__}: {failed})"
             return await health
         finally:
-            for task in (opening, health, self._attending):
+            for task in (opening, health, self._attending, self._flag_watch):
                 if task is not None:
                     task.cancel()
 
@@ -294,13 +338,18 @@ class BrowserWorker:
         while True:
             html = await session.until_usable(self.machine)  # waits out a Cloudflare check
             signed = await session.sign_in()
-            self.account = signed.account if signed.signed_in else None
+            account = signed.account if signed.signed_in else None
+            if account != self.account and self.account is not None:
+                self.machine.new_account()
+            self.account = account
             if signed.signed_in or not self._sign_in_needed:
                 break
             if self.machine.state is not S.LOGIN_REQUIRED:
                 self.machine.failed(S.LOGIN_REQUIRED, SIGNED_OUT)
             await asyncio.sleep(ATTEND_EVERY_S)
         self._sign_in_needed = False
+        if (await session.page.security_check()).shown:
+            self.machine.flag("the arena page shows its security check", now=time.time())
         catalog = await session.read_catalog(html)
         await self._publish(catalog)
         if warm_up:
@@ -312,6 +361,15 @@ class BrowserWorker:
         who = f"signed in as {self.account}" if self.account else "as a guest"
         session.served = True
         self.machine.resume(f"the arena page is usable ({who}; catalog from the {catalog.source})")
+        await self._read_account_view(session)
+
+    async def _read_account_view(self, session: ArenaSession) -> None:
+        """What only the page can tell of the account: its egress address and credits."""
+        if self.settings.egress_probe_url:
+            self._egress = await read_egress(session.page, self.settings.egress_probe_url)
+        self._credits = await read_credits(session.page)
+        assert self._heartbeat is not None
+        self._heartbeat.changed()
 
     def _on_blocked(self, error: ArenaError) -> None:
         """The arena answered a request with a check or a sign-in gate: stop serving, call a person."""
@@ -342,6 +400,45 @@ class BrowserWorker:
         except Exception:
             logger.exception("could not bring the arena page back")
 
+    def _signed_in_anew(self, session: ArenaSession, account: str | None) -> None:
+        """Imported cookies signed the browser in: a page that serves (or rests) is opened anew
+        as that account. A page a person works in reads the sign-in by itself."""
+        if account == self.account or not self.machine.can(S.STARTING):
+            return
+        if self._attending is not None and not self._attending.done():
+            return  # it is being opened anew already, and reads the sign-in then
+        self._attending = asyncio.create_task(self._reopen_signed_in(session), name="sign-in")
+
+    async def _reopen_signed_in(self, session: ArenaSession) -> None:
+        self.machine.to(
+            S.STARTING, reason="signed in with imported cookies: opening the arena anew"
+        )
+        # The answers under way stream in this page: they finish first (as when stopping).
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while self.machine.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await self._reattend(session, reload=True)
+
+    def _watch_flag(self) -> None:
+        """Flagged, with a page to watch: keep the check in sight for a person, call alone."""
+        session, completion = self.session, self._completion
+        if self.machine.state is not S.FLAGGED or session is None or completion is None:
+            return
+        if self._flag_watch is None or self._flag_watch.done():
+            self._flag_watch = asyncio.create_task(
+                self._wait_out_flag(session, completion), name="flag"
+            )
+
+    async def _wait_out_flag(self, session: ArenaSession, completion: Completion) -> None:
+        try:
+            await wait_out_flag(
+                self.machine, lambda: session.page, completion.call_alone, session.open
+            )
+        except (ConnectionError, Unusable):
+            pass  # the browser died or the page will not load: its next life is checked anew
+        except Exception:
+            logger.exception("could not wait out the flag")
+
     async def _publish(self, catalog: CatalogRead) -> None:
         assert self._redis is not None and self._heartbeat is not None
         self._catalog = await catalog_publisher.publish(
@@ -358,6 +455,7 @@ class BrowserWorker:
                 continue
             try:
                 await self._publish(await session.read_catalog())
+                await self._read_account_view(session)
             except Unusable as exc:
                 if exc.state is S.CHALLENGE:
                     self._on_blocked(Challenge("Cloudflare check on the arena page"))
@@ -414,7 +512,7 @@ class BrowserWorker:
         # Continuations waiting for this worker go to the others, as new sessions.
         with contextlib.suppress(Exception):
             await recovery.save(self.id)
-        for task in [*background, *filter(None, [self._attending])]:
+        for task in [*background, *filter(None, [self._attending, self._flag_watch])]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         if self.session is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from shared.diagnosis import Check, Finding
 from shared.worker_status import SERVING, WorkerState
@@ -19,40 +19,36 @@ S = WorkerState
 
 #: States in which the worker waits to try the arena again (at `next_try`), backing off.
 WAITING_FOR_ARENA = frozenset({S.UNREACHABLE, S.UNRECOGNISED})
-#: Where each state may go. A rate limit may be extended while in force, and one not over
-#: takes over again once a check, a sign-in or a restart is done. A wait for the arena starts
-#: over with its next failed try.
+#: What may stop a serving worker: its account rests (cooling) or is flagged, a person is
+#: needed, the browser is replaced, or the worker stops.
+_PAUSES = frozenset({S.COOLING, S.FLAGGED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED})
+#: Where each state may go. Cooling may be extended while in force, and a flagged account is
+#: flagged anew when its call alone is refused; either takes over again once a check, a sign-in
+#: or a restart is done. A wait for the arena starts over with its next failed try. The page
+#: is opened anew (starting) when another account's cookies are brought in.
 TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
-    S.STARTING: frozenset(
-        {S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
-    )
-    | WAITING_FOR_ARENA,
-    S.READY: frozenset(
-        {S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
-    ),
-    S.BUSY: frozenset(
-        {S.READY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
-    ),
-    S.RATE_LIMITED: frozenset(
-        {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
-    ),
-    S.CHALLENGE: frozenset(
-        {S.READY, S.BUSY, S.RATE_LIMITED, S.LOGIN_REQUIRED, S.RESTARTING, S.STOPPED}
-    )
-    | WAITING_FOR_ARENA,
-    S.LOGIN_REQUIRED: frozenset(
-        {S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.RESTARTING, S.STOPPED}
-    )
+    S.STARTING: frozenset({S.READY}) | _PAUSES | WAITING_FOR_ARENA,
+    S.READY: frozenset({S.BUSY, S.STARTING}) | _PAUSES,
+    S.BUSY: frozenset({S.READY, S.STARTING}) | _PAUSES,
+    S.COOLING: frozenset({S.READY, S.BUSY, S.STARTING}) | _PAUSES,
+    S.FLAGGED: frozenset({S.READY, S.BUSY, S.STARTING}) | _PAUSES | WAITING_FOR_ARENA,
+    S.CHALLENGE: frozenset({S.READY, S.BUSY}) | (_PAUSES - {S.CHALLENGE}) | WAITING_FOR_ARENA,
+    S.LOGIN_REQUIRED: frozenset({S.READY, S.BUSY})
+    | (_PAUSES - {S.LOGIN_REQUIRED})
     | WAITING_FOR_ARENA,
     # Waiting for the arena: until it serves, a person steps in, or the next try fails.
-    **dict.fromkeys(
-        WAITING_FOR_ARENA,
-        frozenset({S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED, S.RESTARTING})
-        | {S.STOPPED, *WAITING_FOR_ARENA},
-    ),
+    **dict.fromkeys(WAITING_FOR_ARENA, frozenset({S.READY, S.BUSY}) | _PAUSES | WAITING_FOR_ARENA),
     S.RESTARTING: frozenset({S.STARTING, S.STOPPED}),
     S.STOPPED: frozenset(),
 }
+
+#: A flagged account's pauses before it tries alone, as multiples of the first: 20 → 40 → 80 →
+#: 120 minutes with the default first pause, then 120 again (what kept accounts alive).
+FLAG_PAUSE_FACTORS = (1, 2, 4, 6)
+
+
+def flag_pauses(first_s: float) -> tuple[float, ...]:
+    return tuple(first_s * factor for factor in FLAG_PAUSE_FACTORS)
 
 
 #: Pauses between tries of an arena (or of browsers) that keep failing: 2, 4, 8, … s, capped.
@@ -70,15 +66,26 @@ class InvalidTransition(RuntimeError):
 
 
 class StateMachine:
-    def __init__(self, worker_id: str, capacity: int) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        capacity: int,
+        *,
+        flag_pauses: Sequence[float] = flag_pauses(1200.0),
+    ) -> None:
         self.worker_id = worker_id
         self.capacity = capacity
         self.state = S.STARTING
         #: Why it is in its state (one line); for a failed check of the doctor's, that check.
         self.reason = "starting"
         self.check: Check | None = None
-        #: Unix time a rate limit ends.
+        #: Unix time the account's cooling ends.
         self.until: float | None = None
+        #: The account is flagged: pauses waited out so far, plus one (0: not flagged); and
+        #: the Unix time it tries alone. Both outlast the states passed through meanwhile.
+        self.flag_level = 0
+        self.probe_at: float | None = None
+        self._flag_pauses = tuple(flag_pauses)
         #: Unix time the worker tries the arena again, or starts its next browser.
         self.next_try: float | None = None
         #: Job slots in use.
@@ -103,7 +110,6 @@ class StateMachine:
         state: WorkerState,
         *,
         reason: str,
-        until: float | None = None,
         check: Check | None = None,
         next_try: float | None = None,
     ) -> None:
@@ -114,8 +120,6 @@ class StateMachine:
         self.reason = reason
         self.check = check
         self.next_try = next_try
-        if until is not None:  # a rate limit's end outlasts the states passed through meanwhile
-            self.until = until
         self._changed()
 
     def failed(
@@ -125,24 +129,63 @@ class StateMachine:
         self.to(state, reason=finding.line(), check=finding.check, next_try=next_try)
 
     def resume(self, reason: str, *, now: float | None = None) -> None:
-        """Back to serving: ready, or busy when every slot is taken; rate limited still if the
-        account's limit is not over."""
+        """Back to serving: ready, or busy when every slot is taken; flagged or cooling still
+        if the account is."""
+        if self.flag_level:
+            self.to(
+                S.FLAGGED, reason=f"{reason}; the account is still flagged", next_try=self.probe_at
+            )
+            return
         if self.until is not None and self.until > (time.time() if now is None else now):
-            self.to(S.RATE_LIMITED, reason=f"{reason}; the rate limit is not over")
+            self.to(S.COOLING, reason=f"{reason}; the account is still cooling")
             return
         self.until = None
         self.to(S.BUSY if self.busy >= self.capacity else S.READY, reason=reason)
 
-    def rate_limited(self, until: float, reason: str) -> None:
-        """Stop taking jobs until `until`; a shorter limit never shortens one in force."""
-        if not self.can(S.RATE_LIMITED):
-            return  # stopping or restarting: nothing to take jobs anyway
-        self.to(S.RATE_LIMITED, reason=reason, until=max(until, self.until or until))
+    def cool(self, until: float, reason: str) -> None:
+        """Rest the account until `until`; a shorter rest never shortens one in force, and a
+        flag outlasts it."""
+        self.until = max(until, self.until or until)
+        if self.flag_level or not self.can(S.COOLING):
+            return  # flagged, stopping or restarting: nothing to take jobs anyway
+        self.to(S.COOLING, reason=reason)
 
-    def lift_rate_limit(self, now: float) -> None:
-        """Serve again if the rate limit has run out (a later one may have extended it)."""
-        if self.state is S.RATE_LIMITED and self.until is not None and self.until <= now:
-            self.resume("rate limit over", now=now)
+    def lift_cooling(self, now: float) -> None:
+        """Serve again if the account's rest is over (a later 429 may have extended it)."""
+        if self.state is S.COOLING and self.until is not None and self.until <= now:
+            self.resume("cooling over", now=now)
+
+    def flag(self, reason: str, *, now: float) -> None:
+        """The site flagged the account: nothing more is sent until a person passes its check
+        or, after the first pause, a call alone finds the flag gone. Once per flag."""
+        if self.flag_level:
+            return
+        self._flagged(1, reason, now)
+
+    def still_flagged(self, reason: str, *, now: float) -> None:
+        """Its call alone was refused: wait the next, longer pause."""
+        self._flagged(self.flag_level + 1, reason, now)
+
+    def unflag(self, reason: str, *, now: float | None = None) -> None:
+        """The flag is gone (a person passed the check, or the call alone went through)."""
+        self.flag_level, self.probe_at = 0, None
+        if self.state is S.FLAGGED:
+            self.resume(reason, now=now)
+
+    def new_account(self) -> None:
+        """Another account signed in: the last one's rest or flag is not its own."""
+        self.flag_level, self.probe_at, self.until = 0, None, None
+
+    def _flagged(self, level: int, reason: str, now: float) -> None:
+        self.flag_level = level
+        pause = self._flag_pauses[min(level, len(self._flag_pauses)) - 1]
+        self.probe_at = now + pause
+        if self.can(S.FLAGGED):
+            self.to(
+                S.FLAGGED,
+                reason=f"{reason}; it tries alone in {pause / 60:.0f} min",
+                next_try=self.probe_at,
+            )
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

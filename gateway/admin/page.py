@@ -9,9 +9,10 @@ through its `keys` template block (`templates/admin_keys.html`) and the JSON API
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,16 +28,37 @@ from gateway.admin.sign_in import AdminSession, require_admin, signed_in_admin
 from gateway.answers.catalog_view import CatalogView
 from gateway.http.services import Services, services
 from shared import redis_keys
+from shared.account_pacing import AccountPacer, Pace, Standing
+from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus, read_roster
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def from_now(when: float | None, now: float) -> str:
+    """A time to come, as a person reads it: "now", "in 40 s", "in 18 min", "at 14:05"."""
+    if when is None:
+        return ""
+    left = when - now
+    if left < 1:
+        return "now"
+    if left < 90:
+        return f"in {left:.0f} s"
+    if left < 90 * 60:
+        return f"in {left / 60:.0f} min"
+    return "at " + time.strftime("%H:%M", time.localtime(when))
+
+
+templates.env.filters["from_now"] = from_now
 
 #: States in which a worker waits for a person to act (in its browser, or on what stands between
 #: it and the arena), and what to do.
 WHAT_TO_DO = {
     WorkerState.CHALLENGE: "pass the Cloudflare check in its browser",
     WorkerState.LOGIN_REQUIRED: "sign in to an arena account in its browser",
+    WorkerState.FLAGGED: "the arena flagged its account: pass the site's “Security Verification”"
+    " in its browser (else it tries alone after a pause)",
     WorkerState.UNREACHABLE: "find out why it cannot reach the arena: run `lmarena-bridge doctor`",
     WorkerState.UNRECOGNISED: "the arena has changed: run `lmarena-bridge doctor` to see what",
 }
@@ -52,7 +74,6 @@ class WorkerRow:
     capacity: int = 0
     last_error: str | None = None
     heartbeat_age_s: float | None = None
-    rate_limited_for_s: float | None = None
     models: int = 0
     queued: int = 0
     #: A person can open its screen (it has a display, with a password the gateway can derive).
@@ -69,12 +90,62 @@ class WorkerRow:
     catalog_source: str | None = None
     #: The mode the arena took for its last new chat.
     chat_mode: str | None = None
+    #: Unix time its account's state ends: cooling over, or a flagged account's call alone.
+    until: float | None = None
+    #: Unix time its account may make its next call (its pacing, its cooling); None: not while
+    #: it waits for a person or for the arena.
+    free_at: float | None = None
+    #: Its account's calls in the last 15 minutes and today (UTC), against its budget (0: none).
+    calls_15_minutes: int = 0
+    calls_today: int = 0
+    budget_15_minutes: int = 0
+    budget_today: int = 0
+    #: The account's credits, when the site shows them.
+    credits: float | None = None
+    #: The address the arena sees it come from (when probed), and its own proxy (no password).
+    egress: str | None = None
+    proxy: str | None = None
+
+
+def state_ends(status: WorkerStatus) -> float | None:
+    """When the account's state ends by itself: its cooling, or a flagged one's call alone."""
+    if status.state is WorkerState.COOLING:
+        return status.until
+    if status.state is WorkerState.FLAGGED:
+        return status.next_try
+    return None
+
+
+def account_key(status: WorkerStatus) -> str:
+    """The name an account is paced under: a guest has none, so its worker's id stands in."""
+    return status.account or status.id
+
+
+def account_pace(settings: Settings) -> Pace:
+    """The budget every account is held to (`Pace` defaults until the settings name one)."""
+    return Pace()
+
+
+def free_at(status: WorkerStatus, standing: Standing | None, now: float) -> float | None:
+    """When the account may make its next call: once its pacing and any cooling allow; None
+    while it waits for a person or for the arena."""
+    if not status.serving and status.state is not WorkerState.COOLING:
+        return None
+    paced = now + (standing.wait_s if standing else 0.0)
+    return max(paced, state_ends(status) or paced)
 
 
 def worker_rows(
-    live: list[WorkerStatus], gone: list[str], queued: dict[str, int], now: float
+    live: list[WorkerStatus],
+    gone: list[str],
+    queued: dict[str, int],
+    now: float,
+    standings: Mapping[str, Standing] | None = None,
+    pace: Pace = Pace(),
 ) -> list[WorkerRow]:
-    """The workers as the page shows them: those that need a person first, gone ones last."""
+    """The workers as the page shows them: those that need a person first, gone ones last;
+    `standings`: each live one's account against its budget, by worker id."""
+    standings = standings or {}
     rows = [
         WorkerRow(
             id=s.id,
@@ -85,9 +156,6 @@ def worker_rows(
             capacity=s.capacity,
             last_error=s.last_error,
             heartbeat_age_s=max(0.0, now - s.updated_at),
-            rate_limited_for_s=max(0.0, s.until - now)
-            if s.state is WorkerState.RATE_LIMITED and s.until
-            else None,
             models=len(s.models),
             queued=queued.get(s.queue, 0),
             screen=bool(s.novnc_url and s.vnc_salt),
@@ -97,8 +165,18 @@ def worker_rows(
             retry_in_s=max(0.0, s.next_try - now) if s.next_try is not None else None,
             catalog_source=s.catalog_source,
             chat_mode=s.chat_mode,
+            until=state_ends(s),
+            free_at=free_at(s, standings.get(s.id), now),
+            calls_15_minutes=standing.calls_last_15_minutes if standing else 0,
+            calls_today=standing.calls_today if standing else 0,
+            budget_15_minutes=pace.per_15_minutes,
+            budget_today=pace.per_day,
+            credits=s.credits,
+            egress=s.egress,
+            proxy=s.proxy,
         )
         for s in live
+        for standing in [standings.get(s.id)]
     ]
     rows += [
         WorkerRow(
@@ -119,6 +197,8 @@ class Overview:
     queued: int
     #: Public names of the models the live workers serve, listed ones only.
     models: list[str]
+    #: When it was read (Unix time): the page says "in 3 min" from it.
+    now: float
 
     def public(self) -> dict[str, Any]:
         return {
@@ -128,8 +208,10 @@ class Overview:
         }
 
 
-async def overview(redis: Redis, catalogs: CatalogView) -> Overview:
+async def overview(redis: Redis, catalogs: CatalogView, pace: Pace) -> Overview:
     live, gone = await read_roster(redis)
+    pacer = AccountPacer(redis, pace)
+    standings = await asyncio.gather(*(pacer.standing(account_key(s)) for s in live))
     # The models of exactly the workers shown, not of a view a moment older.
     catalog = await catalogs.update(live)
     queues = [
@@ -142,9 +224,10 @@ async def overview(redis: Redis, catalogs: CatalogView) -> Overview:
             pipe.zcard(name)  # arq queues are sorted sets of job ids
         depths = dict(zip(queues, await pipe.execute(), strict=True))
     models = [model.public_name for model in catalog.listed()] if catalog else []
-    return Overview(
-        worker_rows(live, gone, depths, time.time()), depths[redis_keys.SHARED_QUEUE], models
-    )
+    now = time.time()
+    by_worker = {s.id: standing for s, standing in zip(live, standings, strict=True)}
+    rows = worker_rows(live, gone, depths, now, by_worker, pace)
+    return Overview(rows, depths[redis_keys.SHARED_QUEUE], models, now)
 
 
 def page(
@@ -195,7 +278,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
     session = await signed_in_admin(request)
     if session is None:
         return to_login(request)
-    view = await overview(svc.redis, svc.catalog)
+    view = await overview(svc.redis, svc.catalog, account_pace(svc.settings))
     return page(request, "admin.html", {"view": view, "csrf_token": session.csrf_token})
 
 
@@ -203,7 +286,7 @@ async def dashboard(request: Request, svc: Services = Depends(services)) -> Resp
 async def workers_api(
     _: AdminSession = Depends(require_admin), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return (await overview(svc.redis, svc.catalog)).public()
+    return (await overview(svc.redis, svc.catalog, account_pace(svc.settings))).public()
 
 
 @router.post("/workers/{worker_id}/forget")

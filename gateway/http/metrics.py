@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -114,6 +114,9 @@ class FleetSnapshot:
     workers: Mapping[str, int]
     queues: Mapping[str, int]
     counters: Mapping[str, int]
+    #: Each live worker's account: its state, and the stream calls it made since its worker
+    #: started (a counter that starts over with the worker, as a process's counters do).
+    accounts: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 async def read_snapshot(redis: Redis) -> FleetSnapshot:
@@ -128,6 +131,7 @@ async def read_snapshot(redis: Redis) -> FleetSnapshot:
         workers=state_counts(fleet),
         queues=dict(zip(names, depths, strict=True)),
         counters={name.decode(): int(value) for name, value in counters.items()},
+        accounts={s.id: (s.state.value, s.calls) for s in fleet},
     )
 
 
@@ -167,6 +171,22 @@ class SnapshotCollector(Collector):
             "reCAPTCHA tokens the arena refused (all workers).",
             value=snap.counters.get(RECAPTCHA_FAILURE, 0),
         )
+        states = GaugeMetricFamily(
+            "lmb_account_state",
+            "Each live worker's account in its state: 1 for the state it is in, 0 for the others.",
+            labels=["worker", "state"],
+        )
+        calls = CounterMetricFamily(
+            "lmb_account_calls",
+            "Stream calls each worker's account made since the worker started.",
+            labels=["worker"],
+        )
+        for worker, (now_in, made) in sorted(snap.accounts.items()):
+            for state in WorkerState:
+                states.add_metric([worker, state.value], int(state.value == now_in))
+            calls.add_metric([worker], made)
+        yield states
+        yield calls
 
 
 def render(metrics: Metrics, snapshot: FleetSnapshot) -> bytes:

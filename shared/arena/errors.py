@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import orjson
 
 from shared import events
 from shared.arena.page import is_challenge_page
-from shared.arena.site import LOGIN_GATE, MODE_REFUSAL, RECAPTCHA_REFUSAL
+from shared.arena.site import LOGIN_GATE, MODE_REFUSAL, PROMPT_REFUSAL, RECAPTCHA_REFUSAL
 from shared.events import ErrorKind, Event
 
 _MAX_MESSAGE = 500
@@ -53,6 +53,14 @@ class RateLimited(ArenaError):
     ) -> None:
         super().__init__(message, status=status, retry_after=retry_after)
         self.modality = modality
+
+
+class PromptRefused(RateLimited):
+    """429 `{"error": "prompt failed"}`: the account's own limit, or a prompt it will not take.
+
+    Unlike the other 429 it says nothing of when: the account rests, and the prompt is tried on
+    one other account, never again on this one.
+    """
 
 
 class RecaptchaRejected(ArenaError):
@@ -102,6 +110,8 @@ def classify(status: int, headers: Mapping[str, str], body: str) -> ArenaError:
     lowered = {name.lower(): value for name, value in headers.items()}
     message = _message(body) or f"HTTP {status}"
     if status == 429:
+        if message.lower() == PROMPT_REFUSAL:
+            return PromptRefused(message, status=status, retry_after=_retry_after(lowered))
         return RateLimited(
             message,
             status=status,
@@ -120,6 +130,24 @@ def classify(status: int, headers: Mapping[str, str], body: str) -> ArenaError:
     if status == 400:
         return BadRequest(message, status=status)
     return Upstream(message, status=status)
+
+
+#: What a refusal says of the account that met it: it must rest a while, or it is flagged
+#: and waits for a person to pass the site's security check.
+Verdict = Literal["cooling", "flagged"]
+
+
+def account_verdict(error: ArenaError, *, fresh_token: bool) -> Verdict | None:
+    """The account's standing after `error`; None when it says nothing about the account.
+
+    Either 429 cools the account. A refused reCAPTCHA token is stale or scored low once; when
+    a token minted just now is refused too (`fresh_token`), the site has flagged the account.
+    """
+    if isinstance(error, RateLimited):
+        return "cooling"
+    if isinstance(error, RecaptchaRejected) and fresh_token:
+        return "flagged"
+    return None
 
 
 def mode_refused(error: ArenaError) -> bool:

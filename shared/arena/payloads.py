@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.site import CREATE_PATH, POST_PATH, RETRY_PATH, STOP_PATH
 
 
@@ -37,6 +38,8 @@ class UserTurn:
     model_b_message_id: str | None = None
     attachments: Sequence[Mapping[str, str]] = ()
     feature_flags: Mapping[str, str] | None = None
+    #: What the security check's v2 checkbox left once a person passed it (a flagged account).
+    v2_token: str | None = None
 
     def __post_init__(self) -> None:
         if (self.model_b_id is None) != (self.model_b_message_id is None):
@@ -46,6 +49,23 @@ class UserTurn:
 def create_evaluation(turn: UserTurn, *, mode: str) -> ArenaRequest:
     """First turn of a session: `POST …/create-evaluation`, which also creates the session."""
     return ArenaRequest("POST", CREATE_PATH, _evaluation_body(turn, mode))
+
+
+def probe(*, mode: str, token: str, v2_token: str | None = None) -> ArenaRequest:
+    """A new chat naming a model nobody has: the site says whether it takes a call of this
+    account (its mode, its tokens, its standing) without answering or spending anything."""
+    user, message = uuid7_ascending(2)
+    turn = UserTurn(
+        session_id=uuid7(),
+        model_a_id=uuid7(),
+        user_message_id=user,
+        model_a_message_id=message,
+        content="probe",
+        modality="chat",
+        token=token,
+        v2_token=v2_token,
+    )
+    return create_evaluation(turn, mode=mode)
 
 
 def post_to_evaluation(turn: UserTurn) -> ArenaRequest:
@@ -83,6 +103,8 @@ def _evaluation_body(turn: UserTurn, mode: str | None) -> dict[str, Any]:
     }
     body["modality"] = turn.modality
     body["recaptchaV3Token"] = turn.token
+    if turn.v2_token is not None:
+        body["recaptchaV2Token"] = turn.v2_token
     if turn.feature_flags:
         body["featureFlags"] = dict(turn.feature_flags)
     return body

@@ -43,6 +43,9 @@ CHALLENGE_MARKERS: Final = (
 AUTH_COOKIE: Final = "arena-auth-prod-v1"
 #: How the cookie's value starts: base64url JSON of the session follows.
 AUTH_COOKIE_PREFIX: Final = "base64-"
+#: Cookies Cloudflare binds to the browser (and address) that got them: one exported from a
+#: person's browser fails in a worker's, and would replace the clearance the worker has.
+BROWSER_BOUND_COOKIES: Final = frozenset({"cf_clearance", "__cf_bm"})
 #: 200 with the user when signed in, 401 when not (2026; where it does not answer, the
 #: cookie is all there is to go by).
 ME_PATH: Final = "/api/me"
@@ -63,8 +66,25 @@ TOKEN_ACTIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "post": ("chat_submit",),
     "retry": ("chat_retry", "chat_submit"),
 }
-#: A 403 whose body says this is a refused token (not Cloudflare, not a flag of its own).
+#: A 403 whose body says this is a refused token (not Cloudflare). When a freshly minted token
+#: is refused too, the account is flagged: every call answers this until a person passes the
+#: site's security check.
 RECAPTCHA_REFUSAL: Final = "recaptcha"
+
+# --- An account's standing -----------------------------------------------------------------
+
+#: A 429 whose JSON `error` is this is the account's own limit, or a prompt it will not take
+#: (the other 429, plain text with `retry-after`, is a global or per-address limit).
+PROMPT_REFUSAL: Final = "prompt failed"
+#: A flagged account's page shows a dialog with this title and a reCAPTCHA v2 checkbox.
+SECURITY_CHECK_DIALOG: Final = '[role="dialog"]'
+SECURITY_CHECK_TITLE: Final = "Security Verification"
+#: Where the v2 checkbox leaves its token once a person passed it (Google's widget) …
+V2_RESPONSE_FIELD: Final = 'textarea[name="g-recaptcha-response"]'
+#: … but not inside the v3 badge, whose own field of that name holds v3 tokens.
+V3_BADGE: Final = ".grecaptcha-badge"
+#: The account's credits (2026): a JSON answer when the site has them for the account.
+BILLING_PATH: Final = "/api/billing/balance"
 
 # --- Stream requests -----------------------------------------------------------------------
 

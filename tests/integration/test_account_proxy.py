@@ -1,10 +1,14 @@
 """An account's own proxy with credentials: the worker's forwarder in front of a real proxy
-(Debian's tinyproxy, asking for a password), and Chromium going through it to the fake arena."""
+(Debian's tinyproxy, asking for a password), Chromium going through it to the fake arena, and a
+whole bridge where one worker's account goes out through its proxy and another's directly."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import secrets
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +17,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, tinyproxy
+from shared.arena.site import STREAM_PREFIX
+from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server, tinyproxy
+from tests.support.stack import Stack
 from worker.browser.proxy import ProxyForwarder, shown
 
 pytestmark = pytest.mark.skipif(shutil.which("tinyproxy") is None, reason="needs tinyproxy")
@@ -121,3 +127,65 @@ async def test_chromium_reaches_the_arena_through_the_proxy(
 
     body = await asyncio.to_thread(visit)
     assert f'"host":"{EGRESS}"' in body.replace(" ", "")
+
+
+@pytest.mark.browser
+def test_one_workers_account_reaches_the_arena_through_its_proxy_and_another_directly(
+    arena: str, upstream: str, tmp_path: Path
+) -> None:
+    key = secrets.token_hex(32)
+    with redis_server(tmp_path) as redis_url:
+        stack = Stack(
+            redis_url,
+            arena,
+            tmp_path,
+            env={
+                "LMB_ADMIN_KEY": key,
+                "LMB_WORKER_CAPACITY": "1",
+                "LMB_EGRESS_PROBE_URL": f"{arena}/__fake/peer",
+            },
+        )
+        try:
+            stack.start_gateway()
+            stack.start_worker("proxied", LMB_PROXY=upstream)
+            stack.start_worker("direct")
+            stack.arena("POST", "scenario", json={"line_delay_seconds": 0.05})
+            since = stack.arena("GET", "log").json()["requests"]
+            prompts = [f"which way {n} {uuid.uuid4().hex[:8]}" for n in range(4)]
+
+            def ask(prompt: str) -> str | None:
+                answer = stack.openai().chat.completions.create(
+                    model="gemini-2.5-pro", messages=[{"role": "user", "content": prompt}]
+                )
+                return answer.choices[0].message.content
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                assert all(pool.map(ask, prompts))
+            rows = httpx.get(
+                f"{stack.base_url}/admin/api/workers",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            ).json()["workers"]
+            logs = "".join((tmp_path / f"{name}.log").read_text() for name in ("proxied", "direct"))
+            beat = stack.redis.get("lmb:worker:proxied") or b""
+        finally:
+            stack.close()
+
+    # Each account's calls all came the way it goes out; both accounts served some.
+    peers: dict[str, set[str]] = {}
+    for identity, host in stack_calls(arena, skip=len(since)):
+        peers.setdefault(identity, set()).add(host)
+    assert sorted(peers.values(), key=sorted) == [{"127.0.0.1"}, {EGRESS}]
+    by_worker = {row["id"]: row for row in rows}
+    assert by_worker["proxied"]["egress"] == EGRESS and by_worker["direct"]["egress"] == "127.0.0.1"
+    assert by_worker["proxied"]["proxy"] == shown(upstream) and by_worker["direct"]["proxy"] is None
+    for text in (logs, beat.decode(), str(rows)):
+        assert "s3cret" not in text  # the proxy's password is printed nowhere
+
+
+def stack_calls(arena: str, *, skip: int) -> list[tuple[str, str]]:
+    """(caller, address it came from) of each stream call the arena received after `skip`."""
+    requests = httpx.get(f"{arena}/__fake/log", timeout=10).json()["requests"][skip:]
+    return [
+        (r["identity"], r["peer"]["host"]) for r in requests if r["path"].startswith(STREAM_PREFIX)
+    ]

@@ -238,7 +238,7 @@ def test_a_429_before_the_first_token_moves_to_another_worker_then_reaches_the_c
     assert [r["status"] for r in creates] == [429, 200]
     assert creates[0]["identity"] != creates[1]["identity"]  # two browsers: two workers
 
-    limited = [n for n in ("rl-1", "rl-2") if fresh.worker_status(n).state.value == "rate_limited"]
+    limited = [n for n in ("rl-1", "rl-2") if fresh.worker_status(n).state.value == "cooling"]
     assert len(limited) == 1
     until = fresh.worker_status(limited[0]).until
     assert until is not None and until > time.time() + 20

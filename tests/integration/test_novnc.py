@@ -7,13 +7,12 @@ screen and clicks or types on the noVNC canvas. Those clicks and keys travel as 
 the worker's X display, so the worker's browser sees trusted input, as from a person.
 
 Where to click is read off the worker's page through its DevTools (the test has no eyes); the
-click itself only ever goes through noVNC.
+click itself only ever goes through noVNC (`tests.support.screens`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import secrets
 import time
 import uuid
@@ -23,16 +22,22 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import websockets.sync.client
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server
+from tests.support.procs import fake_arena, redis_server
+from tests.support.screens import (
+    DISPLAY_ENV,
+    admin_sign_in,
+    click_on_screen,
+    open_screen,
+    persons_browser,
+    wait_for_selector,
+    worker_browser,
+)
 from tests.support.stack import Stack
 from worker.browser.display import missing_tools
 
@@ -43,8 +48,6 @@ pytestmark = [
 
 ADMIN_KEY = secrets.token_hex(32)
 CHAT = "gemini-2.5-pro"
-#: A headed worker on its own display: what `lmarena-bridge up` runs when Xvfb is installed.
-DISPLAY_ENV = {"LMB_DISPLAY": "on", "LMB_HEADLESS": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +63,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def person(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    """The admin's own browser: headless Chromium under Selenium."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--window-size=1600,1100", "--no-sandbox", *TEST_CHROMIUM_ARGS):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def person() -> Iterator[webdriver.Chrome]:
+    yield from persons_browser()
 
 
 @pytest.fixture(autouse=True)
@@ -96,96 +89,6 @@ def streamed_text(stack: Stack, prompt: str) -> tuple[str, str]:
     return stream["text"]["a"], session["owner"]
 
 
-def admin_sign_in(person: webdriver.Chrome, stack: Stack, shots: Path) -> None:
-    person.get(f"{stack.base_url}/admin")
-    assert "/admin/login" in person.current_url
-    person.find_element(By.NAME, "key").send_keys(ADMIN_KEY)
-    person.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(person, 10).until(lambda d: d.current_url.endswith("/admin"))
-
-
-def open_screen(person: webdriver.Chrome, worker: str, shots: Path) -> WebElement:
-    """From the admin page, the worker's screen: follow the link, wait for noVNC to connect."""
-    link = WebDriverWait(person, 15).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, f'#attention a[data-screen="{worker}"]')
-    )[0]
-    person.save_screenshot(str(shots / f"admin-{worker}-waiting.png"))
-    link.click()
-    WebDriverWait(person, 20).until(
-        lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "connected"
-    )
-    canvas = WebDriverWait(person, 10).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "#screen canvas")
-    )
-    WebDriverWait(person, 10).until(lambda d: canvas.size["width"] >= 1280)
-    time.sleep(1.0)  # the first full frame
-    return canvas
-
-
-def worker_browser(stack: Stack, name: str) -> psutil.Process:
-    """The worker's Chromium (its main process, started by the worker)."""
-    for child in psutil.Process(stack.workers[name].pid).children(recursive=True):
-        if any(arg.startswith("--remote-debugging-port=") for arg in child.cmdline()):
-            return child
-    raise LookupError(f"no Chromium under {name}")
-
-
-def where_on_screen(stack: Stack, name: str, selector: str) -> tuple[float, float]:
-    """The centre of `selector` in the worker's page, in X screen pixels, read through DevTools."""
-    [port] = [
-        a.split("=", 1)[1]
-        for a in worker_browser(stack, name).cmdline()
-        if a.startswith("--remote-debugging-port=")
-    ]
-    targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-    [page] = [t for t in targets if t["type"] == "page"]
-    expression = (
-        f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-        " return JSON.stringify({x: screenX + (outerWidth - innerWidth) / 2 + r.left + r.width / 2,"
-        " y: screenY + outerHeight - innerHeight + r.top + r.height / 2}); })()"
-    )
-    with websockets.sync.client.connect(
-        page["webSocketDebuggerUrl"], max_size=None, proxy=None
-    ) as cdp:
-        cdp.send(
-            json.dumps(
-                {
-                    "id": 1,
-                    "method": "Runtime.evaluate",
-                    "params": {"expression": expression, "returnByValue": True},
-                }
-            )
-        )
-        while (reply := json.loads(cdp.recv()))["id"] != 1:
-            pass
-    point = json.loads(reply["result"]["result"]["value"])
-    return point["x"], point["y"]
-
-
-def wait_for_selector(
-    stack: Stack, name: str, selector: str, timeout: float = 20
-) -> tuple[float, float]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return where_on_screen(stack, name, selector)
-        except (KeyError, TypeError, ValueError, LookupError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
-def click_on_screen(
-    person: webdriver.Chrome, canvas: WebElement, point: tuple[float, float]
-) -> None:
-    """A real click on the noVNC canvas at a point of the worker's screen (one pixel per pixel)."""
-    width, height = canvas.size["width"], canvas.size["height"]
-    x, y = point
-    ActionChains(person).move_to_element_with_offset(
-        canvas, int(x - width / 2), int(y - height / 2)
-    ).click().perform()
-
-
 def test_a_person_passes_the_cloudflare_check_and_the_waiting_request_completes(
     stack: Stack, person: webdriver.Chrome, tmp_path: Path
 ) -> None:
@@ -198,7 +101,7 @@ def test_a_person_passes_the_cloudflare_check_and_the_waiting_request_completes(
         assert status.last_error and status.last_error.startswith("challenge")
         assert not answer.done()  # it waits in the queue for the worker
 
-        admin_sign_in(person, stack, tmp_path)
+        admin_sign_in(person, stack, ADMIN_KEY)
         canvas = open_screen(person, "cf-1", tmp_path)
         point = wait_for_selector(stack, "cf-1", "#cf-checkbox")
         person.save_screenshot(str(tmp_path / "screen-challenge.png"))
@@ -231,7 +134,7 @@ def test_signing_in_through_the_screen_makes_the_worker_ready_and_survives_a_res
         status = stack.wait_worker("gate-1", "login_required", timeout=30)
         assert status.account is None
 
-        admin_sign_in(person, stack, tmp_path)
+        admin_sign_in(person, stack, ADMIN_KEY)
         canvas = open_screen(person, "gate-1", tmp_path)
         click_on_screen(
             person, canvas, wait_for_selector(stack, "gate-1", 'a[data-testid="login"]')

@@ -59,4 +59,4 @@ async def test_a_chat_rate_limit_rests_the_whole_worker(redis: Redis) -> None:
     machine.to(WorkerState.READY, reason="page usable")
     worker = completion(redis, machine)
     await worker._hand_off(job("talk", "chat"), RateLimited("Too many", retry_after=60))
-    assert machine.state is WorkerState.RATE_LIMITED
+    assert machine.state is WorkerState.COOLING

@@ -25,6 +25,8 @@ from worker.main import run
 pytestmark = pytest.mark.browser
 
 MAIN = "w-main"
+#: A flagged account's first pause before it calls alone (20 minutes outside tests).
+FLAG_PAUSE_S = 2.0
 
 
 class Stack:
@@ -45,6 +47,7 @@ class Stack:
             heartbeat_seconds=0.5,
             headless=True,
             chromium_args=TEST_CHROMIUM_ARGS,
+            account_flag_pause_seconds=FLAG_PAUSE_S,
         )
 
     async def scenario(self, **knobs: Any) -> None:
@@ -233,13 +236,29 @@ async def test_a_refused_recaptcha_token_is_retried_once_with_a_new_one(main: St
     assert found[-1] == events.done()
 
 
-async def test_a_second_refusal_of_the_token_is_an_error(main: Stack) -> None:
+async def test_a_fresh_token_refused_too_flags_the_account_until_its_call_alone_goes_through(
+    main: Stack,
+) -> None:
     await main.scenario(failures=[{"kind": "recaptcha_403", "times": 2}])
     job = await main.job()
     await main.submit(job)
+    status = await main.wait_state(MAIN, WorkerState.FLAGGED, timeout=10)
+    assert status.next_try is not None and 0 < status.next_try - time.time() <= FLAG_PAUSE_S
+    # The client never hears of the flag: the job waits (no other account here) until the
+    # worker's call alone, after the pause, finds the flag gone; then it is answered.
     found = await main.events(job.id)
-    assert [event["t"] for event in found] == ["accepted", "error", "done"]
-    assert (found[1]["kind"], found[1]["status"]) == ("recaptcha", 403)
+    assert [e["t"] for e in found if e["t"] in ("accepted", "error")] == ["accepted", "accepted"]
+    assert joined(found, "text") == (await main.log())["streams"][0]["text"]["a"] != ""
+
+    creates = [
+        r for r in (await main.log())["requests"] if r["path"].endswith("/create-evaluation")
+    ]
+    assert [r["status"] for r in creates] == [403, 403, 400, 200]
+    alone = creates[2]
+    known = {model_id for m in await main.models() for model_id in m["ids"].values()}
+    assert alone["body"]["modelAId"] not in known
+    assert alone["received_at"] - creates[1]["received_at"] >= FLAG_PAUSE_S
+    assert (await main.status(MAIN)).state is WorkerState.READY
 
 
 async def test_a_429_with_no_other_worker_is_a_rate_limited_error(main: Stack) -> None:
@@ -256,7 +275,7 @@ async def test_a_429_with_no_other_worker_is_a_rate_limited_error(main: Stack) -
     )
 
     status = await main.status(MAIN)
-    assert status is not None and status.state is WorkerState.RATE_LIMITED
+    assert status is not None and status.state is WorkerState.COOLING
     assert status.until is not None and 0 < status.until - time.time() <= 2.5
     await main.wait_state(MAIN, WorkerState.READY, timeout=5)  # and back once the limit is over
 

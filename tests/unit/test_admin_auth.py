@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from cli.supervisor import admin_key, describe, worker_display
-from gateway.admin.page import worker_rows
+from gateway.admin.page import from_now, worker_rows
 from gateway.admin.sign_in import (
     csrf_token,
     login_token_matches,
@@ -18,6 +18,7 @@ from gateway.admin.sign_in import (
     safe_next,
 )
 from shared import redis_keys, vnc
+from shared.account_pacing import Pace, Standing
 from shared.settings import Settings
 from shared.worker_status import WorkerState, WorkerStatus
 
@@ -92,19 +93,57 @@ def test_rows_put_those_waiting_for_a_person_first_and_gone_ones_last() -> None:
     live = [
         status("a", WorkerState.READY),
         status("b", WorkerState.LOGIN_REQUIRED, novnc_url="http://127.0.0.1:1", vnc_salt="s"),
-        status("c", WorkerState.RATE_LIMITED, until=130.0),
+        status("c", WorkerState.COOLING, until=130.0),
     ]
     rows = worker_rows(live, ["z"], {redis_keys.worker_queue("z"): 2}, now=110.0)
     assert [(row.id, row.state) for row in rows] == [
         ("b", "login_required"),
         ("a", "ready"),
-        ("c", "rate_limited"),
+        ("c", "cooling"),
         ("z", "gone"),
     ]
     assert rows[0].needs == "sign in to an arena account in its browser" and rows[0].screen
     assert not rows[1].screen  # no display
-    assert rows[2].rate_limited_for_s == 20.0 and rows[1].heartbeat_age_s == 10.0
+    assert rows[2].until == 130.0 and rows[1].heartbeat_age_s == 10.0
     assert rows[3].gone and rows[3].queued == 2
+
+
+def test_each_account_shows_its_standing_its_budget_and_when_it_may_call_next() -> None:
+    live = [
+        status("r", WorkerState.READY, account="ann", egress="203.0.113.7", credits=12.5),
+        status("c", WorkerState.COOLING, until=400.0, proxy="socks5://10.0.0.2:1080"),
+        status("f", WorkerState.FLAGGED, next_try=1300.0, reason="flagged"),
+    ]
+    standings = {
+        "r": Standing(wait_s=30.0, calls_last_15_minutes=4, calls_today=17),
+        "c": Standing(wait_s=0.0, calls_last_15_minutes=1, calls_today=2),
+        "f": Standing(wait_s=0.0, calls_last_15_minutes=0, calls_today=3),
+    }
+    pace = Pace(min_interval_s=45, per_15_minutes=6, per_day=40)
+    rows = {row.id: row for row in worker_rows(live, [], {}, 100.0, standings, pace)}
+    ready, cooling, flagged = rows["r"], rows["c"], rows["f"]
+    assert (ready.calls_15_minutes, ready.budget_15_minutes) == (4, 6)
+    assert (ready.calls_today, ready.budget_today) == (17, 40)
+    assert (ready.free_at, ready.until, ready.egress, ready.credits) == (
+        130.0,
+        None,
+        "203.0.113.7",
+        12.5,
+    )
+    assert (cooling.until, cooling.free_at, cooling.proxy) == (
+        400.0,
+        400.0,
+        "socks5://10.0.0.2:1080",
+    )
+    assert (flagged.until, flagged.free_at, flagged.calls_today) == (1300.0, None, 3)
+    assert flagged.needs is not None and "Security Verification" in flagged.needs
+    assert worker_rows(live, [], {}, 100.0, standings, pace)[0].id == "f"  # a person: first
+
+
+def test_times_to_come_read_as_a_person_reads_them() -> None:
+    assert from_now(None, 100.0) == "" and from_now(100.5, 100.0) == "now"
+    assert (from_now(142.0, 100.0), from_now(100.0 + 18 * 60, 100.0)) == ("in 42 s", "in 18 min")
+    assert from_now(100.0 + 7200, 100.0).startswith("at ")
 
 
 def test_a_worker_that_cannot_reach_the_arena_says_why_and_when_it_tries_again() -> None:

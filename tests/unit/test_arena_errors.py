@@ -8,9 +8,11 @@ from shared.arena.errors import (
     AuthRequired,
     BadRequest,
     Challenge,
+    PromptRefused,
     RateLimited,
     RecaptchaRejected,
     Upstream,
+    account_verdict,
     classify,
 )
 from tests.unit.test_arena_captures import capture
@@ -155,3 +157,28 @@ def test_errors_are_raisable_arena_errors() -> None:
     assert caught.value.to_event() == events.error(
         "rate_limited", "Too many requests", retry_after=3.0, status=429
     )
+
+
+def test_prompt_failed_is_the_accounts_own_refusal_and_says_no_time() -> None:
+    error = classify(429, {"content-type": "application/json"}, '{"error":"prompt failed"}')
+    assert isinstance(error, PromptRefused) and isinstance(error, RateLimited)
+    assert (error.kind, error.status, error.retry_after) == ("rate_limited", 429, None)
+    assert error.message == "prompt failed"
+    plain = classify(429, {"retry-after": "7"}, "Too many requests, please try again later.")
+    assert type(plain) is RateLimited and plain.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("error", "fresh", "verdict"),
+    [
+        (RateLimited("Too many requests", retry_after=5), False, "cooling"),
+        (PromptRefused("prompt failed"), False, "cooling"),
+        (RecaptchaRejected("recaptcha validation failed"), False, None),
+        (RecaptchaRejected("recaptcha validation failed"), True, "flagged"),
+        (Challenge("Just a moment..."), True, None),
+        (BadRequest("Unknown model: x"), True, None),
+        (AuthRequired("Unauthorized"), True, None),
+    ],
+)
+def test_what_a_refusal_says_of_the_account(error: ArenaError, fresh: bool, verdict: str) -> None:
+    assert account_verdict(error, fresh_token=fresh) == verdict

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from shared.arena.payloads import (
     UserTurn,
     create_evaluation,
     post_to_evaluation,
+    probe,
     retry_message,
     stop,
 )
@@ -152,3 +154,34 @@ def test_ids_cannot_escape_their_path_segment() -> None:
     assert built.path == (
         "/nextjs-api/stream/retry-evaluation-session-message/..%2Fsign-up%3Fx%3D1/messages/a%2Fb"
     )
+
+
+def test_a_persons_pass_of_the_security_check_rides_after_the_v3_token() -> None:
+    turn = UserTurn(
+        session_id="s",
+        model_a_id="m",
+        user_message_id="u",
+        model_a_message_id="a",
+        content="hi",
+        modality="chat",
+        token="v3",
+        v2_token="v2",
+    )
+    body = post_to_evaluation(turn).body
+    assert list(body)[-2:] == ["recaptchaV3Token", "recaptchaV2Token"]
+    assert (body["recaptchaV3Token"], body["recaptchaV2Token"]) == ("v3", "v2")
+    without = dataclasses.replace(turn, v2_token=None)
+    assert "recaptchaV2Token" not in create_evaluation(without, mode="direct-battle").body
+
+
+def test_a_probe_names_no_model_there_is_and_fresh_ids_each_time() -> None:
+    first, second = (
+        probe(mode="direct-battle", token="t"),
+        probe(mode="direct", token="t", v2_token="p"),
+    )
+    assert first.path == second.path and first.path.endswith("/create-evaluation")
+    assert first.body["mode"] == "direct-battle" and second.body["recaptchaV2Token"] == "p"
+    assert "recaptchaV2Token" not in first.body
+    for field in ("id", "modelAId", "userMessageId", "modelAMessageId"):
+        assert first.body[field] != second.body[field]
+    assert first.body["userMessageId"] < first.body["modelAMessageId"]  # the site's own order

@@ -78,6 +78,17 @@ def test_the_fleet_snapshot_is_exported_with_every_state() -> None:
     assert found[("lmb_recaptcha_failures_total", ())] == 5
 
 
+def test_each_account_is_exported_with_its_state_and_its_calls() -> None:
+    snapshot = FleetSnapshot({}, {}, {}, accounts={"w1": ("flagged", 7), "w2": ("ready", 0)})
+    found = samples(render(Metrics(), snapshot))
+    assert found[("lmb_account_state", (("state", "flagged"), ("worker", "w1")))] == 1
+    assert found[("lmb_account_state", (("state", "ready"), ("worker", "w1")))] == 0
+    assert found[("lmb_account_state", (("state", "ready"), ("worker", "w2")))] == 1
+    assert sum(v for (name, labels), v in found.items() if name == "lmb_account_state") == 2
+    assert found[("lmb_account_calls_total", (("worker", "w1"),))] == 7
+    assert found[("lmb_account_calls_total", (("worker", "w2"),))] == 0
+
+
 async def test_requests_are_counted_by_route_template_and_status() -> None:
     metrics = Metrics()
     app = FastAPI()

@@ -59,6 +59,14 @@ def test_features_disabled_by_extra_switches_join_ours_in_one_switch() -> None:
     )
 
 
+def test_a_proxied_browser_goes_through_its_forwarder_for_everything_loopback_too() -> None:
+    extra = ["--proxy-server=http://elsewhere:1", "--lang=en"]
+    args = chromium_args(extra, headless=True, root=False, proxy="127.0.0.1:4321")
+    # Last, so that Chromium (which heeds the last of a repeated switch) takes ours.
+    assert args[-2:] == ["--proxy-server=http://127.0.0.1:4321", "--proxy-bypass-list=<-loopback>"]
+    assert not any("proxy" in arg for arg in chromium_args([], headless=True, root=False))
+
+
 def test_each_worker_gets_its_own_driver_copy_and_profile(tmp_path: Path) -> None:
     original = tmp_path / "chromedriver"
     original.write_bytes(b"\x7fELF driver")

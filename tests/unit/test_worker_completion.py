@@ -78,7 +78,7 @@ def test_a_peer_is_a_serving_worker_not_excluded_preferring_ready_and_idle() -> 
         status("w-busy", WorkerState.BUSY, busy=4),
         status("w-loaded", busy=3),
         status("w-idle", busy=0),
-        status("w-limited", WorkerState.RATE_LIMITED),
+        status("w-limited", WorkerState.COOLING),
         status("w-me"),
     ]
     assert pick_peer(statuses, excluded=["w-me"]).id == "w-idle"

@@ -53,31 +53,31 @@ def test_a_slot_is_freed_when_the_job_fails() -> None:
     assert (machine.state, machine.busy) == (S.READY, 0)
 
 
-def test_rate_limit_is_extended_never_shortened_and_lifted_when_over() -> None:
+def test_cooling_is_extended_never_shortened_and_lifted_when_over() -> None:
     machine = ready()
-    machine.rate_limited(100.0, reason="429")
-    machine.rate_limited(50.0, reason="429 again")
-    assert (machine.state, machine.until) == (S.RATE_LIMITED, 100.0)
+    machine.cool(100.0, reason="429")
+    machine.cool(50.0, reason="429 again")
+    assert (machine.state, machine.until) == (S.COOLING, 100.0)
     assert not machine.serving
-    machine.lift_rate_limit(now=99.0)
-    assert machine.state is S.RATE_LIMITED
-    machine.lift_rate_limit(now=100.0)
+    machine.lift_cooling(now=99.0)
+    assert machine.state is S.COOLING
+    machine.lift_cooling(now=100.0)
     assert (machine.state, machine.until) == (S.READY, None)
 
 
-def test_a_rate_limit_ending_with_every_slot_taken_resumes_busy() -> None:
+def test_cooling_ending_with_every_slot_taken_resumes_busy() -> None:
     machine = ready(capacity=1)
     with machine.slot():
-        machine.rate_limited(10.0, reason="429")
-        machine.lift_rate_limit(now=11.0)
+        machine.cool(10.0, reason="429")
+        machine.lift_cooling(now=11.0)
         assert machine.state is S.BUSY
     assert machine.state is S.READY
 
 
-def test_a_rate_limit_while_stopping_changes_nothing() -> None:
+def test_cooling_while_stopping_changes_nothing() -> None:
     machine = ready()
     machine.to(S.STOPPED, reason="bye")
-    machine.rate_limited(10.0, reason="late 429")
+    machine.cool(10.0, reason="late 429")
     assert machine.state is S.STOPPED
 
 
@@ -92,7 +92,15 @@ def test_transitions_are_logged_without_anything_but_states(
 
 
 def test_a_broken_browser_restarts_from_any_live_state_through_starting() -> None:
-    for state in (S.STARTING, S.READY, S.BUSY, S.RATE_LIMITED, S.CHALLENGE, S.LOGIN_REQUIRED):
+    for state in (
+        S.STARTING,
+        S.READY,
+        S.BUSY,
+        S.COOLING,
+        S.FLAGGED,
+        S.CHALLENGE,
+        S.LOGIN_REQUIRED,
+    ):
         assert S.RESTARTING in TRANSITIONS[state]
     assert TRANSITIONS[S.RESTARTING] == frozenset({S.STARTING, S.STOPPED})
     machine = ready()
@@ -103,14 +111,14 @@ def test_a_broken_browser_restarts_from_any_live_state_through_starting() -> Non
     assert machine.state is S.READY
 
 
-def test_a_rate_limit_outlasts_a_check_passed_meanwhile() -> None:
+def test_cooling_outlasts_a_check_passed_meanwhile() -> None:
     machine = ready()
-    machine.rate_limited(100.0, reason="429")
+    machine.cool(100.0, reason="429")
     machine.to(S.CHALLENGE, reason="a check")
     assert machine.until == 100.0
     machine.resume("a person passed the check", now=50.0)
-    assert (machine.state, machine.until) == (S.RATE_LIMITED, 100.0)
-    machine.lift_rate_limit(now=100.0)
+    assert (machine.state, machine.until) == (S.COOLING, 100.0)
+    machine.lift_cooling(now=100.0)
     assert (machine.state, machine.until) == (S.READY, None)
 
 
@@ -149,3 +157,57 @@ def test_pauses_between_tries_grow_to_a_cap() -> None:
         starts.append(at)
         at += retry_pause(failures)
     assert len(starts) == 5
+
+
+def flagged_machine(first_pause: float = 60.0) -> StateMachine:
+    from worker.state import flag_pauses
+
+    machine = StateMachine("w-test", 2, flag_pauses=flag_pauses(first_pause))
+    machine.resume("page usable")
+    return machine
+
+
+def test_a_flag_stops_serving_until_it_is_gone_and_its_pauses_grow_to_a_cap() -> None:
+    machine = flagged_machine()
+    machine.flag("a fresh token was refused", now=1000.0)
+    assert (machine.state, machine.next_try, machine.probe_at) == (S.FLAGGED, 1060.0, 1060.0)
+    assert not machine.serving and "tries alone in 1 min" in machine.reason
+    machine.flag("another answer refused too", now=1001.0)  # the same flag: no longer pause
+    assert machine.probe_at == 1060.0
+    pauses = []
+    for now in (1060.0, 1180.0, 1420.0, 1780.0):
+        machine.still_flagged("its call alone was refused", now=now)
+        assert machine.state is S.FLAGGED and machine.next_try == machine.probe_at
+        pauses.append(machine.probe_at - now)
+    assert pauses == [120.0, 240.0, 360.0, 360.0]  # 20 → 40 → 80 → 120 → 120 minutes, scaled
+    machine.unflag("a person passed the check")
+    assert (machine.state, machine.flag_level, machine.probe_at) == (S.READY, 0, None)
+    machine.flag("flagged again", now=2000.0)
+    assert machine.probe_at == 2060.0  # a new flag starts with the first pause
+
+
+def test_a_flag_outlasts_a_check_or_a_restart_and_outranks_cooling() -> None:
+    machine = flagged_machine()
+    machine.cool(500.0, reason="429")
+    machine.flag("refused", now=100.0)
+    machine.cool(900.0, reason="a late 429")  # flagged still: cooling waits behind it
+    assert machine.state is S.FLAGGED and machine.until == 900.0
+    machine.to(S.CHALLENGE, reason="a check")
+    machine.resume("a person passed the Cloudflare check", now=200.0)
+    assert (machine.state, machine.next_try) == (S.FLAGGED, 160.0)
+    machine.to(S.RESTARTING, reason="the browser died")
+    machine.to(S.STARTING, reason="a new browser")
+    machine.resume("page usable", now=200.0)
+    assert machine.state is S.FLAGGED
+    machine.unflag("its call alone went through", now=200.0)
+    assert (machine.state, machine.until) == (S.COOLING, 900.0)
+
+
+def test_another_account_signed_in_starts_with_a_clean_standing() -> None:
+    machine = flagged_machine()
+    machine.cool(500.0, reason="429")
+    machine.flag("refused", now=100.0)
+    machine.to(S.STARTING, reason="signing in with other cookies")
+    machine.new_account()
+    machine.resume("page usable", now=200.0)
+    assert (machine.state, machine.until, machine.flag_level) == (S.READY, None, 0)

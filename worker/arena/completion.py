@@ -25,8 +25,10 @@ from shared.arena.errors import (
     ArenaError,
     AuthRequired,
     Challenge,
+    PromptRefused,
     RateLimited,
     RecaptchaRejected,
+    account_verdict,
     classify,
     mode_refused,
 )
@@ -42,6 +44,7 @@ from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.learned import Learned, token_tries
 from worker.arena.token_pool import Tokens
 from worker.arena.uploads import UploadFailed, Uploads
+from worker.browser.cdp import CDPError
 from worker.browser.page import ArenaPage, FetchFailed, PageError, PageFetch
 from worker.queue_worker import clear
 from worker.state import StateMachine
@@ -163,6 +166,12 @@ def events_of(parts: Iterable[Part], *, battle: bool = False) -> list[Event]:
     if battle:
         return found
     return [events.error("upstream", e["message"]) if e["t"] == "side_failed" else e for e in found]
+
+
+def first_free_in(statuses: Iterable[WorkerStatus], now: float) -> float | None:
+    """Seconds until the first cooling account rests no more; None if none is cooling."""
+    ends = [s.until for s in statuses if s.state is WorkerState.COOLING and s.until is not None]
+    return max(0.0, min(ends) - now) if ends else None
 
 
 def pick_peer(statuses: Iterable[WorkerStatus], *, excluded: Iterable[str]) -> WorkerStatus | None:
@@ -321,6 +330,8 @@ class Completion:
         self._learned = learned or Learned()
         #: Deletes the account's arena chats once forgotten (LMB_DELETE_CHATS); None: kept.
         self._chats = chats
+        #: Stream calls this account has made since the worker started (probes included).
+        self.calls = 0
 
     async def run(self, ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         job = CompletionJob.model_validate(payload)
@@ -337,7 +348,7 @@ class Completion:
 
         if not self._machine.serving and await self._requeue(job, "this worker is not serving"):
             return  # claimed just as it stopped serving (a check, a restart): the next one takes it
-        if await self._images_limited(job, stream):
+        if await self._images_limited(job, stream) or await self._refused_here(job, stream):
             return
 
         # Written while the request starts: the answer cannot overtake it (JobStream keeps order).
@@ -447,15 +458,30 @@ class Completion:
         """One request, sent again with a new token while the arena refuses the token."""
         tokens = self._tokens()
         actions = self._learned.token_actions[job.action]
-        for action, fresh in token_tries(actions.order()):
+        candidates = actions.order()
+        refused: RecaptchaRejected | None = None
+        for action, fresh in token_tries(candidates):
+            if refused is not None and not self._machine.serving:
+                return refused  # flagged by another answer meanwhile: nothing more is sent
             token = await (tokens.mint(action) if fresh else tokens.take(action))
             outcome = await self._attempt(page, job, token, stream, attachments, mode)
             if not isinstance(outcome, RecaptchaRejected):
                 if not isinstance(outcome, ArenaError):
                     actions.confirm(action)
                 return outcome
+            refused = outcome
+            # Only a token of the action the site takes says anything of the account.
+            known = len(candidates) == 1 or actions.worked == action
+            if account_verdict(outcome, fresh_token=fresh and known) == "flagged":
+                self._machine.flag(
+                    f"the arena refused a fresh reCAPTCHA token ({outcome.message}): its"
+                    " security check flagged the account",
+                    now=time.time(),
+                )
+                return outcome
             logger.info("job %s: reCAPTCHA token (%s) refused; trying a new one", job.id, action)
-        return outcome
+        assert refused is not None  # there is always a token to try
+        return refused
 
     async def _attempt(
         self,
@@ -470,6 +496,7 @@ class Completion:
         ids = RequestIds.fresh(job)
         try:
             request = build_request(job, ids, token, attachments, mode=mode)
+            self.calls += 1
             async with page.fetch(request) as fetch:
                 head = await fetch.head()
                 if head.status != 200:
@@ -563,11 +590,66 @@ class Completion:
         ) as exc:  # the answer is out; the next turn starts a new session
             logger.warning("job %s: could not remember its arena thread: %s", job.id, exc)
 
+    async def probe(self, v2_token: str | None = None) -> ArenaError | None:
+        """One call alone, answered by nothing and spending nothing: what the arena says of the
+        account now (None: it took the call). `v2_token`: a person's pass of the security check.
+        """
+        tokens = self._tokens()
+        action = self._learned.token_actions["create"].order()[0]
+        request = payloads.probe(
+            mode=self._learned.chat_mode.order()[0],
+            token=await tokens.mint(action),
+            v2_token=v2_token,
+        )
+        self.calls += 1
+        async with self._page().fetch(request) as fetch:
+            head = await fetch.head()
+            if head.status == 200:
+                return None  # leaving the block aborts whatever it would answer
+            return classify(head.status, head.headers, await fetch.text())
+
+    async def call_alone(self, v2_token: str | None = None) -> bool:
+        """A flagged account's call alone, with a person's pass of the security check if there
+        is one; the flag is settled by what the arena says. True if refused for the flag."""
+        try:
+            error = await self.probe(v2_token)
+        except (FetchFailed, PageError, CDPError) as exc:
+            logger.warning("worker %s: its call alone failed: %s", self._id, exc)
+            if v2_token is None:  # as if refused: never a call a second after another
+                self._machine.still_flagged(f"its call alone failed ({exc})", now=time.time())
+            return True
+        if isinstance(error, Challenge) or (isinstance(error, AuthRequired) and error.login_gate):
+            self._on_blocked(error)  # a person is needed for that first; the flag stays
+            return False
+        if error is not None and account_verdict(error, fresh_token=True) == "flagged":
+            self._machine.last_error = f"{error.kind}: {error.message}"
+            if v2_token is None:
+                self._machine.still_flagged("its call alone was refused too", now=time.time())
+            else:
+                logger.warning("worker %s: the arena refused the person's pass", self._id)
+            return True
+        passed = (
+            "a person passed the arena's security check"
+            if v2_token is not None
+            else "its call alone went through: the flag is gone"
+        )
+        self._machine.unflag(passed)
+        if isinstance(error, RateLimited):
+            delay = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_S
+            self._cool(delay, f"the arena answered its call alone with 429 {error.message}")
+        return False
+
     async def _failed(self, job: CompletionJob, error: ArenaError) -> list[Event] | None:
         logger.info("job %s: the arena refused it: %s %s", job.id, error.kind, error.status)
         self._machine.last_error = f"{error.kind}: {error.message}"
+        if isinstance(error, PromptRefused):
+            return await self._prompt_refused(job, error)
         if isinstance(error, RateLimited):
             if await self._hand_off(job, error):
+                return None
+        elif isinstance(error, RecaptchaRejected):
+            # Refused before its first token: the client never hears of this account's flag.
+            if await self._requeue(job, "the arena refused this account's tokens"):
                 return None
         elif isinstance(error, Challenge) or (isinstance(error, AuthRequired) and error.login_gate):
             # Nothing reached the client: the job waits for a worker that can serve it.
@@ -604,15 +686,38 @@ class Completion:
         if (error.modality or job.modality) == "image":
             self._images_limited_until = max(self._images_limited_until, until)
         else:
-            self._machine.rate_limited(
-                until, reason=f"the arena answered 429 (retry after {delay:.0f}s)"
-            )
-            asyncio.get_running_loop().call_later(
-                delay, lambda: self._machine.lift_rate_limit(time.time())
-            )
+            self._cool(delay, f"the arena answered 429 (retry after {delay:.0f}s)")
         return await self._pass_on(job)
 
-    async def _pass_on(self, job: CompletionJob) -> bool:
+    def _cool(self, delay: float, reason: str) -> None:
+        self._machine.cool(time.time() + delay, reason=reason)
+        asyncio.get_running_loop().call_later(
+            delay, lambda: self._machine.lift_cooling(time.time())
+        )
+
+    async def _prompt_refused(self, job: CompletionJob, error: PromptRefused) -> list[Event] | None:
+        """The account refused the prompt: it rests, and the prompt goes to one other account
+        (never back here); refused there too, the client gets the 429."""
+        rest = self._settings.account_cooling_seconds
+        self._cool(rest, f"the arena refused a prompt (429 {error.message}); resting")
+        if not job.refused_by:
+            moved = job.model_copy(update={"refused_by": [self._id]})
+            if await self._pass_on(moved, reason="the arena refused the prompt here"):
+                return None
+        return [await self._refusal(job, error.message, rest)]
+
+    async def _refusal(self, job: CompletionJob, message: str, rest: float) -> Event:
+        """The 429 a client gets when every account that may take its prompt refused it:
+        retry after the first one rests no more."""
+        refused = ", ".join(sorted({*job.refused_by, self._id}))
+        first_free = first_free_in(await read_fleet(self._redis), time.time())
+        limited = RateLimited(
+            f"the arena refused the prompt on every account that took it ({refused}): {message}",
+            retry_after=rest if first_free is None else first_free,
+        )
+        return limited.to_event()
+
+    async def _pass_on(self, job: CompletionJob, *, reason: str = "rate limited here") -> bool:
         """Put the job on the shared queue for another worker, if one serves; False if none.
 
         Queued there, any worker with a free slot takes it, and it waits for its job's timeout
@@ -623,7 +728,19 @@ class Completion:
             return False
         # Another account cannot continue this account's session: it starts a new one.
         moved = job.as_new_session().model_copy(update={"excluded_workers": excluded})
-        return await self._requeue(moved, "rate limited here")
+        return await self._requeue(moved, reason)
+
+    async def _refused_here(self, job: CompletionJob, stream: JobStream) -> bool:
+        """True, with the job passed on or failed, if this account refused its prompt before:
+        it is never sent here again."""
+        if self._id not in job.refused_by:
+            return False
+        if not await self._pass_on(job, reason="the arena refused the prompt here before"):
+            message = "the prompt was refused (429 prompt failed)"
+            await stream.close(
+                await self._refusal(job, message, self._settings.account_cooling_seconds)
+            )
+        return True
 
     async def _images_limited(self, job: CompletionJob, stream: JobStream) -> bool:
         """True, with the job passed on or failed, if it asks for an image while images are

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from shared.arena import payloads
 from shared.arena.catalog import Model
 from shared.arena.errors import AuthRequired, Challenge, RecaptchaRejected, classify, mode_refused
-from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.page import recaptcha_site_key
 from shared.arena.site import (
     CHAT_MODES,
@@ -62,9 +61,22 @@ FACTS: Mapping[Check, tuple[str, ...]] = {
     Check.CHAT: ("ARENA_ERROR_MARKER",),
 }
 #: Facts no check tries, as trying them would spend the account's credit on more than one
-#: answer (a follow-up, a regenerate) or need an answer running (stop); a worker meeting a
-#: change there shows the arena's refusal as the request's error.
-UNCHECKED = ("POST_PATH", "RETRY_PATH", "STOP_PATH")
+#: answer (a follow-up, a regenerate) or need an answer running (stop), or an account the site
+#: refuses or flagged; a worker meeting a change there shows the arena's refusal as the
+#: request's error. Credits are shown only when the site answers them. The cookies Cloudflare
+#: binds to a browser are only left out of imported ones.
+UNCHECKED = (
+    "POST_PATH",
+    "RETRY_PATH",
+    "STOP_PATH",
+    "PROMPT_REFUSAL",
+    "SECURITY_CHECK_DIALOG",
+    "SECURITY_CHECK_TITLE",
+    "V2_RESPONSE_FIELD",
+    "V3_BADGE",
+    "BILLING_PATH",
+    "BROWSER_BOUND_COOKIES",
+)
 #: What the `chat` check asks.
 CHAT_PROMPT = "Reply with one word: OK."
 
@@ -180,17 +192,8 @@ class Doctor:
         its mode first, or else for its model, without a chat being made."""
         refused: list[str] = []
         for mode in CHAT_MODES:
-            session, user, message = uuid7(), *uuid7_ascending(2)
-            turn = payloads.UserTurn(
-                session_id=session,
-                model_a_id=uuid7(),  # no model has it: nothing is answered or spent
-                user_message_id=user,
-                model_a_message_id=message,
-                content="mode probe",
-                modality="chat",
-                token=await self.session.mint(SUBMIT),
-            )
-            status, body = await self.session.page.call(payloads.create_evaluation(turn, mode=mode))
+            probe = payloads.probe(mode=mode, token=await self.session.mint(SUBMIT))
+            status, body = await self.session.page.call(probe)
             if status == 200:
                 return Finding(Check.MODE, True, f"new chats go out as {mode}"), mode
             error = classify(status, {}, body)

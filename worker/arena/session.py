@@ -37,7 +37,7 @@ S = WorkerState
 _CHECK_EVERY_S = 0.5
 _CLOSE_WAIT_S = 5.0
 #: States in which a person is at the browser (through noVNC): the page is theirs, never reloaded.
-_HUMAN_AT_WORK = frozenset({S.CHALLENGE, S.LOGIN_REQUIRED})
+_HUMAN_AT_WORK = frozenset({S.CHALLENGE, S.LOGIN_REQUIRED, S.FLAGGED})
 #: The action of the tokens a worker keeps minted ahead (new messages).
 SUBMIT = TOKEN_ACTIONS["create"][0]
 _SITE_CHANGED = "the site may have changed (see shared/arena/site.py)"
@@ -108,9 +108,13 @@ class ArenaSession:
 
     @classmethod
     async def start(
-        cls, settings: Settings, worker_id: str, display: Display | None = None
+        cls,
+        settings: Settings,
+        worker_id: str,
+        display: Display | None = None,
+        proxy: str | None = None,
     ) -> ArenaSession:
-        browser = await Browser.launch(settings, worker_id, display)
+        browser = await Browser.launch(settings, worker_id, display, proxy)
         try:
             cdp = await CDPConnection.connect(
                 await target_url(browser.debugger_address, browser.target_id)

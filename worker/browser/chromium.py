@@ -66,7 +66,11 @@ def is_headless(setting: bool | None, environ: Mapping[str, str]) -> bool:
     return setting if setting is not None else not environ.get("DISPLAY")
 
 
-def chromium_args(extra: list[str], *, headless: bool, root: bool) -> list[str]:
+def chromium_args(
+    extra: list[str], *, headless: bool, root: bool, proxy: str | None = None
+) -> list[str]:
+    """The switches a worker's Chromium starts with; `proxy`: the `host:port` of the loopback
+    forwarder to the account's proxy (`worker.browser.proxy`), which every request goes through."""
     args = list(BASE_ARGS)
     if headless:
         # No GPU here, so no process for it either: the compositor runs in the browser's own
@@ -84,7 +88,10 @@ def chromium_args(extra: list[str], *, headless: bool, root: bool) -> list[str]:
             disabled += [f for f in features if f and f not in disabled]
         else:
             rest.append(arg)
-    return [*args, _DISABLE_FEATURES + ",".join(disabled), *rest]
+    # Last, so that no extra switch takes the browser around the account's proxy; loopback
+    # is proxied too (Chromium skips a proxy for it unless told otherwise).
+    proxied = [f"--proxy-server=http://{proxy}", "--proxy-bypass-list=<-loopback>"] if proxy else []
+    return [*args, _DISABLE_FEATURES + ",".join(disabled), *rest, *proxied]
 
 
 def profile_dir(settings: Settings, worker_id: str) -> Path:
@@ -164,17 +171,24 @@ class Browser:
 
     @classmethod
     async def launch(
-        cls, settings: Settings, worker_id: str, display: Display | None = None
+        cls,
+        settings: Settings,
+        worker_id: str,
+        display: Display | None = None,
+        proxy: str | None = None,
     ) -> Browser:
-        """Chromium on the worker's profile: headed on `display` when there is one."""
-        return await asyncio.to_thread(cls._launch, settings, worker_id, display)
+        """Chromium on the worker's profile: headed on `display` when there is one, through the
+        proxy forwarder at `proxy` when there is one."""
+        return await asyncio.to_thread(cls._launch, settings, worker_id, display, proxy)
 
     @classmethod
-    def _launch(cls, settings: Settings, worker_id: str, display: Display | None) -> Browser:
+    def _launch(
+        cls, settings: Settings, worker_id: str, display: Display | None, proxy: str | None
+    ) -> Browser:
         headless = display is None and is_headless(settings.headless, os.environ)
         options = uc.ChromeOptions()
         extra = [*(display.chromium_args() if display else []), *settings.chromium_args]
-        for arg in chromium_args(extra, headless=headless, root=os.geteuid() == 0):
+        for arg in chromium_args(extra, headless=headless, root=os.geteuid() == 0, proxy=proxy):
             options.add_argument(arg)
         profile = profile_dir(settings, worker_id)
         profile.mkdir(parents=True, exist_ok=True)

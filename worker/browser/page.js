@@ -116,6 +116,17 @@
         await new Promise((resolve) => enterprise.ready(resolve));
         return enterprise.execute(siteKey, { action });
       },
+      // The site's security check of a flagged account: whether its dialog shows, and the
+      // token its v2 checkbox left once a person passed it (not the v3 badge's own field).
+      security(dialog, title, field, badge) {
+        const shown = [...document.querySelectorAll(dialog)].some(
+          (element) => element.textContent.includes(title) && element.checkVisibility(),
+        );
+        const passed = [...document.querySelectorAll(field)].find(
+          (element) => element.value && !element.closest(badge),
+        );
+        return { shown, token: passed ? passed.value : null };
+      },
       // Usable: the binding is in place and grecaptcha has loaded.
       ready() {
         const enterprise = window.grecaptcha && window.grecaptcha.enterprise;

@@ -21,6 +21,12 @@ from typing import Any
 import orjson
 
 from shared.arena.payloads import ArenaRequest
+from shared.arena.site import (
+    SECURITY_CHECK_DIALOG,
+    SECURITY_CHECK_TITLE,
+    V2_RESPONSE_FIELD,
+    V3_BADGE,
+)
 from worker.browser.cdp import CDPConnection, CDPError, Params
 
 SCRIPT = resources.files(__package__).joinpath("page.js").read_text(encoding="utf-8").strip()
@@ -36,6 +42,16 @@ class FetchFailed(Exception):
     def __init__(self, message: str, *, aborted: bool = False) -> None:
         super().__init__(message)
         self.aborted = aborted
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityCheck:
+    """The site's security check as the page shows it to a flagged account."""
+
+    #: Its dialog is on the page.
+    shown: bool
+    #: What its v2 checkbox left once a person passed it: the next call carries it.
+    token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +143,13 @@ class ArenaPage:
 
     async def recaptcha_ready(self) -> bool:
         return bool(await self._invoke("ready"))
+
+    async def security_check(self) -> SecurityCheck:
+        """Whether the page shows the site's security check, and a person's pass of it."""
+        found = await self._invoke(
+            "security", SECURITY_CHECK_DIALOG, SECURITY_CHECK_TITLE, V2_RESPONSE_FIELD, V3_BADGE
+        )
+        return SecurityCheck(bool(found["shown"]), found["token"] or None)
 
     async def mint_token(self, site_key: str, action: str) -> str:
         """A fresh reCAPTCHA Enterprise token, minted by the page's own grecaptcha."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Self
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
 from python_socks import ProxyError, ProxyTimeoutError
 from python_socks.async_.asyncio import Proxy
 
@@ -62,6 +64,19 @@ def connect_target(head: bytes) -> tuple[str, int]:
     target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
     host, _, port = target.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+@contextlib.asynccontextmanager
+async def forwarding(upstream: SecretStr | None) -> AsyncIterator[str | None]:
+    """A forwarder to `upstream` while the block runs: its `host:port` (None: no proxy)."""
+    if upstream is None:
+        yield None
+        return
+    forwarder = await ProxyForwarder.start(upstream.get_secret_value())
+    try:
+        yield forwarder.address
+    finally:
+        await forwarder.close()
 
 
 class ProxyForwarder:
