@@ -1,4 +1,4 @@
-"""`lmarena-bridge up | gateway | worker | doctor`."""
+"""`lmarena-bridge up | gateway | worker | doctor | keys | accounts`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from cli import key_commands
+from cli import account_commands, key_commands
 from shared import admin_key, logs, redis_client
-from shared.settings import Settings
+from shared.settings import MAX_WORKERS, Settings
 
 app = typer.Typer(
     help="OpenAI- and Anthropic-compatible API for the models on LMArena, served by real browsers.",
@@ -18,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(key_commands.app, name="keys")
+app.add_typer(account_commands.app, name="accounts")
 
 
 def _settings() -> Settings:
@@ -45,11 +46,23 @@ def _refuse_exposure(settings: Settings) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        metavar="N",
+        min=0,
+        max=MAX_WORKERS,
+        help="Workers (arena accounts) to start with; default LMB_WORKERS. More join later"
+        " with `lmarena-bridge accounts add`.",
+    ),
+) -> None:
     """Run everything on this machine: Redis (embedded unless LMB_REDIS_URL), a gateway, workers."""
     from cli.supervisor import run_all
 
     settings = _settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     _refuse_exposure(settings)
     raise typer.Exit(run_all(settings))
 

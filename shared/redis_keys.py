@@ -47,6 +47,17 @@ def worker_chats(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}:chats"
 
 
+def worker_cookies(worker_id: str) -> str:
+    """List of cookie imports waiting for one worker, each sealed with the admin key (see
+    shared.cookie_handover); the worker takes them while running, or at its next start."""
+    return f"{PREFIX}:worker:{worker_id}:cookies"
+
+
+def cookie_import(import_id: str) -> str:
+    """List the worker pushes what became of one cookie import to (see shared.cookie_handover)."""
+    return f"{PREFIX}:cookies:{import_id}"
+
+
 def catalog(digest: str) -> str:
     """A model catalog as a worker read it off the arena (JSON), by the digest of its entries.
 

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: A list given as one comma-separated environment variable: `a,b,c`.
 CommaList = Annotated[list[str], NoDecode]
+#: The most workers one `up` runs.
+MAX_WORKERS = 64
 
 
 class Settings(BaseSettings):
@@ -87,7 +89,7 @@ class Settings(BaseSettings):
     )
 
     # Workers and browsers
-    workers: int = Field(default=1, ge=0, le=64, description="Workers `up` starts.")
+    workers: int = Field(default=1, ge=0, le=MAX_WORKERS, description="Workers `up` starts.")
     worker_id: str | None = Field(default=None, description="This worker's name (default: random).")
     worker_capacity: int = Field(
         default=4, ge=1, le=64, description="Streams one browser runs at once."

@@ -30,6 +30,7 @@ from worker.arena import catalog_publisher
 from worker.arena.account_view import read_credits, read_egress
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.completion import Completion
+from worker.arena.cookie_import import CookieInbox
 from worker.arena.learned import Learned
 from worker.arena.security_check import wait_out_flag
 from worker.arena.session import CHALLENGED, SIGNED_OUT, ArenaSession, CatalogRead, Unusable
@@ -203,6 +204,20 @@ class BrowserWorker:
             )
             for name in (redis_keys.SHARED_QUEUE, redis_keys.worker_queue(self.id))
         ]
+        # Cookies imported for the account (`lmarena-bridge accounts import`) come sealed with
+        # the admin key: without one, none can be opened.
+        inbox = (
+            CookieInbox(
+                redis,
+                self.id,
+                settings.admin_key.get_secret_value(),
+                self.machine,
+                lambda: self.session,
+                self._signed_in_anew,
+            )
+            if settings.admin_key
+            else None
+        )
         recovery = Recovery.of(redis, settings)
         # What a previous life of this worker (same id) left running is saved before serving.
         await recovery.save(self.id, waiting=False)
@@ -220,6 +235,7 @@ class BrowserWorker:
                 asyncio.create_task(group.listen(redis), name="wake-listener"),
                 asyncio.create_task(self._refresh_catalog(), name="catalog"),
                 *([asyncio.create_task(chats.run(), name="chat-sweeper")] if chats else []),
+                *([asyncio.create_task(inbox.run(), name="cookie-inbox")] if inbox else []),
                 *(
                     asyncio.create_task(worker.async_run(), name=worker.queue_name)
                     for worker in workers
@@ -397,6 +413,25 @@ class BrowserWorker:
             pass  # the browser died: it is being replaced, and the new one is checked the same way
         except Exception:
             logger.exception("could not bring the arena page back")
+
+    def _signed_in_anew(self, session: ArenaSession, account: str | None) -> None:
+        """Imported cookies signed the browser in: a page that serves (or rests) is opened anew
+        as that account. A page a person works in reads the sign-in by itself."""
+        if account == self.account or not self.machine.can(S.STARTING):
+            return
+        if self._attending is not None and not self._attending.done():
+            return  # it is being opened anew already, and reads the sign-in then
+        self._attending = asyncio.create_task(self._reopen_signed_in(session), name="sign-in")
+
+    async def _reopen_signed_in(self, session: ArenaSession) -> None:
+        self.machine.to(
+            S.STARTING, reason="signed in with imported cookies: opening the arena anew"
+        )
+        # The answers under way stream in this page: they finish first (as when stopping).
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while self.machine.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await self._reattend(session, reload=True)
 
     def _watch_flag(self) -> None:
         """Flagged, with a page to watch: keep the check in sight for a person, call alone."""

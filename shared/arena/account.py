@@ -28,6 +28,12 @@ def session_cookie(cookies: Mapping[str, str]) -> str | None:
     return "".join(parts) or None
 
 
+def is_auth_cookie(name: str) -> bool:
+    """Whether `name` is the auth cookie or one of its parts (`<name>.0`, `.1`, …)."""
+    part = name.removeprefix(f"{AUTH_COOKIE}.")
+    return name == AUTH_COOKIE or (part != name and part.isdigit())
+
+
 def account_label(cookies: Mapping[str, str]) -> str | None:
     """A name for the signed-in account (username, else email, else user id); None for a guest."""
     value = session_cookie(cookies)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from shared.arena.account import account_label
+from shared.arena.site import BROWSER_BOUND_COOKIES
 
 #: Chromium's names for the SameSite values the extensions write.
 _SAME_SITE = {
@@ -53,14 +54,20 @@ def _from_json(text: str) -> list[dict[str, Any]]:
         raise CookieFileError(f"not a JSON array of cookies: {exc}") from None
     if not isinstance(entries, list):
         raise CookieFileError("not a JSON array of cookies")
-    return [_from_entry(entry) for entry in entries]
+    return [_from_entry(number, entry) for number, entry in enumerate(entries, 1)]
 
 
-def _from_entry(entry: Any) -> dict[str, Any]:
+def _from_entry(number: int, entry: Any) -> dict[str, Any]:
     if not isinstance(entry, Mapping) or not all(
         isinstance(entry.get(field), str) for field in ("name", "value", "domain")
     ):
-        raise CookieFileError(f"a cookie without a name, value or domain: {entry!r:.100}")
+        # Named by its place and name only: its value is a secret.
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        raise CookieFileError(
+            f"cookie {number} ({name!r}) has no name, value or domain"
+            if isinstance(name, str)
+            else f"cookie {number} has no name, value or domain"
+        )
     cookie: dict[str, Any] = {
         "name": entry["name"],
         "value": entry["value"],
@@ -106,6 +113,12 @@ def _from_netscape(text: str) -> list[dict[str, Any]]:
     if not cookies:
         raise CookieFileError("no cookies in the file")
     return cookies
+
+
+def portable(cookies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cookies that work in another browser: not those Cloudflare bound to the one that
+    got them (the worker keeps its own clearance)."""
+    return [c for c in cookies if c["name"] not in BROWSER_BOUND_COOKIES]
 
 
 def _belongs(domain: str, host: str) -> bool:

@@ -43,6 +43,9 @@ CHALLENGE_MARKERS: Final = (
 AUTH_COOKIE: Final = "arena-auth-prod-v1"
 #: How the cookie's value starts: base64url JSON of the session follows.
 AUTH_COOKIE_PREFIX: Final = "base64-"
+#: Cookies Cloudflare binds to the browser (and address) that got them: one exported from a
+#: person's browser fails in a worker's, and would replace the clearance the worker has.
+BROWSER_BOUND_COOKIES: Final = frozenset({"cf_clearance", "__cf_bm"})
 #: 200 with the user when signed in, 401 when not (2026; where it does not answer, the
 #: cookie is all there is to go by).
 ME_PATH: Final = "/api/me"

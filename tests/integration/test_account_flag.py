@@ -19,7 +19,6 @@ import pytest
 from selenium import webdriver
 
 from shared.arena.site import STREAM_PREFIX
-from tests.support.procs import fake_arena, redis_server
 from tests.support.screens import (
     DISPLAY_ENV,
     admin_sign_in,
@@ -28,7 +27,7 @@ from tests.support.screens import (
     persons_browser,
     wait_for_selector,
 )
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, running, wait_until
 from worker.browser.display import missing_tools
 
 pytestmark = [
@@ -43,13 +42,8 @@ FLAGGED, OTHER = "flag-1", "flag-2"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with redis_server(tmp_path) as redis_url, fake_arena(tmp_path) as arena_url:
-        stack = Stack(redis_url, arena_url, tmp_path, env={"LMB_ADMIN_KEY": ADMIN_KEY})
-        try:
-            stack.start_gateway()
-            yield stack
-        finally:
-            stack.close()
+    with running(tmp_path, LMB_ADMIN_KEY=ADMIN_KEY) as stack:
+        yield stack
 
 
 @pytest.fixture

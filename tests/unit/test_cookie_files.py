@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from shared.arena.account import account_label
-from shared.arena.cookie_files import CookieFileError, read_cookie_file
+from shared.arena.cookie_files import CookieFileError, portable, read_cookie_file
 
 SESSION = "base64-" + base64.urlsafe_b64encode(
     orjson.dumps(
@@ -109,10 +109,22 @@ def test_cookies_of_a_parent_domain_reach_the_arenas_host_and_others_do_not() ->
         read_cookie_file(exported_txt(), "lmarena.ai")
 
 
+def test_a_broken_entry_is_named_without_its_value() -> None:
+    with pytest.raises(CookieFileError) as refused:
+        read_cookie_file('[{"name": "arena-auth-prod-v1", "value": "the-secret"}]', "arena.ai")
+    assert "arena-auth-prod-v1" in str(refused.value) and "the-secret" not in str(refused.value)
+
+
+def test_cookies_bound_to_the_exporting_browser_are_left_out() -> None:
+    cookies = portable(read_cookie_file(exported_json(), "arena.ai"))
+    assert [c["name"] for c in cookies] == ["arena-auth-prod-v1.0", "arena-auth-prod-v1.1"]
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ('[{"name": "x"}]', "without a name, value or domain"),
+        ('[{"name": "x"}]', r"cookie 1 \('x'\) has no name, value or domain"),
+        ('[{"name": "a", "value": "v", "domain": "arena.ai"}, 7]', "cookie 2 has no name"),
         ("[not json", "not a JSON array"),
         ("arena.ai\tTRUE\t/\tTRUE\n", "line 1 is not a cookies.txt line"),
         ("# only comments\n", "no cookies in the file"),

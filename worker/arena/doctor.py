@@ -63,7 +63,8 @@ FACTS: Mapping[Check, tuple[str, ...]] = {
 #: Facts no check tries, as trying them would spend the account's credit on more than one
 #: answer (a follow-up, a regenerate) or need an answer running (stop), or an account the site
 #: refuses or flagged; a worker meeting a change there shows the arena's refusal as the
-#: request's error. Credits are shown only when the site answers them.
+#: request's error. Credits are shown only when the site answers them. The cookies Cloudflare
+#: binds to a browser are only left out of imported ones.
 UNCHECKED = (
     "POST_PATH",
     "RETRY_PATH",
@@ -74,6 +75,7 @@ UNCHECKED = (
     "V2_RESPONSE_FIELD",
     "V3_BADGE",
     "BILLING_PATH",
+    "BROWSER_BOUND_COOKIES",
 )
 #: What the `chat` check asks.
 CHAT_PROMPT = "Reply with one word: OK."
