@@ -15,10 +15,11 @@ import typer
 
 from cli import up_control
 from cli.supervisor import kept_admin_key, local_redis, missing_browser
-from shared import cookie_handover, redis_client, redis_keys
 from shared.arena.cookie_files import CookieFileError, portable, read_cookie_file
-from shared.cookie_handover import Cookies, Outcome
+from shared.fleet import cookie_handover
+from shared.fleet.cookie_handover import Cookies, Outcome
 from shared.settings import Settings
+from shared.storage import redis_client, redis_keys
 
 #: How long `import` waits for a running worker to take the cookies and ask the arena.
 TAKE_TIMEOUT_S = 60.0

@@ -20,7 +20,7 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
-from shared.diagnosis import Finding
+from shared.fleet.diagnosis import Finding
 from shared.settings import Settings
 from worker.arena.doctor import Doctor, Progress
 from worker.arena.session import ArenaSession

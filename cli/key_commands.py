@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from shared import redis_client
-from shared.client_keys import ApiKey, KeySpec, KeyStore, now_utc
+from shared.credentials.client_keys import ApiKey, KeySpec, KeyStore, now_utc
 from shared.settings import Settings
+from shared.storage import redis_client
 
 T = TypeVar("T")
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import typer
 
 from cli import account_commands, key_commands
-from shared import admin_key, logs, redis_client
+from shared import logs
+from shared.credentials import admin_key
 from shared.settings import MAX_WORKERS, Settings
+from shared.storage import redis_client
 
 app = typer.Typer(
     help="OpenAI- and Anthropic-compatible API for the models on LMArena, served by real browsers.",

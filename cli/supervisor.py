@@ -22,10 +22,10 @@ import redis
 from rich.console import Console
 
 from cli import up_control
-from shared import redis_client, redis_keys
-from shared.client_keys import KeySpec, KeyStore, now_utc
+from shared.credentials.client_keys import KeySpec, KeyStore, now_utc
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.settings import MAX_WORKERS, Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_client, redis_keys
 
 #: A child that dies is started again after this long; a crash loop backs off to the maximum.
 RESTART_DELAY_S = 2.0
@@ -245,8 +245,8 @@ def worker_display(settings: Settings, environ: Mapping[str, str]) -> str | None
 
 def _local_processes(settings: Settings, logs: Path, key: str) -> LocalProcesses:
     command = [sys.executable, "-m", "cli"]
-    # The key goes to the workers too: it derives their screens' VNC passwords (shared.vnc)
-    # and opens the cookies imported for their accounts (shared.cookie_handover).
+    # The key goes to the workers too: it derives their screens' VNC passwords (shared.credentials.vnc)
+    # and opens the cookies imported for their accounts (shared.fleet.cookie_handover).
     # Redis's other settings (Sentinel, password, TLS) reach the children in the environment.
     env = {
         "LMB_ADMIN_KEY": key,

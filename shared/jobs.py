@@ -20,7 +20,7 @@ Action = Literal["create", "post", "retry"]
 
 
 class ImageRef(BaseModel):
-    """An image the user sent, by digest: its bytes wait in Redis (`shared.redis_keys.image`).
+    """An image the user sent, by digest: its bytes wait in Redis (`shared.storage.redis_keys.image`).
 
     Images travel beside the job, not in it, so that a conversation's images are stored once
     however many turns (and hand-offs) refer to them.

@@ -6,7 +6,7 @@ so that every prefix of a history has one, and the whole is scoped by model and 
 After an answer its worker remembers, under the fingerprints of the history it answered
 (`asked`) and of that history plus the answer (`answered`), where the thread lives: the
 worker, the arena session and the answer's message id. The gateway reads them next turn
-(`gateway.answers.conversations`).
+(`gateway.conversations.continuation`).
 
 Text is compared loosely: whitespace runs count as one space, and markdown images are left
 out (clients keep, drop or rewrite the images an answer showed).
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import orjson
 from pydantic import BaseModel
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 _VERSION = b"lmb-conversation-1"
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")

@@ -2,7 +2,7 @@
 the one judge the claim of jobs (`worker.queue_worker`) and every stream call ask.
 
 An account takes jobs while its worker's state machine serves (not cooling, flagged, nor
-waiting for a person: `serving`) and its pacing record (`shared.account_pacing`, held in Redis
+waiting for a person: `serving`) and its pacing record (`shared.fleet.account_pacing`, held in Redis
 for the whole fleet) has room. Every stream call of the account (a job's create, post or retry,
 each try again inside one job, a flagged account's call alone) goes through `call`: it waits
 until the record has room, takes the call there, and `sent` counts it from when the arena
@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from shared import redis_keys
-from shared.account_pacing import AccountPacer, Standing
+from shared.fleet.account_pacing import AccountPacer, Standing
+from shared.storage import redis_keys
 
 logger = logging.getLogger(__name__)
 

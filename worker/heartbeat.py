@@ -15,8 +15,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_keys
-from shared.worker_status import WorkerStatus
+from shared.fleet.worker_status import WorkerStatus
+from shared.storage import redis_keys
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from shared import redis_client, redis_keys
-from shared.account_pacing import AccountPacer, Pace, paced_as
 from shared.arena.errors import ArenaError, AuthRequired, Challenge
-from shared.recovery import Recovery
+from shared.fleet.account_pacing import AccountPacer, Pace, paced_as
+from shared.fleet.recovery import Recovery
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_client, redis_keys
 from worker.account_gate import AccountGate
 from worker.arena import catalog_publisher
 from worker.arena.account_view import read_credits, read_egress

@@ -1,7 +1,7 @@
 """arq workers that take jobs the moment they are enqueued.
 
 arq finds jobs by polling its job_queue. Here each iteration ends by waiting on an event that a
-wake-up token sets: every enqueue pushes one to its queue's list (see `shared.job_queue.enqueue`),
+wake-up token sets: every enqueue pushes one to its queue's list (see `shared.storage.job_queue.enqueue`),
 and each browser's listener pops them, so a job starts within a Redis round trip of its enqueue.
 One token wakes one worker, so a job does not wake the whole fleet; a slow fallback poll covers
 a lost token. The two workers of one browser (shared queue, own queue) share its capacity.
@@ -12,7 +12,7 @@ abort set; here one Lua script does all of it, atomically, with the same keys an
 Unlike arq's, it moves a claimed job's score to when its claim runs out, so that the jobs running
 never fill the window of due jobs a claim reads (arq reads the first 100, running or not), and
 records the job among this browser's running ones (`redis_keys.worker_jobs`), where the fleet
-looks for it if this worker dies (`shared.recovery`).
+looks for it if this worker dies (`shared.fleet.recovery`).
 
 It claims only what the browser's account can send now: jobs whose models its catalog has, and
 nothing while the account's pacing has no room (`worker.account_gate`); the listener then waits
@@ -44,10 +44,10 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from shared import job_queue, redis_keys
-from shared.account_pacing import PACING_LUA
-from shared.job_queue import TAKES_LUA
-from shared.outage import RedisOutage
+from shared.fleet.account_pacing import PACING_LUA
+from shared.storage import job_queue, redis_keys
+from shared.storage.job_queue import TAKES_LUA
+from shared.storage.outage import RedisOutage
 from worker.account_gate import AccountGate
 
 logger = logging.getLogger(__name__)

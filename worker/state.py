@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from shared.diagnosis import Check, Finding
-from shared.worker_status import SERVING, WorkerState
+from shared.fleet.diagnosis import Check, Finding
+from shared.fleet.worker_status import SERVING, WorkerState
 
 logger = logging.getLogger(__name__)
 

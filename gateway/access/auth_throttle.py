@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from gateway.access.addresses import client_of
 from gateway.access.key_limits import WINDOW_LUA
 from gateway.http import errors
-from shared import redis_keys
+from shared.storage import redis_keys
 
 log = logging.getLogger(__name__)
 

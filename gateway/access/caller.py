@@ -21,7 +21,7 @@ from gateway.access.usage import ANONYMOUS, Tally
 from gateway.http.disconnect import ClientDisconnected
 from gateway.http.errors import ApiError
 from gateway.http.services import Services
-from shared.client_keys import ApiKey
+from shared.credentials.client_keys import ApiKey
 from shared.events import Event
 from shared.jobs import CompletionJob
 

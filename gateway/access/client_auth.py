@@ -19,8 +19,8 @@ from gateway.access.addresses import is_loopback
 from gateway.access.caller import Caller
 from gateway.http import errors
 from gateway.http.services import Services, services
-from shared.admin_key import problem as admin_key_problem
-from shared.client_keys import ApiKey, now_utc
+from shared.credentials.admin_key import problem as admin_key_problem
+from shared.credentials.client_keys import ApiKey, now_utc
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 log = logging.getLogger(__name__)
 

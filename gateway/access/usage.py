@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from redis.asyncio import Redis
 
 from gateway.answers.fold import Answers
-from shared import redis_keys
 from shared.events import Event
+from shared.storage import redis_keys
 
 #: The key id that requests without a key are counted under (an open, loopback-only bridge).
 ANONYMOUS = "anonymous"

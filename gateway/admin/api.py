@@ -13,7 +13,7 @@ from gateway.access.usage import ANONYMOUS, UsageRow
 from gateway.admin.sign_in import require_admin
 from gateway.http import errors
 from gateway.http.services import Services, services
-from shared.client_keys import ApiKey, KeySpec, now_utc
+from shared.credentials.client_keys import ApiKey, KeySpec, now_utc
 
 router = APIRouter(prefix="/admin/api", dependencies=[Depends(require_admin)])
 

@@ -25,11 +25,11 @@ from redis.asyncio import Redis
 
 from gateway.admin import sign_in
 from gateway.admin.sign_in import AdminSession, require_admin, signed_in_admin
-from gateway.answers.catalog_view import CatalogView
+from gateway.fleet.catalog_view import CatalogView
 from gateway.http.services import Services, services
-from shared import redis_keys
-from shared.account_pacing import AccountPacer, Pace, Standing, paced_as
-from shared.worker_status import WorkerState, WorkerStatus, read_roster
+from shared.fleet.account_pacing import AccountPacer, Pace, Standing, paced_as
+from shared.fleet.worker_status import WorkerState, WorkerStatus, read_roster
+from shared.storage import redis_keys
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")

@@ -6,7 +6,7 @@ names, addresses, networks), never merely because a heartbeat in Redis says so: 
 listed must resolve to allowed addresses only, and is then reached at the address checked.
 Behind admin authentication the gateway serves:
 - `/admin/workers/{id}/screen`: the viewer page, which alone is given the VNC password (derived
-  from the admin key and the worker's salt, `shared.vnc`), never in a URL;
+  from the admin key and the worker's salt, `shared.credentials.vnc`), never in a URL;
 - `/admin/workers/{id}/novnc/{file}`: the noVNC client's modules, relayed from the worker's own
   websockify (which serves `/usr/share/novnc`), so gateways need no copy of their own;
 - `/admin/workers/{id}/websockify`: the websocket, relayed frame by frame to the worker's.
@@ -34,9 +34,10 @@ from gateway.admin.page import disabled, page, to_login
 from gateway.admin.sign_in import AdminSession, require_admin, signed_in_admin
 from gateway.http.errors import ApiError
 from gateway.http.services import Services, services
-from shared import redis_keys, vnc
+from shared.credentials import vnc
+from shared.fleet.worker_status import WorkerStatus
 from shared.settings import Settings
-from shared.worker_status import WorkerStatus
+from shared.storage import redis_keys
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from gateway.http import errors
-from shared import redis_keys
+from shared.storage import redis_keys
 
 SESSION_COOKIE = "lmb_admin"
 LOGIN_COOKIE = "lmb_admin_login"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from gateway.answers.catalog_view import Catalog, find_model
+from gateway.fleet.catalog_view import Catalog, find_model
 from gateway.http import errors
 from shared.arena.catalog import Model
 from shared.jobs import Mode

@@ -25,17 +25,15 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.access.caller import caller
-from gateway.answers import aliases, battle, json_mode, resume
-from gateway.answers.catalog_view import Catalog
-from gateway.answers.conversations import Conversations, Plan
-from gateway.answers.fleet_view import describe_unready
-from gateway.answers.image_inputs import ImageSource, ImageStore
+from gateway.answers import battle, json_mode, resume
 from gateway.answers.job_handle import CONTENT, Entry, JobHandle
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.definitions import ToolUse
-from gateway.answers.transcript import (
+from gateway.conversations.continuation import Conversations, Plan
+from gateway.conversations.image_inputs import ImageSource, ImageStore
+from gateway.conversations.transcript import (
     MAX_PROMPT_CHARS,
     Turn,
     check_length,
@@ -43,6 +41,9 @@ from gateway.answers.transcript import (
     render,
     require_user,
 )
+from gateway.fleet import aliases
+from gateway.fleet.catalog_view import Catalog
+from gateway.fleet.heartbeats import describe_unready
 from gateway.http import errors, sse
 from gateway.http.disconnect import unless_disconnected
 from gateway.http.drain import Drain
@@ -50,8 +51,8 @@ from gateway.http.errors import ApiError
 from gateway.http.services import Services
 from shared import threads
 from shared.events import Event
+from shared.fleet.worker_status import read_fleet
 from shared.jobs import CompletionJob
-from shared.worker_status import read_fleet
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ async def submit(request: Request, svc: Services, body: CompletionRequest) -> Jo
 
     Everything the client can be told off for (prompt, model, images) is checked before
     anything is queued; then it waits for a worker that can serve. A conversation the bridge
-    has answered before continues its arena thread (see `gateway.answers.conversations`).
+    has answered before continues its arena thread (see `gateway.conversations.continuation`).
     """
     handle, _ = await _submit(request, svc, body)
     return handle

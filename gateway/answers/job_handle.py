@@ -15,12 +15,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.answers.queue_view import QueueView
 from gateway.answers.stream_reads import StreamReads
-from shared import events, job_queue, redis_keys
+from gateway.fleet.queue_view import QueueView
+from shared import events
 from shared.events import Event
 from shared.jobs import CompletionJob
-from shared.outage import RedisOutage
+from shared.storage import job_queue, redis_keys
+from shared.storage.outage import RedisOutage
 
 log = logging.getLogger(__name__)
 

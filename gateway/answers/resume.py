@@ -21,8 +21,8 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from gateway.http.sse import EventId
-from shared import redis_keys
 from shared.jobs import CompletionJob
+from shared.storage import redis_keys
 
 #: A client's key for one request it may send again (Stripe's and OpenAI's header).
 IDEMPOTENCY_HEADER = "idempotency-key"

@@ -27,7 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 log = logging.getLogger(__name__)
 

@@ -19,24 +19,24 @@ from gateway.access.usage import UsageStore
 from gateway.admin import api as admin_api
 from gateway.admin import page as admin_page
 from gateway.admin import screens
-from gateway.answers.catalog_view import CatalogView
-from gateway.answers.fleet_view import FleetView, keep_fresh
-from gateway.answers.queue_view import QueueView
 from gateway.answers.stream_reads import StreamReads
 from gateway.apis import answers as answers_routes
 from gateway.apis.anthropic import routes as anthropic_routes
 from gateway.apis.openai import routes as openai_routes
 from gateway.apis.responses import routes as responses_routes
+from gateway.fleet.catalog_view import CatalogView
+from gateway.fleet.heartbeats import FleetView, keep_fresh
+from gateway.fleet.queue_view import QueueView
 from gateway.http import errors, health, metrics
 from gateway.http.body_limit import BodyLimit
 from gateway.http.disconnect import ClientDisconnected
 from gateway.http.drain import Drain, DrainGate
 from gateway.http.metrics import HttpMetrics, Metrics
 from gateway.http.services import Services
-from shared import redis_client, redis_keys
-from shared.client_keys import KeyStore
-from shared.recovery import Recovery
+from shared.credentials.client_keys import KeyStore
+from shared.fleet.recovery import Recovery
 from shared.settings import Settings
+from shared.storage import redis_client, redis_keys
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from gateway.answers.fleet_view import describe_unready, read_fleet, state_counts
+from gateway.fleet.heartbeats import describe_unready, read_fleet, state_counts
 
 router = APIRouter()
 

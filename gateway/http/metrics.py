@@ -23,11 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access.addresses import is_local
 from gateway.admin.sign_in import require_admin
-from gateway.answers.fleet_view import read_fleet, state_counts
+from gateway.fleet.heartbeats import read_fleet, state_counts
 from gateway.http.errors import ApiError
-from shared import redis_keys
-from shared.counters import ARENA_ERROR, RECAPTCHA_FAILURE
-from shared.worker_status import WorkerState
+from shared.fleet.counters import ARENA_ERROR, RECAPTCHA_FAILURE
+from shared.fleet.worker_status import WorkerState
+from shared.storage import redis_keys
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds: from a few hundred milliseconds (a warm worker) to minutes (a long reasoning answer).

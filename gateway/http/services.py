@@ -12,12 +12,12 @@ from redis.asyncio import Redis
 from gateway.access.auth_throttle import AuthThrottle
 from gateway.access.key_limits import Limiter
 from gateway.access.usage import UsageStore
-from gateway.answers.catalog_view import CatalogView
-from gateway.answers.fleet_view import FleetView
-from gateway.answers.queue_view import QueueView
 from gateway.answers.stream_reads import StreamReads
+from gateway.fleet.catalog_view import CatalogView
+from gateway.fleet.heartbeats import FleetView
+from gateway.fleet.queue_view import QueueView
 from gateway.http.metrics import Metrics
-from shared.client_keys import KeyStore
+from shared.credentials.client_keys import KeyStore
 from shared.settings import Settings
 
 

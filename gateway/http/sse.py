@@ -44,7 +44,7 @@ KEEPALIVE = comment("keep-alive")
 @dataclass(frozen=True, order=True, slots=True)
 class EventId:
     """An SSE event's `id:`, `<entry>.<n>`: the job stream entry whose event the frame shows
-    (see `shared.redis_keys.job_events`) and the frame's place among that event's frames;
+    (see `shared.storage.redis_keys.job_events`) and the frame's place among that event's frames;
     `<k>:<entry>.<n>` for an entry of the k-th retry of the answer (JSON mode asks again).
 
     Entry ids grow along the stream and a stream is rendered the same on every gateway, so an

@@ -43,8 +43,8 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from shared import redis_keys
-from shared.client_keys import KeySpec, KeyStore
+from shared.credentials.client_keys import KeySpec, KeyStore
+from shared.storage import redis_keys
 from tests.support.nginx import NGINX, nginx
 from tests.support.procs import free_port, redis_server, spawn, stop, wait_for_http
 

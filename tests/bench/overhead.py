@@ -35,10 +35,11 @@ import httpx
 import openai
 from redis import Redis
 
-from shared import events, redis_keys
+from shared import events
 from shared.arena import payloads
 from shared.arena.ids import uuid7
 from shared.arena.stream import LineParser
+from shared.storage import redis_keys
 from tests.fakearena.scenario import CAPTURED_SITE
 from tests.support.procs import arena_tls, fake_arena, redis_server
 from tests.support.stack import Stack

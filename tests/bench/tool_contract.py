@@ -13,10 +13,10 @@ import orjson
 
 from gateway.answers.tools import contract
 from gateway.answers.tools.definitions import ToolUse
-from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, joined_answers, render
 from gateway.apis.anthropic.schemas import parse_messages_request
 from gateway.apis.openai.schemas import parse_chat_request, turns_from_messages
 from gateway.apis.responses.schemas import parse_responses_request
+from gateway.conversations.transcript import MAX_PROMPT_CHARS, Turn, joined_answers, render
 from tests.support.agent_fixtures import FIXTURES, load
 
 

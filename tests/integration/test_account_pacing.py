@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from shared import redis_keys
-from shared.account_pacing import AccountPacer, Pace
+from shared.fleet.account_pacing import AccountPacer, Pace
+from shared.storage import redis_keys
 
 ACCOUNT = "alice@example.com"
 

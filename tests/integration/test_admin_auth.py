@@ -18,8 +18,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from shared import redis_keys
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.fleet.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_keys
 from tests.support.procs import redis_server
 from tests.support.stack import Stack
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared.client_keys import KeySpec, KeyStore
+from shared.credentials.client_keys import KeySpec, KeyStore
 from tests.fakearena import png
 from tests.fakearena.replies import pieces
 from tests.support.sites import DEFAULT

@@ -10,7 +10,7 @@ import sys
 import pytest
 from redis.asyncio import Redis
 
-from shared.client_keys import KeyStore, key_hash
+from shared.credentials.client_keys import KeyStore, key_hash
 from tests.support.procs import ROOT
 
 

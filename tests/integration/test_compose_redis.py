@@ -17,8 +17,8 @@ import pytest
 import redis
 import yaml
 
-from shared import redis_client
 from shared.settings import Settings
+from shared.storage import redis_client
 from tests.support.procs import ROOT, free_port, redis_server_binary, spawn, stop, wait_for_port
 
 #: What a team puts in .env (see .env.example).

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.diagnosis import Check
+from shared.fleet.diagnosis import Check
 from tests.fakearena.scenario import NEW_SITE
 from tests.support.accounts import signed_in_profiles
 from tests.support.procs import ROOT, TEST_CHROMIUM_ARGS, fake_arena

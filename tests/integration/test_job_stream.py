@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from shared import events, redis_keys
+from shared import events
+from shared.storage import redis_keys
 from worker.arena.completion import JobStream
 
 KEY = redis_keys.job_events("j")

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.access.key_limits import Limiter, Quota
-from shared import redis_keys
+from shared.storage import redis_keys
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from shared import events
-from shared.worker_status import WorkerState
+from shared.fleet.worker_status import WorkerState
 from tests.support.nginx import NGINX, Nginx, nginx
 from tests.support.played_worker import (
     CHAT,

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from gateway.answers.catalog_view import CatalogView
-from gateway.answers.fleet_view import FleetView
-from gateway.answers.queue_view import QueueView
+from gateway.fleet.catalog_view import CatalogView
+from gateway.fleet.heartbeats import FleetView
+from gateway.fleet.queue_view import QueueView
 from gateway.http.errors import ApiError
-from shared import job_queue, redis_client, redis_keys
-from shared.account_pacing import AccountPacer, Pace
 from shared.arena.catalog import Model
+from shared.fleet.account_pacing import AccountPacer, Pace
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import job_queue, redis_client, redis_keys
 from tests.support.played_worker import CATALOG
 from worker.arena import catalog_publisher
 

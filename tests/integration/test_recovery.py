@@ -1,4 +1,4 @@
-"""Saving a dead worker's jobs (shared.recovery) on a real Redis, the dead worker played by the test."""
+"""Saving a dead worker's jobs (shared.fleet.recovery) on a real Redis, the dead worker played by the test."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from shared import events, job_queue, redis_client, redis_keys
+from shared import events
+from shared.fleet.recovery import Recovery
 from shared.jobs import CompletionJob
-from shared.recovery import Recovery
 from shared.settings import Settings
+from shared.storage import job_queue, redis_client, redis_keys
 
 DEAD = "w-dead"
 

@@ -19,8 +19,8 @@ import pytest
 import redis
 from arq.connections import RedisSettings
 
-from shared import redis_client
 from shared.settings import Settings
+from shared.storage import redis_client
 from tests.support.played_worker import TEST_SETTINGS, serving
 from tests.support.procs import ROOT, free_port, redis_server
 

@@ -6,11 +6,12 @@ import time
 
 from redis.asyncio import Redis
 
-from shared import events, redis_keys
+from shared import events
 from shared.arena.errors import RateLimited
+from shared.fleet.worker_status import WorkerState
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState
+from shared.storage import redis_keys
 from worker.arena.completion import Completion, JobStream
 from worker.state import StateMachine
 

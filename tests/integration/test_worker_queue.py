@@ -14,10 +14,10 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 
-from shared import job_queue, redis_client, redis_keys
-from shared.account_pacing import AccountPacer, Pace
+from shared.fleet.account_pacing import AccountPacer, Pace
 from shared.jobs import CompletionJob
 from shared.settings import Settings
+from shared.storage import job_queue, redis_client, redis_keys
 from tests.support.procs import redis_server
 from worker import queue_worker
 from worker.account_gate import AccountGate

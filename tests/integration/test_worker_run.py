@@ -14,11 +14,12 @@ import orjson
 import pytest
 from arq.connections import ArqRedis
 
-from shared import events, job_queue, redis_client, redis_keys
+from shared import events
 from shared.events import Event
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import job_queue, redis_client, redis_keys
 from tests.support.procs import TEST_CHROMIUM_ARGS, fake_arena, redis_server
 from worker.main import run
 

@@ -18,12 +18,13 @@ from redis.asyncio import Redis
 
 from gateway.http.app import create_app
 from gateway.http.server import config
-from shared import events, job_queue, redis_keys
+from shared import events
 from shared.arena.catalog import from_page
 from shared.events import Event
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import job_queue, redis_keys
 from tests.fakearena.catalog import CAPTURED_CATALOG
 from worker.arena import catalog_publisher
 

@@ -20,9 +20,9 @@ import httpx
 import openai
 import redis
 
-from shared import redis_keys
 from shared.arena.site import STREAM_PREFIX
-from shared.worker_status import WorkerStatus
+from shared.fleet.worker_status import WorkerStatus
+from shared.storage import redis_keys
 from tests.support.procs import (
     TEST_CHROMIUM_ARGS,
     TLS_CHROMIUM_ARGS,

@@ -29,10 +29,11 @@ from arq.jobs import deserialize_job
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import events, job_queue, redis_client, redis_keys
+from shared import events
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import job_queue, redis_client, redis_keys
 from tests.support.played_worker import CATALOG, publish_catalog
 from worker.arena import catalog_publisher
 

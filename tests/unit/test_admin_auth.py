@@ -17,10 +17,11 @@ from gateway.admin.sign_in import (
     read_session,
     safe_next,
 )
-from shared import redis_keys, vnc
-from shared.account_pacing import Pace, Standing
+from shared.credentials import vnc
+from shared.fleet.account_pacing import Pace, Standing
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.settings import Settings
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_keys
 
 KEY = "the-admin-key"
 

@@ -12,7 +12,7 @@ import pytest
 from cli import up_control
 from cli.supervisor import Child, LocalProcesses
 from shared.arena.account import is_auth_cookie
-from shared.cookie_handover import SealError, seal, unseal
+from shared.fleet.cookie_handover import SealError, seal, unseal
 
 KEY = secrets.token_hex(32)
 COOKIES = [{"name": "arena-auth-prod-v1", "value": "base64-the-session", "domain": "arena.ai"}]

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
-from gateway.answers.image_inputs import ImageSource
-from gateway.answers.transcript import Turn
 from gateway.apis.anthropic.render import MessageStream, message, signature, stop_reason
 from gateway.apis.anthropic.schemas import parse_count_tokens_request, parse_messages_request
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Turn
 from gateway.http.errors import ApiError
 from shared import events
 from shared.events import Event

@@ -7,10 +7,10 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from gateway.answers.catalog_view import CatalogView, parse_catalog
-from shared import redis_keys
+from gateway.fleet.catalog_view import CatalogView, parse_catalog
 from shared.arena.catalog import from_groups, from_page
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.fleet.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_keys
 from tests.fakearena.catalog import CAPTURED_CATALOG as CAPTURE
 from tests.fakearena.catalog import REPORTED_CATALOG as REPORTED
 from worker.arena import catalog_publisher as worker_catalog

@@ -7,12 +7,13 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from gateway.answers.conversations import Conversations, Plan, fingerprints, new_from
-from gateway.answers.image_inputs import ImageSource
-from gateway.answers.transcript import Turn
-from shared import redis_keys, threads
+from gateway.conversations.continuation import Conversations, Plan, fingerprints, new_from
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Turn
+from shared import threads
+from shared.fleet.worker_status import WorkerState, WorkerStatus
+from shared.storage import redis_keys
 from shared.threads import Thread
-from shared.worker_status import WorkerState, WorkerStatus
 
 MODEL = "gemini-2.5-pro"
 SCOPE = threads.scope(MODEL, None)

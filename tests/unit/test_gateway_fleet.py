@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from gateway.answers.fleet_view import describe_unready, state_counts
-from shared.worker_status import WorkerState, WorkerStatus
+from gateway.fleet.heartbeats import describe_unready, state_counts
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 
 
 def status(worker_id: str, state: WorkerState) -> WorkerStatus:

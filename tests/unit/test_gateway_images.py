@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 from redis.asyncio import Redis
 
-from gateway.answers.image_inputs import (
+from gateway.conversations.image_inputs import (
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
     ImageFetcher,
@@ -22,8 +22,8 @@ from gateway.answers.image_inputs import (
     is_public,
 )
 from gateway.http.errors import ApiError
-from shared import redis_keys
 from shared.settings import Settings
+from shared.storage import redis_keys
 from tests.fakearena.png import image_for
 
 PNG = image_for("a cat")

@@ -16,10 +16,10 @@ from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
-from gateway.answers.image_inputs import ImageSource
-from gateway.answers.transcript import Turn
 from gateway.apis.responses.render import ResponseStream, response
 from gateway.apis.responses.schemas import parse_responses_request
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Turn
 from gateway.http.errors import ApiError
 from shared import events
 from shared.events import Event

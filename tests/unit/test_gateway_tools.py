@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from gateway.answers import aliases, json_mode
-from gateway.answers.catalog_view import Catalog
+from gateway.answers import json_mode
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.shaping import Rules, Shaper
 from gateway.answers.tools import contract
 from gateway.answers.tools.calls import coerce, parse_block
 from gateway.answers.tools.definitions import Tool, ToolCall, ToolUse
 from gateway.answers.tools.detector import CallDetector
-from gateway.answers.transcript import MAX_PROMPT_CHARS, Turn, joined_answers
+from gateway.conversations.transcript import MAX_PROMPT_CHARS, Turn, joined_answers
+from gateway.fleet import aliases
+from gateway.fleet.catalog_view import Catalog
 from shared import events
 from shared.arena.catalog import from_page
 from shared.settings import Settings

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.answers.image_inputs import ImageSource
-from gateway.answers.transcript import (
+from gateway.apis.openai.schemas import Message, turns_from_messages
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import (
     MAX_PROMPT_CHARS,
     Turn,
     check_length,
@@ -11,7 +12,6 @@ from gateway.answers.transcript import (
     render,
     require_user,
 )
-from gateway.apis.openai.schemas import Message, turns_from_messages
 from gateway.http.errors import ApiError
 
 

@@ -14,8 +14,8 @@ from starlette.requests import HTTPConnection
 
 from gateway.access.addresses import client_of, is_local, is_loopback
 from gateway.access.client_auth import exposure_problem, given_key
-from shared import admin_key
-from shared.client_keys import KEY_PREFIX, ApiKey, KeySpec, key_hash, new_key
+from shared.credentials import admin_key
+from shared.credentials.client_keys import KEY_PREFIX, ApiKey, KeySpec, key_hash, new_key
 from shared.settings import Settings
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

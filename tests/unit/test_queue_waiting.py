@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.answers.waiting import (
+from gateway.fleet.waiting import (
     Account,
     account,
     describe,
@@ -13,7 +13,7 @@ from gateway.answers.waiting import (
     progress,
     refusal,
 )
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 
 NOW = 1_800_000_000.0
 

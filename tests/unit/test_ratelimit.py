@@ -6,7 +6,7 @@ import pytest
 
 from gateway.access.caller import _too_many
 from gateway.access.key_limits import Refusal
-from shared.client_keys import ApiKey
+from shared.credentials.client_keys import ApiKey
 from tests.unit.test_keys import record
 
 

@@ -7,8 +7,8 @@ import redis.asyncio
 from arq.connections import ArqRedis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from shared import redis_client
 from shared.settings import Settings
+from shared.storage import redis_client
 
 
 def test_sentinels_are_read_as_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import pytest
 from shared.arena import site
 from shared.arena.errors import BadRequest, RecaptchaRejected, classify, mode_refused
 from shared.arena.page import page_kind
-from shared.diagnosis import Check, Finding, problem
+from shared.fleet.diagnosis import Check, Finding, problem
 from worker.arena.doctor import FACTS, UNCHECKED
 from worker.arena.learned import Learned, Preference, token_tries
 

@@ -8,9 +8,9 @@ from shared import events
 from shared.arena.errors import classify
 from shared.arena.ids import uuid7_time_ms
 from shared.arena.stream import LineParser
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 from shared.jobs import CompletionJob
 from shared.threads import Thread
-from shared.worker_status import WorkerState, WorkerStatus
 from worker.arena.completion import (
     Relayed,
     RequestIds,

@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from gateway.answers.catalog_view import Catalog, union
+from gateway.fleet.catalog_view import Catalog, union
 from shared.arena.account import account_label
 from shared.arena.catalog import Model
 from worker.browser.display import missing_tools, wanted

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from shared.worker_status import WorkerState as S
+from shared.fleet.worker_status import WorkerState as S
 from worker.state import TRANSITIONS, InvalidTransition, StateMachine
 
 
@@ -123,7 +123,7 @@ def test_cooling_outlasts_a_check_passed_meanwhile() -> None:
 
 
 def test_an_arena_that_cannot_be_used_is_waited_on_with_its_reason_and_next_try() -> None:
-    from shared.diagnosis import Check, problem
+    from shared.fleet.diagnosis import Check, problem
     from worker.state import WAITING_FOR_ARENA
 
     finding = problem(Check.PAGE, "could not load x (net::ERR_NAME_NOT_RESOLVED)", "check it")

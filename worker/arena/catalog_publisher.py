@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from shared import redis_keys
 from shared.arena.catalog import Model, Source
+from shared.storage import redis_keys
 
 #: A catalog nobody has published again for this long is garbage (workers publish every few minutes).
 CATALOG_TTL_S = 24 * 3600
@@ -26,7 +26,7 @@ CATALOG_TTL_S = 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    #: Names the stored catalog (`shared.redis_keys.catalog`).
+    #: Names the stored catalog (`shared.storage.redis_keys.catalog`).
     digest: str
     #: Public names of the models it serves.
     models: list[str]

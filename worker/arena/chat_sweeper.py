@@ -3,9 +3,9 @@
 
 The bridge remembers a conversation's arena thread for `LMB_CONVERSATION_TTL_SECONDS` after its
 last turn (`shared.threads`); until then a client may continue it. So each session the account
-opens or continues goes into the worker's sorted set (`shared.redis_keys.worker_chats`) under the
+opens or continues goes into the worker's sorted set (`shared.storage.redis_keys.worker_chats`) under the
 time the bridge may have forgotten it. When that time comes, the session's head
-(`shared.redis_keys.conversation_head`) says whether it is still remembered: every remembered
+(`shared.storage.redis_keys.conversation_head`) says whether it is still remembered: every remembered
 turn writes it and every request about to continue the thread claims it, each with the full
 TTL. While it exists, or while one of this worker's answers is running in the session (one
 that outlasts the TTL outlives the claim), the session waits; once neither holds, nothing can
@@ -27,8 +27,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_keys
 from shared.arena.site import DELETE_CHAT
+from shared.storage import redis_keys
 from worker.arena.actions import ActionFailed, ServerActions
 from worker.browser.cdp import CDPError
 from worker.browser.page import ArenaPage

@@ -1,6 +1,6 @@
 """One completion job: the arena request run in the page, its answer relayed as events.
 
-Events go to the job's Redis Stream (`shared.redis_keys.job_events`), each network chunk's worth in
+Events go to the job's Redis Stream (`shared.storage.redis_keys.job_events`), each network chunk's worth in
 one pipeline. Every job ends with `done` unless it was handed to another worker.
 """
 
@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import counters, events, job_queue, redis_keys
+from shared import events
 from shared.arena import payloads
 from shared.arena.errors import (
     ArenaError,
@@ -36,11 +36,13 @@ from shared.arena.errors import (
 from shared.arena.ids import uuid7, uuid7_ascending
 from shared.arena.stream import LineParser, Part, to_events
 from shared.events import Event
+from shared.fleet import counters
+from shared.fleet.worker_status import WorkerState, WorkerStatus, read_fleet
 from shared.jobs import CompletionJob
-from shared.outage import RedisOutage
 from shared.settings import Settings
+from shared.storage import job_queue, redis_keys
+from shared.storage.outage import RedisOutage
 from shared.threads import Thread, remembered
-from shared.worker_status import WorkerState, WorkerStatus, read_fleet
 from worker.account_gate import AccountGate
 from worker.arena.chat_sweeper import ChatSweeper
 from worker.arena.learned import Learned, token_tries
@@ -304,7 +306,7 @@ def _written_before(error: ResponseError) -> None:
 
 
 class Completion:
-    """The arq function `shared.job_queue.COMPLETE`, bound to this worker's page."""
+    """The arq function `shared.storage.job_queue.COMPLETE`, bound to this worker's page."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Cookies a person exported from their browser, taken in by the worker of their account.
 
-They come through Redis (`shared.cookie_handover`), sealed with the admin key. The worker takes
+They come through Redis (`shared.fleet.cookie_handover`), sealed with the admin key. The worker takes
 them once its page is the arena's (serving, resting, or waiting for a person): it puts them in
 its browser over CDP in place of the sign-in it had, and asks the arena who it is now
 (`GET /api/me`, as the doctor does). When the arena does not take them, the sign-in the browser
@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.arena.account import is_auth_cookie
-from shared.cookie_handover import (
+from shared.fleet.cookie_handover import (
     Cookies,
     Import,
     Outcome,
@@ -28,7 +28,7 @@ from shared.cookie_handover import (
     next_import,
     unseal,
 )
-from shared.worker_status import WorkerState
+from shared.fleet.worker_status import WorkerState
 from worker.arena.session import ArenaSession
 from worker.browser.cdp import CDPError
 from worker.browser.page import PageError

@@ -27,7 +27,7 @@ from shared.arena.site import (
     TOKEN_ACTIONS,
 )
 from shared.arena.stream import LineParser, to_events
-from shared.diagnosis import Check, Finding, problem
+from shared.fleet.diagnosis import Check, Finding, problem
 from shared.jobs import CompletionJob
 from shared.settings import Settings
 from worker.arena.actions import ServerActions

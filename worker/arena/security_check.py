@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from shared.worker_status import WorkerState
+from shared.fleet.worker_status import WorkerState
 from worker.browser.cdp import CDPError
 from worker.browser.page import ArenaPage, PageError
 from worker.state import StateMachine

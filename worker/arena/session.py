@@ -1,7 +1,7 @@
 """A browser with the arena open in it: started, attached over CDP, and waited on until usable.
 
 Opening the arena can go wrong in ways an operator must hear about, each a failed check of
-`lmarena-bridge doctor` (`shared.diagnosis`): the page does not load (unreachable), Cloudflare
+`lmarena-bridge doctor` (`shared.fleet.diagnosis`): the page does not load (unreachable), Cloudflare
 puts up its check (a person passes it), or what loads is not what the bridge knows (a "not
 found" page, no reCAPTCHA, no catalog: the site changed). The doctor runs this same code.
 """
@@ -21,9 +21,9 @@ from shared.arena.account import account_label, user_label
 from shared.arena.catalog import Model, Source, from_groups, from_page, initial_models
 from shared.arena.page import PageKind, page_kind, recaptcha_site_key
 from shared.arena.site import CATALOG_PATH, CHAT_PAGE, ME_PATH, SITE_KEY, TOKEN_ACTIONS
-from shared.diagnosis import Check, Finding, problem
+from shared.fleet.diagnosis import Check, Finding, problem
+from shared.fleet.worker_status import WorkerState
 from shared.settings import Settings
-from shared.worker_status import WorkerState
 from worker.arena.token_pool import Tokens
 from worker.browser.cdp import CDPConnection, CDPError, target_url
 from worker.browser.chromium import Browser, is_headless

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from shared import redis_keys
 from shared.arena.site import GENERATE_UPLOAD_URL, GET_SIGNED_URL
 from shared.jobs import ImageRef
+from shared.storage import redis_keys
 from worker.arena.actions import ActionFailed, ServerActions
 from worker.browser.page import ArenaPage, PageError
 

@@ -6,7 +6,7 @@ Nothing here is reachable from outside. x11vnc listens on a unix socket in a pri
 policy or probe names it) and serves the noVNC client from `/usr/share/novnc`. People reach the
 screen through the gateway's admin page, which proxies both behind admin authentication.
 
-The password is derived from the admin key and a salt random per start (`shared.vnc`): the
+The password is derived from the admin key and a salt random per start (`shared.credentials.vnc`): the
 heartbeat carries the salt, never the password. A worker without an admin key uses a random
 password nobody else knows; its screen is then closed, like the admin page itself.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
-from shared import vnc
+from shared.credentials import vnc
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)

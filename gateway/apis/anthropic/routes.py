@@ -9,12 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.access.client_auth import require_key
-from gateway.answers import aliases, battle, completions
-from gateway.answers.catalog_view import find_model
+from gateway.answers import battle, completions
 from gateway.answers.completions import CompletionRequest
 from gateway.answers.tokens import estimate_tokens
 from gateway.answers.tools import contract
-from gateway.answers.transcript import MAX_PROMPT_CHARS, render
 from gateway.apis.anthropic.render import MessageStream, message
 from gateway.apis.anthropic.schemas import (
     MessagesRequest,
@@ -22,6 +20,9 @@ from gateway.apis.anthropic.schemas import (
     parse_messages_request,
 )
 from gateway.apis.requests import openapi_body
+from gateway.conversations.transcript import MAX_PROMPT_CHARS, render
+from gateway.fleet import aliases
+from gateway.fleet.catalog_view import find_model
 from gateway.http.services import Services, services
 from shared.jobs import CompletionJob
 

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Discriminator, Field, Tag, ValidationError
 
-from gateway.answers.image_inputs import ImageSource
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
-from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient, tag
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Turn
 from gateway.http import errors
 
 

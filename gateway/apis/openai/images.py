@@ -16,10 +16,10 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gateway.answers import completions
-from gateway.answers.catalog_view import Catalog, find_model
 from gateway.answers.completions import CompletionRequest
-from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient, openapi_body
+from gateway.conversations.transcript import Turn
+from gateway.fleet.catalog_view import Catalog, find_model
 from gateway.http import errors
 from gateway.http.services import Services, services
 from shared.arena.catalog import Model

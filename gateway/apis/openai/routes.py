@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.access.client_auth import require_key
-from gateway.answers import aliases, battle, completions
-from gateway.answers.catalog_view import Catalog, find_model
+from gateway.answers import battle, completions
 from gateway.answers.completions import CompletionRequest
 from gateway.apis.openai import images
 from gateway.apis.openai.render import ChunkStream, completion
@@ -19,6 +18,8 @@ from gateway.apis.openai.schemas import (
     turns_from_messages,
 )
 from gateway.apis.requests import openapi_body
+from gateway.fleet import aliases
+from gateway.fleet.catalog_view import Catalog, find_model
 from gateway.http import errors
 from gateway.http.services import Services, services
 from shared.arena.catalog import Model

@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.answers.image_inputs import ImageSource
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.calls import decode_arguments
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
-from gateway.answers.transcript import Role as TurnRole
-from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Role as TurnRole
+from gateway.conversations.transcript import Turn
 from gateway.http import errors
 
 

@@ -11,11 +11,11 @@ from gateway.access.caller import caller
 from gateway.access.client_auth import require_key
 from gateway.answers import battle, completions
 from gateway.answers.completions import CompletionRequest
-from gateway.answers.transcript import Turn
 from gateway.apis.requests import openapi_body
 from gateway.apis.responses.render import ResponseStream, response
 from gateway.apis.responses.schemas import ResponsesRequest, parse_responses_request
 from gateway.apis.responses.stored import StoredResponses
+from gateway.conversations.transcript import Turn
 from gateway.http.services import Services, services
 from shared.jobs import CompletionJob
 

@@ -15,13 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from gateway.answers.image_inputs import ImageSource
 from gateway.answers.json_mode import JsonFormat
 from gateway.answers.tools.calls import decode_arguments
 from gateway.answers.tools.definitions import Choice, Tool, ToolCall, ToolUse
-from gateway.answers.transcript import Role as TurnRole
-from gateway.answers.transcript import Turn
 from gateway.apis.requests import Lenient, tag
+from gateway.conversations.image_inputs import ImageSource
+from gateway.conversations.transcript import Role as TurnRole
+from gateway.conversations.transcript import Turn
 from gateway.http import errors
 
 

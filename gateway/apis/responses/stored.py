@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
-from gateway.answers.transcript import Turn
+from gateway.conversations.transcript import Turn
 from gateway.http import errors
-from shared import redis_keys
+from shared.storage import redis_keys
 
 _TURNS = TypeAdapter(list[Turn])
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from shared.fleet.worker_status import WorkerState
 from shared.settings import Settings
-from shared.worker_status import WorkerState
 from tests.support.played_worker import TEST_SETTINGS, heartbeat, publish_catalog, serving
 from tests.support.procs import free_port
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import httpx
 from redis.asyncio import Redis
 
-from shared.client_keys import KeySpec, KeyStore
+from shared.credentials.client_keys import KeySpec, KeyStore
 
 ADMIN = secrets.token_hex(32)
 MESSAGES = {

@@ -21,12 +21,13 @@ import pytest
 from arq.constants import abort_jobs_ss
 from redis.asyncio import Redis
 
-from shared import events, redis_keys
-from shared.client_keys import KeySpec, KeyStore
+from shared import events
+from shared.credentials.client_keys import KeySpec, KeyStore
 from shared.events import Event
+from shared.fleet.worker_status import WorkerState
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerState
+from shared.storage import redis_keys
 from tests.support.played_worker import (
     CATALOG,
     CATALOG_TIME,

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared import events, redis_keys
-from shared.client_keys import KeySpec, KeyStore, key_hash
+from shared import events
+from shared.credentials.client_keys import KeySpec, KeyStore, key_hash
+from shared.storage import redis_keys
 from tests.support.played_worker import CHAT, answer, emit, nothing_queued, take_job
 
 ADMIN = secrets.token_hex(32)

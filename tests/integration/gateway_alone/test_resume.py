@@ -14,9 +14,10 @@ from redis.asyncio import Redis
 
 from gateway.answers.job_handle import JobHandle
 from gateway.answers.stream_reads import StreamReads
-from shared import events, redis_client, redis_keys
+from shared import events
 from shared.jobs import CompletionJob
 from shared.settings import Settings
+from shared.storage import redis_client, redis_keys
 from shared.threads import Thread
 from tests.support.played_worker import CHAT, answer, emit, take_job
 

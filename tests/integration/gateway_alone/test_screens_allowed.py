@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.admin.screens import allowed
-from shared.worker_status import WorkerState
+from shared.fleet.worker_status import WorkerState
 from tests.support.played_worker import heartbeat
 
 ADMIN = secrets.token_hex(32)

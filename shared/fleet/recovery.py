@@ -28,9 +28,10 @@ from typing import cast
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from shared import events, job_queue, redis_keys
+from shared import events
 from shared.jobs import CompletionJob
 from shared.settings import Settings
+from shared.storage import job_queue, redis_keys
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""arq glue both sides share: the orjson serializer, enqueue-and-wake (connections: `shared.redis_client`)."""
+"""arq glue both sides share: the orjson serializer, enqueue-and-wake (connections: `shared.storage.redis_client`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from arq.constants import (
 )
 from arq.jobs import deserialize_job, serialize_job
 
-from shared import redis_keys
 from shared.jobs import MAX_ATTEMPTS, CompletionJob
+from shared.storage import redis_keys
 
 #: Name of the arq function a worker registers for completions.
 COMPLETE = "complete"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
-from gateway.answers.catalog_view import Catalog
+from gateway.fleet.catalog_view import Catalog
 from shared.arena.catalog import Model
 
 

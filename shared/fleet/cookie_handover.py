@@ -3,7 +3,7 @@
 `lmarena-bridge accounts import` pushes them on the worker's list (`redis_keys.worker_cookies`),
 sealed with AES-GCM under a key derived from the admin key and the worker's name: they are the
 account's sign-in, and whoever merely reads Redis must not get it (as with the screens'
-passwords, `shared.vnc`). The worker takes them while it runs, or once it has started, and
+passwords, `shared.credentials.vnc`). The worker takes them while it runs, or once it has started, and
 pushes what became of them on the import's own list (`redis_keys.cookie_import`), where the
 command waits. Imports nobody takes expire after `PENDING_TTL_S`.
 """
@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 #: How long an import waits for a worker that is not running.
 PENDING_TTL_S = 7 * 86400

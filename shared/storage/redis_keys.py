@@ -28,16 +28,16 @@ def worker_heartbeat(worker_id: str) -> str:
 
 def worker_jobs(worker_id: str) -> str:
     """Hash of the jobs one worker has claimed and not finished: arq job id → the queue it came
-    from. If the worker dies, the fleet finds its jobs here (see shared.recovery)."""
+    from. If the worker dies, the fleet finds its jobs here (see shared.fleet.recovery)."""
     return f"{PREFIX}:worker:{worker_id}:jobs"
 
 
-#: Held by the one process that watches the roster for dead workers (see shared.recovery).
+#: Held by the one process that watches the roster for dead workers (see shared.fleet.recovery).
 RECOVERY_WATCHER = f"{PREFIX}:recovery:watcher"
 
 
 def recovery_lock(worker_id: str) -> str:
-    """Held while one process saves the jobs of a dead worker (see shared.recovery)."""
+    """Held while one process saves the jobs of a dead worker (see shared.fleet.recovery)."""
     return f"{PREFIX}:worker:{worker_id}:recovery"
 
 
@@ -49,12 +49,12 @@ def worker_chats(worker_id: str) -> str:
 
 def worker_cookies(worker_id: str) -> str:
     """List of cookie imports waiting for one worker, each sealed with the admin key (see
-    shared.cookie_handover); the worker takes them while running, or at its next start."""
+    shared.fleet.cookie_handover); the worker takes them while running, or at its next start."""
     return f"{PREFIX}:worker:{worker_id}:cookies"
 
 
 def cookie_import(import_id: str) -> str:
-    """List the worker pushes what became of one cookie import to (see shared.cookie_handover)."""
+    """List the worker pushes what became of one cookie import to (see shared.fleet.cookie_handover)."""
     return f"{PREFIX}:cookies:{import_id}"
 
 
@@ -68,7 +68,7 @@ def catalog(digest: str) -> str:
 
 def catalog_ids(digest: str) -> str:
     """Set of the arena model ids of a catalog (every modality's): a worker claims only the
-    jobs whose models its catalog's set holds (see shared.job_queue.TAKES_LUA)."""
+    jobs whose models its catalog's set holds (see shared.storage.job_queue.TAKES_LUA)."""
     return f"{PREFIX}:catalog:{digest}:ids"
 
 
@@ -110,7 +110,7 @@ def image(digest: str) -> str:
 
 
 def conversation(fingerprint: str) -> str:
-    """JSON of the arena thread that answered a conversation (see gateway.answers.conversations)."""
+    """JSON of the arena thread that answered a conversation (see gateway.conversations.continuation)."""
     return f"{PREFIX}:conv:{fingerprint}"
 
 

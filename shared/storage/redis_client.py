@@ -147,7 +147,7 @@ def connect_blocking(settings: Settings) -> redis.Redis:
 async def arq_pool(settings: Settings, *, default_queue_name: str | None = None) -> ArqRedis:
     """arq's client, with the bridge's job (de)serializers, checked with a PING."""
     # Imported here: the arq glue imports the job schemas, which import the settings.
-    from shared import job_queue
+    from shared.storage import job_queue
 
     pool = connect(settings, ArqRedis)
     pool.job_serializer = job_queue.serialize

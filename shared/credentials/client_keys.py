@@ -22,7 +22,7 @@ from typing import Annotated, Literal, cast
 from pydantic import BaseModel, Field, PositiveInt, StringConstraints, field_validator
 from redis.asyncio import Redis
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 #: What every key starts with, so that people (and secret scanners) recognise one.
 KEY_PREFIX = "lmb-"

@@ -10,7 +10,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.answers.catalog_view import CatalogView
-from shared.worker_status import WorkerStatus, read_fleet
+from gateway.fleet.catalog_view import CatalogView
+from shared.fleet.worker_status import WorkerStatus, read_fleet
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
-from gateway.answers.transcript import Turn
-from shared import redis_keys, threads
+from gateway.conversations.transcript import Turn
+from shared import threads
 from shared.events import Event
+from shared.fleet.worker_status import WorkerStatus
 from shared.jobs import Action
+from shared.storage import redis_keys
 from shared.threads import Head, Remember, Thread
-from shared.worker_status import WorkerStatus
 
 log = logging.getLogger(__name__)
 

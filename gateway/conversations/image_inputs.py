@@ -7,7 +7,7 @@ which holds the arena account's cookies. A fetch is capped in size and time and,
 link-local or otherwise non-public address. The address checked is the one connected to, so a
 name cannot resolve one way for the check and another for the request.
 
-Bytes wait in Redis under the digest of their source (`shared.redis_keys.image`) for the worker that
+Bytes wait in Redis under the digest of their source (`shared.storage.redis_keys.image`) for the worker that
 uploads them to the arena, and stay while the conversation may need them again. What one client
 key keeps there is capped (`LMB_IMAGE_BYTES_PER_KEY`): each key's images are counted with the
 time they are held until, and a request that would hold more is a 429 until some expire.
@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 
 from gateway.access.key_limits import WINDOW_LUA
 from gateway.http import errors
-from shared import redis_keys
 from shared.jobs import ImageRef
 from shared.settings import Settings
+from shared.storage import redis_keys
 
 #: The largest image the arena takes; a larger one is a 413.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.answers.image_inputs import ImageSource
 from gateway.answers.tools.contract import call_block
 from gateway.answers.tools.definitions import ToolCall
+from gateway.conversations.image_inputs import ImageSource
 from gateway.http import errors
 
 #: The longest prompt the arena accepts, as measured by other bridges.

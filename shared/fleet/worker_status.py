@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
-from shared import redis_keys
+from shared.storage import redis_keys
 
 
 class WorkerState(StrEnum):
@@ -40,7 +40,8 @@ class WorkerStatus(BaseModel):
     busy: int = 0
     models: list[str] = Field(default_factory=list, description="Public names it can serve.")
     catalog: str | None = Field(
-        default=None, description="Digest of the catalog it serves (`shared.redis_keys.catalog`)."
+        default=None,
+        description="Digest of the catalog it serves (`shared.storage.redis_keys.catalog`).",
     )
     novnc_url: str | None = Field(
         default=None, description="Its noVNC (websockify) on a private address, for gateways only."
@@ -48,11 +49,11 @@ class WorkerStatus(BaseModel):
     vnc_salt: str | None = Field(
         default=None,
         description="Random per start; the VNC password derives from it and the admin key"
-        " (`shared.vnc.password`), so this status never holds a secret.",
+        " (`shared.credentials.vnc.password`), so this status never holds a secret.",
     )
     last_error: str | None = None
     reason: str | None = Field(
-        default=None, description="Why it is in its state, in one line (`shared.diagnosis`)."
+        default=None, description="Why it is in its state, in one line (`shared.fleet.diagnosis`)."
     )
     check: str | None = Field(
         default=None, description="The doctor check it fails, while it cannot serve for one."

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from shared import redis_keys
 from shared.settings import Settings
+from shared.storage import redis_keys
 
 #: Lua: `pacing(key, now, interval, per_window, per_day)` → ms until the account whose calls
 #: are `key` (a sorted set of call ids scored by their time, ms) may make a call at `now` (ms),

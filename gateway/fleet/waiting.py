@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from gateway.http.errors import ApiError
 from shared import events
 from shared.events import ErrorKind, Event
-from shared.worker_status import WorkerState, WorkerStatus
+from shared.fleet.worker_status import WorkerState, WorkerStatus
 
 S = WorkerState
 #: How a state that keeps an account from taking jobs is said.

@@ -1,10 +1,10 @@
 """Where a request stands in the queue: the accounts that could take it, its place, its wait.
 
-A job is taken only by an account whose catalog has its models (`shared.job_queue.TAKES_LUA`,
+A job is taken only by an account whose catalog has its models (`shared.storage.job_queue.TAKES_LUA`,
 which the workers' claim runs too), so its place counts only the jobs ahead of it that those
 accounts could take. When each account frees is read from the same pacing record the workers'
-claim reads (`shared.account_pacing`), in the same trip as the place, and from its worker's
-heartbeat (cooling, waiting for a person); `gateway.answers.waiting` turns that into an
+claim reads (`shared.fleet.account_pacing`), in the same trip as the place, and from its worker's
+heartbeat (cooling, waiting for a person); `gateway.fleet.waiting` turns that into an
 expected wait, the comments a streamed request gets, and the refusals.
 """
 
@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
-from gateway.answers import waiting
-from gateway.answers.catalog_view import CatalogView
-from gateway.answers.fleet_view import FleetView, describe_unready
+from gateway.fleet import waiting
+from gateway.fleet.catalog_view import CatalogView
+from gateway.fleet.heartbeats import FleetView, describe_unready
 from gateway.http import errors
-from shared import redis_keys
-from shared.account_pacing import PACING_LUA, Pace, paced_as
 from shared.events import Event
-from shared.job_queue import TAKES_LUA
+from shared.fleet.account_pacing import PACING_LUA, Pace, paced_as
+from shared.fleet.worker_status import WorkerStatus
 from shared.jobs import CompletionJob
 from shared.settings import Settings
-from shared.worker_status import WorkerStatus
+from shared.storage import redis_keys
+from shared.storage.job_queue import TAKES_LUA
 
 #: Waiting jobs a place is counted among (one Lua pass, on Redis's time).
 _READ_LIMIT = 1000

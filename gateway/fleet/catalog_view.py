@@ -15,9 +15,9 @@ import orjson
 from redis.asyncio import Redis
 
 from gateway.http import errors
-from shared import redis_keys
 from shared.arena.catalog import Model
-from shared.worker_status import WorkerStatus, read_fleet
+from shared.fleet.worker_status import WorkerStatus, read_fleet
+from shared.storage import redis_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def find_model(catalog: Catalog, name: str) -> Model:
 
 
 def parse_catalog(raw: bytes) -> Catalog:
-    """One catalog as a worker stored it under `shared.redis_keys.catalog`.
+    """One catalog as a worker stored it under `shared.storage.redis_keys.catalog`.
 
     Each model carries the arena id for each modality it is offered in (`Model.ids`).
     """
@@ -74,7 +74,7 @@ def union(catalogs: Iterable[Catalog]) -> Catalog | None:
 class CatalogView:
     """The live workers' catalogs, read again once older than `ttl_s`, however many requests ask.
 
-    The gateway keeps it fresh in the background (`gateway.answers.fleet_view.keep_fresh`) so that requests
+    The gateway keeps it fresh in the background (`gateway.fleet.heartbeats.keep_fresh`) so that requests
     do not wait for Redis; one that finds it stale reads it itself. A catalog never changes under
     its digest: each is fetched and parsed once.
     """

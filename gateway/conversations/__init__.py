@@ -1,0 +1,1 @@
+"""What a request sends: which arena thread it continues, the transcript of its turns, and the images it carries."""
