@@ -368,8 +368,10 @@ def run_all(settings: Settings) -> int:
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    # SIGTERM behaves as Ctrl-C: one clean way down.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM behaves as Ctrl-C: one clean way down. Ctrl-C's own handler is set too: a shell
+    # that starts `up` in the background of a script has it ignore SIGINT.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
     with contextlib.ExitStack() as stack:
         if redis_client.configured(settings):
             console.print(f"Redis: {redis_client.describe(settings)}")
