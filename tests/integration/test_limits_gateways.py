@@ -211,7 +211,8 @@ def test_metrics_show_requests_latency_tokens_fleet_and_arena_errors(bridge) -> 
     stack, urls = bridge
     key = make_key(urls["g1"])
     assert ask(urls["g1"], key, "measure me")
-    # One arena failure, and two refused reCAPTCHA tokens (the worker tries a second one).
+    # One arena failure, and a refused reCAPTCHA token (the worker's second one passes; two
+    # refused would flag the only account).
     stack.arena(
         "POST", "scenario", json={"failures": [{"kind": "server_500", "endpoint": "create"}]}
     )
@@ -220,10 +221,9 @@ def test_metrics_show_requests_latency_tokens_fleet_and_arena_errors(bridge) -> 
     stack.arena(
         "POST",
         "scenario",
-        json={"failures": [{"kind": "recaptcha_403", "endpoint": "create", "times": 2}]},
+        json={"failures": [{"kind": "recaptcha_403", "endpoint": "create", "times": 1}]},
     )
-    with pytest.raises(openai.APIStatusError):
-        ask(urls["g1"], key, "refused token")
+    assert ask(urls["g1"], key, "refused token once")
 
     seen = metrics(urls["g1"])
     route = "/chat/completions"  # the template within its API prefix (/v1, /api/v1)
@@ -241,8 +241,8 @@ def test_metrics_show_requests_latency_tokens_fleet_and_arena_errors(bridge) -> 
     assert value("lmb_workers", state="ready") + value("lmb_workers", state="busy") == 1
     assert ("lmb_queue_depth", frozenset({("queue", "shared")})) in seen
     assert value("lmb_arena_errors_total", kind="upstream") >= 1
-    assert value("lmb_arena_errors_total", kind="recaptcha") >= 2
-    assert value("lmb_recaptcha_failures_total") >= 2
+    assert value("lmb_arena_errors_total", kind="recaptcha") >= 1
+    assert value("lmb_recaptcha_failures_total") >= 1
     assert httpx.get(f"{urls['g2']}/metrics").status_code == 401
     ready = httpx.get(f"{urls['g2']}/readyz")
     assert ready.status_code == 200 and ready.json()["serving"] == 1

@@ -664,9 +664,17 @@ class Completion:
             if await self._hand_off(job, error):
                 return None
         elif isinstance(error, RecaptchaRejected):
-            # Refused before its first token: the client never hears of this account's flag.
-            if await self._requeue(job, "the arena refused this account's tokens"):
+            # Refused before its first token: the client never hears of this account's flag,
+            # unless no other account could answer it (it would wait for a person in vain).
+            if await self._pass_on(job, reason="the arena refused this account's tokens"):
                 return None
+            return [
+                events.error(
+                    "no_worker",
+                    f"no account can answer {job.model} now: the arena's security check "
+                    f"refused {self._id}, and no other account that has the model is serving",
+                )
+            ]
         elif isinstance(error, Challenge) or (isinstance(error, AuthRequired) and error.login_gate):
             # Nothing reached the client: the job waits for a worker that can serve it.
             self._on_blocked(error)
