@@ -94,7 +94,7 @@ def test_a_battle_answers_with_two_hidden_models_as_two_choices(
     assert [c.index for c in answer.choices] == [0, 1] and answer.model == "battle"
     assert all(c.model_extra["model"] is None for c in answer.choices)
     texts = [c.message.content for c in answer.choices]
-    assert all(t.startswith(f"Turn 1 of «{prompt}» (") and t.endswith(prompt) for t in texts)
+    assert all(t.startswith(f"Turn 1 of «{prompt}» (") and t.endswith(prompt) for t in texts), texts
     assert texts[0] != texts[1]  # two different models (the fake names its model in the text)
     (created,) = [
         r
