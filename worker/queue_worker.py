@@ -91,7 +91,7 @@ local claimed = {}
 local slots = tonumber(ARGV[2])
 local wait = 0
 if ARGV[12] == '1' then
-  wait = pacing(KEYS[4], redis_now(), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]))
+  wait = pacing(KEYS[4], clock(), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]))
   if wait > 0 then slots = 0 end
 end
 if slots > 0 then

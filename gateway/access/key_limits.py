@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.storage import redis_keys
+from shared.storage.lua import CLOCK_LUA
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,9 @@ _DAY_MS = 86_400_000
 
 #: Lua shared by the scripts that count in sliding windows (here and in `auth_throttle`): Redis's
 #: clock, and a window kept as a sorted set of ids scored by time.
-WINDOW_LUA = """
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+WINDOW_LUA = (
+    CLOCK_LUA
+    + """
 -- Milliseconds until the window (the last `span` ms) holds fewer than `limit`; 0 if it does.
 local function window_wait(key, limit, span, now)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
@@ -50,6 +49,7 @@ local function window_add(key, id, span, now)
   redis.call('PEXPIRE', key, span)
 end
 """
+)
 
 # KEYS: window, day, leases. ARGV: per minute, per day, at once (0: no limit), lease ms, id.
 # Returns {limit refused or "", milliseconds until it may pass}. When answers in progress are
@@ -95,13 +95,15 @@ return {'', 0}
 
 # KEYS: leases. ARGV: lease ms, id. Pushes the lease's expiry out (back in if it had lapsed:
 # the answer is still running, so it still counts).
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_RENEW = (
+    CLOCK_LUA
+    + """
+local now = clock()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

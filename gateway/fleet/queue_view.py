@@ -63,7 +63,7 @@ for _, arq_id in ipairs(due) do
   end
 end
 local looked = {(found or ARGV[2] == '') and before or -1, all}
-local now = redis_now()
+local now = clock()
 for i = 2, #KEYS do
   looked[#looked + 1] = pacing(KEYS[i], now, tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 end

@@ -21,17 +21,16 @@ from redis.asyncio import Redis
 
 from shared.settings import Settings
 from shared.storage import redis_keys
+from shared.storage.lua import CLOCK_LUA
 
 #: Lua: `pacing(key, now, interval, per_window, per_day)` → ms until the account whose calls
 #: are `key` (a sorted set of call ids scored by their time, ms) may make a call at `now` (ms),
 #: its calls in the last 15 minutes, its calls today; calls too old to count are dropped.
-#: `redis_now()` → Redis's clock, ms. Shared with the workers' claim (worker.queue_worker), so
+#: `clock()` → Redis's clock, ms. Shared with the workers' claim (worker.queue_worker), so
 #: that both judge an account alike.
-PACING_LUA = """
-local function redis_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+PACING_LUA = (
+    CLOCK_LUA
+    + """
 local function pacing(key, now, interval, per_window, per_day)
   local window_start = now - 900000
   local day_start = math.floor(now / 86400000) * 86400000
@@ -55,6 +54,7 @@ local function pacing(key, now, interval, per_window, per_day)
   return math.max(wait, 0), in_window, today
 end
 """
+)
 
 # KEYS: the account's calls. ARGV: min interval ms, per 15 minutes, per day, "take", "peek" or
 # "sent", a new call's id (take) or a call taken before (sent).
@@ -64,7 +64,7 @@ end
 _PACE = (
     PACING_LUA
     + """
-local now = redis_now()
+local now = clock()
 local interval, per_window, per_day = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if ARGV[4] == 'sent' and redis.call('ZSCORE', KEYS[1], ARGV[5]) then
   redis.call('ZADD', KEYS[1], 'XX', now, ARGV[5])
