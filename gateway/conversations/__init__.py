@@ -1,1 +1,2 @@
-"""What a request sends: which arena thread it continues, the transcript of its turns, and the images it carries."""
+"""What a request sends: which arena thread it continues, the transcript of its turns, and the
+images it carries."""

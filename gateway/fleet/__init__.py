@@ -1,1 +1,2 @@
-"""Who can serve a request: the catalog the live workers offer, their heartbeats, model aliases, and a queued request's wait for an account."""
+"""Who can serve a request: the catalog the live workers offer, their heartbeats, model aliases,
+and a queued request's wait for an account."""
