@@ -40,6 +40,13 @@ def accepted(worker_id: str, attempt: int) -> Event:
     return {"t": "accepted", "worker": worker_id, "attempt": attempt}
 
 
+def queued(attempt: int, queue: str) -> Event:
+    """The job is back on `queue` as attempt n, waiting again for an account: its last
+    attempt's worker put it back before any content (a check, a lost browser or worker, a rate
+    limit). Written as the attempt's entry `<n>-0`, before anything the attempt writes."""
+    return {"t": "queued", "attempt": attempt, "queue": queue}
+
+
 def session(worker_id: str, action: str, session_id: str, message_ids: dict[str, str]) -> Event:
     """Where the answer lives in the arena: its session and model message ids by side.
 

@@ -16,6 +16,7 @@ from arq.constants import (
 )
 from arq.jobs import deserialize_job, serialize_job
 
+from shared import events
 from shared.jobs import MAX_ATTEMPTS, CompletionJob
 from shared.storage import redis_keys
 
@@ -37,9 +38,21 @@ redis.call('zadd', KEYS[3], ARGV[3], ARGV[1])
 redis.call('psetex', KEYS[5], ARGV[4], ARGV[6])
 redis.call('lpush', KEYS[4], '1')
 redis.call('ltrim', KEYS[4], 0, ARGV[5] - 1)
+"""
+_NEW = b"if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end\n"
+_ENQUEUE = _NEW + _PUT + b"return 1\n"
+
+# A job's next attempt, told in its stream (`events.queued`) as the entry `<attempt>-0`: after
+# all its last attempt wrote, before all this one writes; a last attempt's late write is refused
+# (its id is below), and so is this one a second time. A stream new here lives as the job may.
+# KEYS: as _ENQUEUE's, then the job's events last. ARGV: as _ENQUEUE's, then the entry's id,
+# field and value last.
+_TELL = b"""
+redis.pcall('xadd', KEYS[#KEYS], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV])
+if redis.call('pttl', KEYS[#KEYS]) == -1 then redis.call('pexpire', KEYS[#KEYS], ARGV[4]) end
 return 1
 """
-_ENQUEUE = b"if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end\n" + _PUT
+_REQUEUE = _NEW + _PUT + _TELL
 
 # `waiting(queue, arq id, now ms, its in-progress key)`: the attempt is in the queue, due, and
 # claimed by nobody (a claim moves its score ahead, see worker.queue_worker).
@@ -50,11 +63,12 @@ local function waiting(queue, arq_id, now, running)
 end
 """
 
-# Retire one attempt (out of its queue, its arq keys gone), then enqueue the next as above
-# (already there: moved before, by someone else).
+# Retire one attempt (out of its queue, its arq keys gone), then enqueue and tell the next as
+# above (already there: moved before, by someone else).
 # With ARGV[8] set, only an attempt still waiting; else nothing happens and 0 is returned.
 # KEYS: the next attempt's job, result, queue, wake list, models; the old attempt's queue, job,
-# in-progress and retry keys. ARGV: as _ENQUEUE's, then the old attempt's id, only if waiting.
+# in-progress and retry keys; as _TELL's. ARGV: as _ENQUEUE's, then the old attempt's id, only
+# if waiting; as _TELL's.
 _MOVE = (
     _WAITING
     + b"""
@@ -64,6 +78,7 @@ redis.call('del', KEYS[7], KEYS[8], KEYS[9])
 if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 1 end
 """
     + _PUT
+    + _TELL
 )
 
 # Take an attempt nobody has claimed out of its queue, its arq keys gone; 0 if it was claimed.
@@ -123,7 +138,8 @@ async def requeue(
     retiring: tuple[str, str] | None = None,
     only_if_waiting: bool = False,
 ) -> bool:
-    """Put the job's next attempt on the shared queue, for any worker that can serve it.
+    """Put the job's next attempt on the shared queue, for any worker that can serve it, and
+    tell its stream (`events.queued`): a gateway relaying it waits for an account again.
 
     False if the job may not move again (out of attempts or of time: `timeout_s` after it was
     made). `retiring`: the arq id and queue of an attempt to retire at the same time (its worker
@@ -135,13 +151,16 @@ async def requeue(
         return False
     moved = job.model_copy(update={"attempt": job.attempt + 1})
     keys, args = _enqueue_args(moved, redis_keys.SHARED_QUEUE, remaining)
+    told = events.encode(events.queued(moved.attempt, redis_keys.SHARED_QUEUE))
+    tell_keys = [redis_keys.job_events(job.id)]
+    tell_args = [f"{moved.attempt}-0", events.FIELD, told[events.FIELD]]
     if retiring is None:
-        await pool.register_script(_ENQUEUE)(keys=keys, args=args)
+        await pool.register_script(_REQUEUE)(keys=[*keys, *tell_keys], args=[*args, *tell_args])
         return True
     old_id, old_queue = retiring
     moved_now = await pool.register_script(_MOVE)(
-        keys=[*keys, old_queue, *_attempt_keys(old_id)],
-        args=[*args, old_id, int(only_if_waiting)],
+        keys=[*keys, old_queue, *_attempt_keys(old_id), *tell_keys],
+        args=[*args, old_id, int(only_if_waiting), *tell_args],
     )
     return bool(moved_now)
 

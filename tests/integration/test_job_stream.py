@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio import Redis
 
 from shared import events
-from shared.storage import redis_keys
+from shared.jobs import CompletionJob
+from shared.storage import job_queue, redis_keys
 from worker.arena.completion import JobStream
 
 KEY = redis_keys.job_events("j")
@@ -74,3 +77,26 @@ async def test_after_entries_numbered_by_another_hand_redis_numbers_the_rest(
     late.follow((await redis.xrange(KEY))[-1][0].decode())
     await late.close(events.error("worker_lost", "the worker serving this request stopped"))
     assert [t for _, t in await entries(redis)] == ["text", "error", "done"]
+
+
+async def test_a_job_put_back_is_told_once_between_its_attempts(redis: Redis) -> None:
+    job = CompletionJob(id="j", model="m", model_id="x", prompt="p", created_at=time.time())
+    before = stream(redis)
+    await before.add([events.accepted("w1", 0)])
+    assert await job_queue.requeue(redis, job, timeout_s=60)
+    await before.add([events.text("a", "late")])  # put back: what it writes now is refused
+    await job_queue.requeue(redis, job, timeout_s=60)  # sent again, its reply lost
+    after = stream(redis, 1)
+    after.follow((await redis.xrange(KEY))[-1][0].decode())
+    await after.add([events.accepted("w2", 1)])
+    assert await entries(redis) == [("0-1", "accepted"), ("1-0", "queued"), ("1-1", "accepted")]
+    assert events.decode((await redis.xrange(KEY))[1][1]) == events.queued(
+        1, redis_keys.SHARED_QUEUE
+    )
+
+
+async def test_a_stream_begun_by_a_job_put_back_lives_while_the_job_may(redis: Redis) -> None:
+    job = CompletionJob(id="j", model="m", model_id="x", prompt="p", created_at=time.time())
+    assert await job_queue.requeue(redis, job, timeout_s=60)
+    assert await entries(redis) == [("1-0", "queued")]
+    assert 55 < await redis.ttl(KEY) <= 60
