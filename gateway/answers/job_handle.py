@@ -87,9 +87,11 @@ class JobHandle:
     """One job: submitted once (or attached to again), its events read in order, cancelled
     unless it finished.
 
-    A job it submits waits in its queue for an account with room for up to `queue_wait_s`
-    (`LMB_QUEUE_MAX_WAIT_SECONDS`); then it is taken out of the queue, and its stream ends with
-    why (`QueueView.refusal`: a 429 while the accounts are paced, a 503 when they cannot serve).
+    A job waits in its queue for an account with room for up to `queue_wait_s`
+    (`LMB_QUEUE_MAX_WAIT_SECONDS`): once submitted, and again each time a worker puts it back
+    before any content (`events.queued`); then it is taken out of the queue, and its stream ends
+    with why (`QueueView.refusal`: a 429 while the accounts are paced, a 503 when they cannot
+    serve).
     """
 
     def __init__(
@@ -112,12 +114,12 @@ class JobHandle:
         self._observe = observe
         self._queue = queue
         self._queue_wait_s = queue_wait_s
-        #: Called with the seconds a job it submitted waited before a worker took it.
+        #: Called with the seconds the job waited each time before a worker took it.
         self._on_taken = on_taken
         #: When a job no worker has taken yet leaves the queue.
         self._queue_deadline = float("inf")
-        self._submitted_at = 0.0
-        #: The attempt (arq id) and queue the job it submitted waits in, until a worker takes it.
+        self._waiting_since = 0.0
+        #: The attempt (arq id) and queue the job waits in, until a worker takes it.
         self.waiting: tuple[str, str] | None = None
         #: Seconds it was expected to wait there, as it was queued.
         self.expected_wait_s = 0.0
@@ -139,11 +141,9 @@ class JobHandle:
         # A post or retry goes to the worker whose account holds the arena session.
         thread = self.job.thread
         name = redis_keys.SHARED_QUEUE if thread is None else redis_keys.worker_queue(thread.worker)
-        self._submitted_at = time.monotonic()
+        self._wait(self.job.attempt, name)
         if thread is not None:
-            self._owner_deadline = self._submitted_at + self._owner_wait_s
-        self._queue_deadline = self._submitted_at + self._queue_wait_s
-        self.waiting = (redis_keys.arq_job_id(self.job.id, self.job.attempt), name)
+            self._owner_deadline = self._waiting_since + self._owner_wait_s
         await job_queue.enqueue(self._pool, self.job, name, expires_s=self._timeout_s)
 
     def attach(self) -> None:
@@ -220,6 +220,10 @@ class JobHandle:
                 self._attempts = max(self._attempts, event["attempt"])
                 self._worker = event["worker"]
                 self._taken()
+            elif event["t"] == "queued" and event["attempt"] > self._attempts:
+                # Put back before any content (not by this handle): it waits again, from now.
+                self._worker = None
+                self._wait(event["attempt"], event["queue"])
             elif event["t"] in ("done", "error"):
                 # An error ends the answer as surely as `done`: nothing after it is shown.
                 self.finished = True
@@ -237,13 +241,22 @@ class JobHandle:
             self._observe([entry.event for entry in batch])
         return batch
 
+    def _wait(self, attempt: int, queue: str, *, anew: bool = True) -> None:
+        """The job's `attempt` waits in `queue`: for `queue_wait_s` from now if `anew`, else
+        (moved while it waited) to the same deadline."""
+        self._attempts = max(self._attempts, attempt)
+        self.waiting = (redis_keys.arq_job_id(self.job.id, attempt), queue)
+        if anew:
+            self._waiting_since = time.monotonic()
+            self._queue_deadline = self._waiting_since + self._queue_wait_s
+
     def _taken(self) -> None:
         """A worker took the job: it waits no longer."""
         self._owner_deadline = self._queue_deadline = float("inf")
         if self.waiting is not None:
             self.waiting = None
             if self._on_taken is not None:
-                self._on_taken(time.monotonic() - self._submitted_at)
+                self._on_taken(time.monotonic() - self._waiting_since)
 
     async def _end(self, event: Event) -> None:
         """End the job's stream with `event`; the next read relays it (on any gateway)."""
@@ -271,7 +284,7 @@ class JobHandle:
         arq_id, queue = self.waiting
         with contextlib.suppress(RedisError, OSError):  # the next read tries again
             if await job_queue.withdraw(self._pool, arq_id, queue):  # else taken just now
-                await self._end(await self._queue.refusal(self.job))
+                await self._end(await self._queue.refusal(self.job, queue))
                 log.info("job %s: no account took it in time", self.job.id)
             return
         self._queue_deadline = time.monotonic()
@@ -296,10 +309,7 @@ class JobHandle:
                 retiring=(attempt, redis_keys.worker_queue(thread.worker)),
                 only_if_waiting=True,
             ):
-                self.waiting = (
-                    redis_keys.arq_job_id(self.job.id, self.job.attempt + 1),
-                    redis_keys.SHARED_QUEUE,
-                )
+                self._wait(self.job.attempt + 1, redis_keys.SHARED_QUEUE, anew=False)
                 log.info(
                     "job %s: its conversation's worker is busy; any worker takes it", self.job.id
                 )

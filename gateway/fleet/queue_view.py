@@ -149,10 +149,11 @@ class QueueView:
             )
         return waiting.progress(place.before + 1, place.waiting, expected)
 
-    async def refusal(self, job: CompletionJob) -> Event:
-        """The error that ends a job no account took within `LMB_QUEUE_MAX_WAIT_SECONDS`."""
+    async def refusal(self, job: CompletionJob, queue: str) -> Event:
+        """The error that ends a job no account took within `LMB_QUEUE_MAX_WAIT_SECONDS` in
+        `queue`."""
         holders = self._holders(await self._fleet.statuses(), job)
-        outlook = await self._look(job, holders, _queue_of(job), None)
+        outlook = await self._look(job, holders, queue, None)
         refused = waiting.refusal(job.model, outlook.accounts, max_wait_s=self._max_wait_s)
         assert refused is not None  # with no wait expected, there is always a reason
         return refused.event()
@@ -189,7 +190,8 @@ class QueueView:
         jobs `holders` could take, and when each of them frees.
 
         A conversation's next turn waits for the account that holds its thread while that one
-        can take it in time; else any account takes it (see `JobHandle`), as a new session.
+        can take it in time; else any account takes it (see `JobHandle`), as a new session. On
+        the shared queue (moved there), any account takes it.
         """
         paced = self._pace.bounded
         looked = await self._look_script(
@@ -217,7 +219,7 @@ class QueueView:
             waiting.account(status, now, paced_s=wait_s)
             for status, wait_s in zip(holders, paced_s, strict=True)
         ]
-        thread = job.thread
+        thread = job.thread if queue == _queue_of(job) else None
         owner = next((a for a in accounts if thread and a.worker == thread.worker), None)
         if owner is not None and owner.free_in is not None and owner.free_in <= self._max_wait_s:
             accounts = [owner]

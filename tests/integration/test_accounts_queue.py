@@ -366,3 +366,26 @@ def test_each_request_goes_to_an_account_that_has_its_model(tmp_path: Path) -> N
             .message.content
             == stack.arena_streams(still)[0]["text"]["a"]
         )
+
+
+# --- a request its only account put back: a Cloudflare check ---
+
+
+def test_a_request_put_back_at_a_check_with_no_other_account_is_a_503_within_the_wait(
+    tmp_path: Path,
+) -> None:
+    max_wait_s = 3.0
+    with running(tmp_path, "solo", LMB_QUEUE_MAX_WAIT_SECONDS=str(max_wait_s)) as stack:
+        # Ready as the request is admitted; the arena answers its call with the check.
+        stack.arena("POST", "scenario", json={"cloudflare": True})
+        started = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as caught:
+            stack.openai(timeout=30).chat.completions.create(
+                model=CHAT, messages=[{"role": "user", "content": unique("checked")}]
+            )
+        took = time.monotonic() - started
+        assert caught.value.status_code == 503 and caught.value.body["code"] == "no_worker"
+        assert "1 waiting for a person" in caught.value.body["message"]
+        assert stack.worker_status("solo").state.value == "challenge"
+        # The queue's wait from when it was put back, not the job's timeout (900 s).
+        assert max_wait_s <= took < max_wait_s + 10

@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from arq.jobs import Job
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from gateway.http.app import create_app
 from gateway.http.server import config
@@ -101,6 +102,22 @@ async def emit(redis: Redis, job_id: str, *items: Event) -> None:
         for item in items:
             pipe.xadd(redis_keys.job_events(job_id), events.encode(item))
         await pipe.execute()
+
+
+async def write(redis: Redis, job: CompletionJob, first: int, *items: Event) -> bool:
+    """Append events as the job's attempt writes them (`worker.arena.completion.JobStream`): as
+    the entries `<attempt>-<first>` on. False if the stream refused them, an entry with a higher
+    id being there (the job went back on the queue as a later attempt)."""
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for n, item in enumerate(items):
+                entry_id = f"{job.attempt}-{first + n}"
+                pipe.xadd(redis_keys.job_events(job.id), events.encode(item), id=entry_id)
+            await pipe.execute()
+    except ResponseError as exc:
+        assert "equal or smaller" in str(exc)
+        return False
+    return True
 
 
 def outputs(entry: dict) -> dict:
