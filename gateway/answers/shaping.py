@@ -91,8 +91,12 @@ class Shaper:
     def feed(self, batch: Iterable[Event]) -> list[Event]:
         out: list[Event] = []
         for event in batch:
-            if self.ended or self.retry is not None:
+            if self.retry is not None:
                 break
+            if self.ended:
+                if event.get("side") == "b":
+                    out.append(event)  # a battle's side b answers on after side a's end
+                continue
             kind = event["t"]
             if kind == "session":
                 self.session = event

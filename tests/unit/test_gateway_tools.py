@@ -259,6 +259,26 @@ def test_max_tokens_cuts_the_text_at_four_characters_a_token() -> None:
     assert out == ["abcdefgh", "ijkl", ("finish", "length", None)] and shaper.cut
 
 
+def test_a_battles_side_b_answers_on_after_side_a_finished() -> None:
+    shaper = Shaper(Rules())
+    battle = [
+        events.text("a", "left"),
+        events.text("b", "right "),
+        events.finish("a", "stop"),
+        events.text("a", "after its end"),
+        events.text("b", "goes on"),
+        events.finish("b", "stop"),
+    ]
+    out = shaper.feed(battle)
+    assert [(e["side"], e.get("text", e["t"])) for e in out] == [
+        ("a", "left"),
+        ("b", "right "),
+        ("a", "finish"),
+        ("b", "goes on"),
+        ("b", "finish"),
+    ]
+
+
 def test_an_answer_that_ends_in_calls_finishes_with_tool_calls() -> None:
     out, shaper = shape(Rules(ToolUse([READ])), "Reading.\n", block("read", path="a"))
     assert out == ["Reading.\n", ("read", {"path": "a"}), ("finish", "tool-calls", None)]
