@@ -6,6 +6,9 @@ its length and randomness, and the sign-in throttle. Checked when a gateway or w
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 #: 32 characters: 128 bits as hex (`openssl rand -hex 16`), more in any richer alphabet.
 MIN_LENGTH = 32
 #: Distinct characters below this say the key was typed, not drawn (`aaaa…`, `0101…`).
@@ -34,3 +37,9 @@ def problem(key: str | None) -> str | None:
     return (
         None if why is None else f"LMB_ADMIN_KEY is too weak to guard the admin page: {why}. {HOW}"
     )
+
+
+def derived(key: str, *context: str) -> bytes:
+    """A secret for one use, named by `context`, derived from the admin key (HMAC-SHA256): what
+    the workers' screens and the imported cookies are locked with, so that Redis holds neither."""
+    return hmac.new(key.encode(), "\0".join(context).encode(), hashlib.sha256).digest()

@@ -8,9 +8,9 @@ for the viewer it serves behind admin authentication; whoever merely reads Redis
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import secrets
+
+from shared.credentials.admin_key import derived
 
 #: VNC authentication (DES) uses the first 8 characters of a password and ignores the rest.
 _LENGTH = 8
@@ -21,7 +21,5 @@ def new_salt() -> str:
 
 
 def password(admin_key: str, worker_id: str, salt: str) -> str:
-    digest = hmac.new(
-        admin_key.encode(), f"vnc\0{worker_id}\0{salt}".encode(), hashlib.sha256
-    ).digest()
+    digest = derived(admin_key, "vnc", worker_id, salt)
     return base64.urlsafe_b64encode(digest).decode()[:_LENGTH]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import secrets
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
@@ -24,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
+from shared.credentials.admin_key import derived
 from shared.storage import redis_keys
 
 #: How long an import waits for a worker that is not running.
@@ -58,8 +57,7 @@ class Outcome:
 
 
 def _cipher(admin_key: str, worker_id: str) -> AESGCM:
-    key = hmac.new(admin_key.encode(), f"cookies\0{worker_id}".encode(), hashlib.sha256).digest()
-    return AESGCM(key)
+    return AESGCM(derived(admin_key, "cookies", worker_id))
 
 
 def seal(admin_key: str, worker_id: str, cookies: Cookies) -> bytes:

@@ -22,13 +22,6 @@ class RedisOutage:
         self._since: float | None = None
         self._tries = 0
 
-    @property
-    def lasted(self) -> float:
-        """Seconds since Redis first failed this operation (0 if it has not)."""
-        if self._since is None:
-            return 0.0
-        return asyncio.get_running_loop().time() - self._since
-
     async def wait(self, error: BaseException) -> None:
         """Sleep before the next try; raise `error` once the outage has lasted too long."""
         now = asyncio.get_running_loop().time()
