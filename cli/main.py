@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli import account_commands, key_commands
 from shared import logs
@@ -127,3 +129,16 @@ def doctor(
         typer.echo(problem, err=True)
         raise typer.Exit(2)
     raise typer.Exit(run_doctor(settings, profile=profile, as_json=as_json, chat=chat))
+
+
+def main() -> None:
+    """The command line. A Redis that does not answer is said in a line, not a traceback."""
+    try:
+        app()
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        typer.echo(
+            f"The bridge's Redis did not answer: {exc}. Check LMB_REDIS_URL or "
+            "LMB_REDIS_SENTINELS (and LMB_REDIS_PASSWORD), and that Redis runs.",
+            err=True,
+        )
+        raise SystemExit(1) from None

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from shared.credentials.client_keys import KeyStore, key_hash
-from tests.support.procs import ROOT
+from tests.integration.test_accounts_cli import extension_export
+from tests.support.procs import ROOT, free_port
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -105,3 +108,19 @@ def test_the_bridge_will_not_listen_beyond_loopback_without_an_admin_key(
     )
     assert refused.returncode == 2
     assert "LMB_ADMIN_KEY" in refused.stderr and "0.0.0.0" in refused.stderr
+
+
+def test_a_redis_that_does_not_answer_is_said_in_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    cookies = tmp_path / "cookies.json"
+    cookies.write_text(extension_export("alice"))  # a signed-in session on 127.0.0.1
+    env = {
+        "LMB_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "LMB_ARENA_URL": "http://127.0.0.1:9",
+        "LMB_ADMIN_KEY": secrets.token_hex(16),
+    }
+    for args in (("keys", "list"), ("accounts", "import", str(cookies), "--worker", "worker-1")):
+        refused = cli(*args, env=env)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith("The bridge's Redis did not answer: ")
+        assert f"127.0.0.1:{port}" in refused.stderr and "Traceback" not in refused.stderr
